@@ -1,0 +1,296 @@
+"""The public entry point: an :class:`Archive` ingests videos and answers searches.
+
+It wires the three layers together — ``indexer`` (decode, encode, prune) writes into
+``store`` (catalog, feature files, FAISS), which ``query`` reads — and owns the encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import __version__
+from .errors import EncoderMismatchError, QueryError, VideoError
+from .indexer.discover import discover_videos, file_digest
+from .indexer.pipeline import IngestConfig, extract_features
+from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
+from .query.moments import Moment
+from .query.search import search_moments
+from .store.archive_store import ArchiveStore
+from .store.catalog import VideoRecord
+
+__all__ = ["Archive", "ArchiveInfo", "IngestProgress", "IngestReport", "FailedFile",
+           "SkippedFile", "default_archive_path"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_archive_path() -> Path:
+    """``$VIDSEEK_ARCHIVE`` if set, else ``./vidseek-archive``."""
+    return Path(os.environ.get("VIDSEEK_ARCHIVE") or "vidseek-archive")
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """Reported to an ingest ``progress`` callback."""
+
+    path: Path
+    file_index: int  # 0-based position of this file in the run
+    file_count: int
+    stage: str  # "start", "frames", "indexed", "skipped" or "failed"
+    seconds_done: float = 0.0  # video time decoded and encoded so far
+    duration: float = 0.0  # declared duration of the video (0 when unknown)
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    path: Path
+    error: str
+
+
+@dataclass
+class IngestReport:
+    """What one :meth:`Archive.ingest` call did."""
+
+    indexed: list[VideoRecord] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    failed: list[FailedFile] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def video_seconds(self) -> float:
+        return sum(v.duration for v in self.indexed)
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    path: Path
+    encoder: str
+    encoder_fingerprint: str
+    embed_dim: int
+    videos: int
+    hours: float
+    frames: int
+    index_kind: str
+    disk_bytes: int
+    fps: float
+    prune_threshold: float
+
+
+class Archive:
+    """An archive directory opened for ingest and search.
+
+    >>> archive = Archive.open("my-archive", model="openai/clip-vit-base-patch32")
+    >>> archive.ingest(["footage/"])                                      # doctest: +SKIP
+    >>> archive.search("a dog catches a frisbee", top_k=5)                # doctest: +SKIP
+    """
+
+    def __init__(self, store: ArchiveStore, model: str, config: IngestConfig,
+                 device: str | None, encoder: FrameEncoder | None = None) -> None:
+        self.store = store
+        self.config = config
+        self._model = model
+        self._device = device
+        self._encoder = encoder
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, model: str | os.PathLike | None = None, *,
+             device: str | None = None, config: IngestConfig | None = None,
+             create: bool = True, ivf_threshold: int = 200_000) -> "Archive":
+        """Open (or create) an archive.
+
+        ``model`` is a CLIP/SigLIP hub id or local directory. A new archive adopts it (default
+        :data:`~vidseek.models.encoder.DEFAULT_MODEL`); an existing one uses its own and raises
+        :class:`~vidseek.errors.EncoderMismatchError` if ``model`` is a different encoder.
+        ``config`` sets the ingest defaults of a new archive; an existing one keeps its own.
+        """
+        store = ArchiveStore(path if path is not None else default_archive_path(),
+                             create=create, ivf_threshold=ivf_threshold)
+        manifest = store.manifest
+        if manifest is None:
+            config = config or IngestConfig()
+            archive = cls(store, str(model or DEFAULT_MODEL), config, device)
+            return archive
+        settings = manifest["ingest"]
+        config = config or IngestConfig(fps=settings["fps"], prune_threshold=settings["prune_threshold"])
+        archive = cls(store, manifest["encoder"]["name"], config, device)
+        if model is not None:
+            archive._model = str(model)
+            archive._load_encoder()  # verifies the fingerprint against the manifest
+        return archive
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- encoder ----------------------------------------------------------------
+    @property
+    def encoder(self) -> FrameEncoder:
+        """The archive's encoder, loaded on first use."""
+        if self._encoder is None:
+            self._load_encoder()
+        return self._encoder  # type: ignore[return-value]
+
+    def _load_encoder(self) -> None:
+        encoder = FrameEncoder.load(self._model, device=self._device)
+        manifest = self.store.manifest
+        if manifest is None:
+            self.store.set_manifest({
+                "encoder": encoder.info.to_dict(),
+                "ingest": {"fps": self.config.fps, "prune_threshold": self.config.prune_threshold},
+                "vidseek_version": __version__,
+                "created": time.time(),
+            })
+        else:
+            built_with = EncoderInfo.from_dict(manifest["encoder"])
+            if built_with.fingerprint != encoder.info.fingerprint:
+                raise EncoderMismatchError(
+                    f"{self.store.root}: archive was built with encoder {built_with.name!r} "
+                    f"(fingerprint {built_with.fingerprint}), not {encoder.info.name!r} "
+                    f"(fingerprint {encoder.info.fingerprint}); use a new archive for another encoder")
+        self._encoder = encoder
+
+    # -- ingest -----------------------------------------------------------------
+    def ingest(self, paths: Iterable[str | os.PathLike], *, recursive: bool = True,
+               progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+        """Index every video under ``paths`` (files or folders).
+
+        Unusable files are reported in ``report.failed`` and skipped; the archive is never
+        left holding part of a video. Unchanged files already indexed are skipped.
+        """
+        started = time.perf_counter()
+        report = IngestReport()
+        files = discover_videos(paths, recursive=recursive)
+        notify = progress or (lambda event: None)
+        for n, path in enumerate(files):
+            notify(IngestProgress(path, n, len(files), "start"))
+            try:
+                outcome = self._ingest_file(path, n, len(files), notify)
+            except VideoError as exc:
+                logger.warning("%s", exc)
+                report.failed.append(FailedFile(path, str(exc)))
+                notify(IngestProgress(path, n, len(files), "failed"))
+                continue
+            if isinstance(outcome, SkippedFile):
+                report.skipped.append(outcome)
+                notify(IngestProgress(path, n, len(files), "skipped"))
+            else:
+                report.indexed.append(outcome)
+                notify(IngestProgress(path, n, len(files), "indexed", outcome.duration, outcome.duration))
+        self.store.collect_garbage()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _ingest_file(self, path: Path, n: int, count: int,
+                     notify: Callable[[IngestProgress], None]) -> VideoRecord | SkippedFile:
+        from .indexer.decode import probe_video
+
+        info = probe_video(path)  # fails fast on empty / non-video files
+        digest = file_digest(path)
+        existing = self.store.catalog.video_by_path(str(path))
+        if (existing is not None and existing.content_hash == digest
+                and existing.fps == self.config.fps):
+            return SkippedFile(path, "unchanged since it was indexed")
+        encoder = self.encoder
+        t0 = time.perf_counter()
+        features, sampler = extract_features(
+            path, encoder, self.config,
+            on_progress=lambda done: notify(
+                IngestProgress(path, n, count, "frames", done, info.duration)))
+        fields = dict(
+            path=str(path), name=path.name, content_hash=digest, size_bytes=path.stat().st_size,
+            duration=sampler.duration, fps=self.config.fps, native_fps=info.native_fps,
+            width=info.width, height=info.height, codec=info.codec, frames=len(features.times),
+            kept_fraction=features.dense.kept_fraction, status="indexed", indexed_at=time.time(),
+            ingest_seconds=time.perf_counter() - t0,
+        )
+        record = self.store.commit_video(fields, features, replace=existing)
+        logger.info("indexed %s: %d frames, %.1fs, %.0f%% dense tokens kept", path,
+                    record.frames, record.duration, 100 * record.kept_fraction)
+        return record
+
+    # -- search -----------------------------------------------------------------
+    def search(self, text: str | None = None, *, image: str | os.PathLike | Image.Image | np.ndarray | None = None,
+               top_k: int = 10, video: str | None = None) -> list[Moment]:
+        """Find the moments that best match ``text`` or ``image`` (exactly one of them).
+
+        ``video`` limits the search to one video (file name, path or id).
+        """
+        if (text is None) == (image is None):
+            raise QueryError("give exactly one of a text query or an image")
+        if top_k < 1:
+            raise QueryError(f"top_k must be at least 1, got {top_k}")
+        videos = self._resolve_videos(video) if video is not None else None
+        if self.store.manifest is None:
+            return []
+        query = self.embed_query(text=text, image=image)
+        return search_moments(self.store, query, top_k=top_k, videos=videos)
+
+    def embed_query(self, text: str | None = None,
+                    image: str | os.PathLike | Image.Image | np.ndarray | None = None) -> np.ndarray:
+        """The normalised query vector for a text or an image."""
+        if text is not None:
+            if not text.strip():
+                raise QueryError("the text query is empty")
+            return self.encoder.encode_text([text])[0]
+        if isinstance(image, (str, os.PathLike)):
+            try:
+                with Image.open(image) as opened:
+                    image = opened.convert("RGB")
+            except (OSError, ValueError) as exc:
+                raise QueryError(f"{image}: cannot read the query image: {exc}") from exc
+        return self.encoder.encode_images([image])[0]
+
+    def _resolve_videos(self, video: str) -> list[VideoRecord]:
+        found = self.store.catalog.find_videos(video)
+        if not found:
+            found = self.store.catalog.find_videos(str(Path(video).expanduser().resolve()))
+        if not found:
+            raise QueryError(f"no indexed video named {video!r}")
+        return found
+
+    # -- catalog ----------------------------------------------------------------
+    def videos(self) -> list[VideoRecord]:
+        return self.store.catalog.videos()
+
+    def remove(self, video: str) -> list[VideoRecord]:
+        """Remove a video (file name, path or id) from the archive; returns what was removed."""
+        removed = self._resolve_videos(video)
+        for record in removed:
+            self.store.delete_video(record)
+        return removed
+
+    def info(self) -> ArchiveInfo:
+        manifest = self.store.manifest or {}
+        encoder = manifest.get("encoder", {})
+        totals = self.store.catalog.totals()
+        disk = sum(p.stat().st_size for p in self.store.root.rglob("*") if p.is_file())
+        index_kind = self.store.refresh_index().kind if manifest else "none"
+        return ArchiveInfo(
+            path=self.store.root.absolute(), encoder=encoder.get("name", self._model),
+            encoder_fingerprint=encoder.get("fingerprint", ""), embed_dim=encoder.get("embed_dim", 0),
+            videos=int(totals["videos"]), hours=totals["seconds"] / 3600, frames=int(totals["frames"]),
+            index_kind=index_kind, disk_bytes=disk, fps=self.config.fps,
+            prune_threshold=self.config.prune_threshold)

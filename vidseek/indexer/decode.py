@@ -1,0 +1,227 @@
+"""Streaming video decoding with PyAV.
+
+Frames are sampled at a target rate by *presentation time* (the stream's pts), never by
+counting frames, so variable-frame-rate files get correct timestamps. Only the sampled
+frames are converted to RGB and resized; the file is never held in memory.
+
+Partial-decode policy: iterating a :class:`FrameSampler` yields every batch that decoded and then
+raises :class:`~vidseek.errors.CorruptVideoError` (or its subclass
+:class:`~vidseek.errors.TruncatedVideoError` when the stream stops well short of the
+duration the container declares). Callers decide what to do with the partial frames;
+ingest rejects the whole file so the archive never holds half a video.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+from PIL import Image
+
+from ..errors import CorruptVideoError, EmptyFileError, NotAVideoError, TruncatedVideoError
+
+__all__ = ["VideoInfo", "FrameBatch", "FrameSampler", "probe_video", "read_frame"]
+
+logger = logging.getLogger(__name__)
+
+# A stream whose last frame ends this far before the declared duration is truncated.
+_TRUNCATION_TOLERANCE_S = 1.0
+_TRUNCATION_TOLERANCE_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video's first video stream."""
+
+    path: Path
+    duration: float  # seconds, as declared by the container (0.0 when unknown)
+    width: int
+    height: int
+    codec: str
+    native_fps: float  # average frame rate (0.0 when unknown)
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Consecutive sampled frames: ``pixels[i]`` was shown at ``times[i]`` seconds."""
+
+    times: np.ndarray  # float64 [B], seconds from the start of the stream
+    pixels: np.ndarray  # uint8 [B, H, W, 3], RGB
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise NotAVideoError(path, "file does not exist")
+    if path.is_dir():
+        raise NotAVideoError(path, "is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise EmptyFileError(path, "file is empty (0 bytes)")
+    try:
+        container = av.open(str(path), mode="r")
+    except av.error.FFmpegError as exc:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+        if head[4:8] == b"ftyp":
+            raise CorruptVideoError(
+                path, f"MP4/MOV header found but the file cannot be read (truncated or damaged?): {exc}"
+            ) from exc
+        raise NotAVideoError(path, f"not a video FFmpeg can read: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise NotAVideoError(path, "contains no video stream")
+    return container
+
+
+def _declared_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Read a video's header: duration, size, codec, frame rate. Decodes nothing."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        return VideoInfo(
+            path=path,
+            duration=_declared_duration(container, stream),
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            codec=stream.codec_context.name,
+            native_fps=float(rate) if rate else 0.0,
+        )
+    finally:
+        container.close()
+
+
+def _frame_time(frame: av.VideoFrame, start: Fraction, fallback: float) -> float:
+    if frame.pts is None or frame.time_base is None:
+        return fallback
+    return float(frame.pts * frame.time_base - start)
+
+
+class FrameSampler:
+    """Decode a video and yield RGB frames sampled every ``1/fps`` seconds, in batches.
+
+    For each target time ``k/fps`` the first frame shown at or after it is taken, so a
+    sampled frame's timestamp is its true presentation time. ``size`` is (width, height)
+    of the returned pixels: frames are resized (not cropped) so the whole picture is kept.
+    After iteration, ``frames_decoded`` and ``duration`` (end of the last decoded frame,
+    seconds) describe what was read.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float = 1.0,
+        size: tuple[int, int] = (224, 224),
+        batch_size: int = 16,
+    ) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.path = Path(path)
+        self.fps = fps
+        self.size = size
+        self.batch_size = batch_size
+        self.frames_decoded = 0
+        self.duration = 0.0
+
+    def __iter__(self) -> Iterator[FrameBatch]:
+        path, fps = self.path, self.fps
+        width, height = self.size
+        container = _open(path)
+        self.frames_decoded = 0
+        times: list[float] = []
+        pixels: list[np.ndarray] = []
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            start = Fraction(0)
+            if stream.start_time is not None and stream.time_base is not None:
+                start = stream.start_time * stream.time_base
+            rate = float(stream.average_rate or stream.guessed_rate or 25)
+            declared = _declared_duration(container, stream)
+            next_target = 0.0
+            last_time = -math.inf
+            try:
+                for frame in container.decode(stream):
+                    fallback = last_time + 1.0 / rate if self.frames_decoded else 0.0
+                    t = _frame_time(frame, start, fallback)
+                    self.frames_decoded += 1
+                    if t <= last_time:  # duplicate or out-of-order pts: keep time monotonic
+                        t = last_time + 1e-6
+                    last_time = t
+                    self.duration = max(t, 0.0) + 1.0 / rate
+                    if t + 1e-6 < next_target:
+                        continue
+                    times.append(max(t, 0.0))
+                    pixels.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
+                    next_target = (math.floor(t * fps + 1e-6) + 1) / fps
+                    if len(times) == self.batch_size:
+                        yield FrameBatch(np.asarray(times), np.stack(pixels))
+                        times, pixels = [], []
+            except av.error.FFmpegError as exc:
+                if times:
+                    yield FrameBatch(np.asarray(times), np.stack(pixels))
+                raise CorruptVideoError(
+                    path,
+                    f"decoding failed after {self.frames_decoded} frames: {exc}",
+                    frames_decoded=self.frames_decoded,
+                ) from exc
+            if times:
+                yield FrameBatch(np.asarray(times), np.stack(pixels))
+            if self.frames_decoded == 0:
+                raise CorruptVideoError(path, "no frame could be decoded", frames_decoded=0)
+            tolerance = max(_TRUNCATION_TOLERANCE_S, _TRUNCATION_TOLERANCE_FRACTION * declared)
+            if declared > 0 and self.duration < declared - tolerance:
+                raise TruncatedVideoError(
+                    path,
+                    f"stream ends at {self.duration:.2f}s but the container declares "
+                    f"{declared:.2f}s (truncated file?); {self.frames_decoded} frames decoded",
+                    frames_decoded=self.frames_decoded,
+                )
+        finally:
+            container.close()
+
+
+def read_frame(path: str | Path, time: float) -> Image.Image:
+    """Return the frame shown at ``time`` seconds as a full-size RGB image."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        start = Fraction(0)
+        if stream.start_time is not None and stream.time_base is not None:
+            start = stream.start_time * stream.time_base
+        if time > 0 and stream.time_base is not None:
+            container.seek(int((Fraction(time).limit_denominator(10**6) + start) / stream.time_base),
+                           stream=stream, backward=True)
+        chosen = None
+        for frame in container.decode(stream):
+            t = _frame_time(frame, start, 0.0)
+            if chosen is not None and t > time + 1e-6:
+                break
+            chosen = frame
+        if chosen is None:
+            raise CorruptVideoError(path, f"no frame decodes at {time:.2f}s")
+        return chosen.to_image()
+    except av.error.FFmpegError as exc:
+        raise CorruptVideoError(path, f"decoding failed near {time:.2f}s: {exc}") from exc
+    finally:
+        container.close()

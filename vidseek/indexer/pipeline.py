@@ -1,0 +1,115 @@
+"""Feature extraction for one video: decode and encode overlapped in a pipeline.
+
+A producer thread decodes and resizes frames (PyAV releases the GIL while decoding) into a
+small bounded queue; the calling thread encodes batches (torch releases it too) and prunes
+dense tokens. Ingest therefore runs near the speed of the slower stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..models.encoder import FrameEncoder
+from ..store.files import VideoFeatures
+from .decode import FrameBatch, FrameSampler
+from .dense import DensePruner
+
+__all__ = ["IngestConfig", "extract_features", "prefetch"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How videos are turned into features."""
+
+    fps: float = 1.0  # frames sampled per second of video
+    batch_size: int = 16  # frames per encoder forward pass
+    prune_threshold: float = 0.1  # mean |Δpixel| (0–255) under which a dense token is dropped
+    prefetch_batches: int = 4  # decoded batches buffered ahead of the encoder
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.batch_size <= 0 or self.prefetch_batches <= 0:
+            raise ValueError("batch_size and prefetch_batches must be positive")
+        if self.prune_threshold < 0:
+            raise ValueError(f"prune_threshold must be >= 0, got {self.prune_threshold}")
+
+
+_DONE = object()
+
+
+def prefetch(batches: Iterator[FrameBatch], depth: int) -> Iterator[FrameBatch]:
+    """Run ``batches`` in a background thread, ``depth`` items ahead; re-raise its errors."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="vidseek-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)
+
+
+def extract_features(
+    path: str | Path,
+    encoder: FrameEncoder,
+    config: IngestConfig = IngestConfig(),
+    on_progress: Callable[[float], None] | None = None,
+) -> tuple[VideoFeatures, FrameSampler]:
+    """Decode, encode and prune one video. ``on_progress(seconds_done)`` after each batch.
+
+    Returns the features and the sampler (its ``duration`` and ``frames_decoded``).
+    Raises :class:`~vidseek.errors.VideoError` subclasses for unusable files.
+    """
+    side = encoder.info.image_size
+    sampler = FrameSampler(path, fps=config.fps, size=(side, side), batch_size=config.batch_size)
+    pruner = DensePruner(encoder.info.grid, threshold=config.prune_threshold)
+    times, embeddings = [], []
+    for batch in prefetch(iter(sampler), config.prefetch_batches):
+        out = encoder.encode_frames(batch.pixels)
+        pruner.add(batch.pixels, out.patches)
+        times.append(batch.times)
+        embeddings.append(out.embeddings)
+        if on_progress is not None:
+            on_progress(float(batch.times[-1]))
+    features = VideoFeatures(
+        times=np.concatenate(times),
+        embeddings=np.concatenate(embeddings).astype(np.float32),
+        dense=pruner.result(),
+    )
+    return features, sampler

@@ -1,0 +1,217 @@
+"""Frame, image and text encoding with any CLIP or SigLIP checkpoint (transformers).
+
+One forward pass of the vision tower gives both what ingest stores: the projected,
+L2-normalised image embedding (searched with FAISS) and the last-layer patch grid
+(pooled and pruned into dense tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import ModelError
+
+__all__ = ["DEFAULT_MODEL", "EncoderInfo", "FrameFeatures", "FrameEncoder", "default_device"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+_SUPPORTED = ("clip", "siglip")
+# Used when a checkpoint ships no preprocessor config.
+_DEFAULT_NORMALISATION = {
+    "clip": ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]),
+    "siglip": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+}
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible to torch, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What an archive must know about the encoder that built it."""
+
+    name: str  # hub id or absolute local directory
+    fingerprint: str  # changes when the weights or the architecture change
+    kind: str  # "clip" or "siglip"
+    embed_dim: int  # size of the projected image/text embedding
+    image_size: int  # square input side in pixels
+    patch_size: int
+    vision_width: int  # channels of a patch token
+    max_text_tokens: int
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        side = self.image_size // self.patch_size
+        return side, side
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EncoderInfo":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    """Encoder outputs for a batch of frames."""
+
+    embeddings: np.ndarray  # float32 [B, D], L2-normalised
+    patches: np.ndarray  # float32 [B, gh, gw, C], last-layer patch tokens
+
+
+def _fingerprint(model: torch.nn.Module) -> str:
+    """Hash of the architecture and a sample of every weight tensor: cheap, and
+    different for any two checkpoints in practice."""
+    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 64)][:64].to(torch.float32).cpu().numpy()
+        digest.update(name.encode())
+        digest.update(np.round(sample, 5).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _read_normalisation(source: str, kind: str) -> tuple[list[float], list[float]]:
+    """Image mean/std from the checkpoint's preprocessor config, else the family default."""
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(source, "preprocessor_config.json")
+    except OSError:
+        path = None
+    if path:
+        config = json.loads(Path(path).read_text())
+        if "image_mean" in config and "image_std" in config:
+            return list(config["image_mean"]), list(config["image_std"])
+    logger.info("no preprocessor config for %s; using %s normalisation defaults", source, kind)
+    return _DEFAULT_NORMALISATION[kind]
+
+
+class FrameEncoder:
+    """A loaded CLIP/SigLIP model with the encoding calls vidseek needs.
+
+    Use :meth:`load`; the constructor takes already-built parts (tests do that).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        name: str,
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
+        device: str = "cpu",
+    ) -> None:
+        kind = model.config.model_type
+        if kind not in _SUPPORTED:
+            raise ModelError(f"{name}: model type {kind!r} is not supported (use CLIP or SigLIP)")
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        vision = model.config.vision_config
+        text = model.config.text_config
+        self.info = EncoderInfo(
+            name=name,
+            fingerprint=_fingerprint(model),
+            kind=kind,
+            embed_dim=int(getattr(model.config, "projection_dim", None) or text.hidden_size),
+            image_size=int(vision.image_size),
+            patch_size=int(vision.patch_size),
+            vision_width=int(vision.hidden_size),
+            max_text_tokens=int(text.max_position_embeddings),
+        )
+        dtype = next(model.parameters()).dtype
+        self._mean = torch.tensor(image_mean, dtype=dtype, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(image_std, dtype=dtype, device=device).view(1, 3, 1, 1)
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike, device: str | None = None,
+             dtype: torch.dtype | None = None) -> "FrameEncoder":
+        """Load a CLIP or SigLIP checkpoint from a hub id or a local directory."""
+        from transformers import AutoModel, AutoTokenizer
+
+        source = str(name_or_path)
+        if Path(source).is_dir():
+            source = str(Path(source).resolve())
+        device = device or default_device()
+        if dtype is None:
+            dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        try:
+            model = AutoModel.from_pretrained(source, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as exc:
+            hint = "" if Path(source).is_dir() else (
+                " (not a local directory; if the model hub is unreachable, pass a local "
+                "checkpoint directory)")
+            raise ModelError(f"could not load encoder {source!r}{hint}: {exc}") from exc
+        kind = model.config.model_type
+        if kind not in _SUPPORTED:
+            raise ModelError(f"{source}: model type {kind!r} is not supported (use CLIP or SigLIP)")
+        mean, std = _read_normalisation(source, kind)
+        logger.info("loaded encoder %s (%s) on %s", source, kind, device)
+        return cls(model, tokenizer, source, mean, std, device)
+
+    # -- images ---------------------------------------------------------------
+    def _pixel_values(self, pixels: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        x = x.permute(0, 3, 1, 2).to(self._mean.dtype).div_(255.0)
+        return (x - self._mean) / self._std
+
+    def _check_size(self, pixels: np.ndarray) -> None:
+        side = self.info.image_size
+        if pixels.ndim != 4 or pixels.shape[1:] != (side, side, 3):
+            raise ValueError(f"expected uint8 frames [B, {side}, {side}, 3], got {pixels.shape}")
+
+    @torch.inference_mode()
+    def encode_frames(self, pixels: np.ndarray) -> FrameFeatures:
+        """Embed frames already resized to ``image_size`` (uint8 RGB ``[B, S, S, 3]``)."""
+        self._check_size(pixels)
+        out = self.model.get_image_features(pixel_values=self._pixel_values(pixels))
+        emb = torch.nn.functional.normalize(out.pooler_output.float(), dim=-1)
+        tokens = out.last_hidden_state.float()
+        gh, gw = self.info.grid
+        tokens = tokens[:, -gh * gw:]  # CLIP prepends a class token; SigLIP has none
+        patches = tokens.reshape(len(pixels), gh, gw, -1)
+        return FrameFeatures(emb.cpu().numpy(), patches.cpu().numpy())
+
+    def prepare_images(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        """Resize arbitrary images (PIL or uint8 HxWx3 arrays) the way ingest resizes frames."""
+        side = self.info.image_size
+        out = []
+        for image in images:
+            if isinstance(image, np.ndarray):
+                image = Image.fromarray(image)
+            out.append(np.asarray(image.convert("RGB").resize((side, side), Image.BILINEAR)))
+        return np.stack(out)
+
+    def encode_images(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        """L2-normalised embeddings ``[N, D]`` of arbitrary images."""
+        return self.encode_frames(self.prepare_images(images)).embeddings
+
+    # -- text -----------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised embeddings ``[N, D]`` of text queries."""
+        padding = "max_length" if self.info.kind == "siglip" else True
+        batch = self.tokenizer(list(texts), padding=padding, truncation=True,
+                               max_length=self.info.max_text_tokens, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+        if self.info.kind == "siglip":
+            batch.pop("attention_mask", None)  # SigLIP was trained without one
+        out = self.model.get_text_features(**batch)
+        emb = out.pooler_output if hasattr(out, "pooler_output") else out
+        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()

@@ -1,0 +1,78 @@
+"""Tiny CLIP checkpoints built offline from a config.
+
+The model hub is unreachable on many machines (CI, air-gapped archives), yet the loading
+path must be the real one. :func:`build_tiny_clip` writes a complete checkpoint directory
+(weights, character-level tokenizer, image processor) that ``FrameEncoder.load`` reads like
+any hub model. Its random weights are only good for plumbing; train it
+(:mod:`vidseek.train.encoder`) before ranking anything with it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+__all__ = ["build_tiny_clip", "write_char_tokenizer"]
+
+
+def _byte_chars() -> list[str]:
+    """The 256 printable stand-ins GPT-2/CLIP byte-level BPE uses for bytes."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def write_char_tokenizer(out_dir: str | Path, max_length: int = 77) -> None:
+    """Write a CLIP tokenizer whose vocabulary is single characters (no merges)."""
+    from transformers import CLIPTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chars = _byte_chars()
+    vocab_list = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    (out / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab_list)}))
+    (out / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt"), model_max_length=max_length)
+    tok.save_pretrained(str(out))
+
+
+def build_tiny_clip(
+    out_dir: str | Path,
+    image_size: int = 64,
+    patch_size: int = 8,
+    width: int = 64,
+    layers: int = 2,
+    embed_dim: int = 64,
+    max_text_tokens: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Build a randomly initialised CLIP and save it as a loadable checkpoint directory."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    torch.manual_seed(seed)
+    heads = max(1, width // 32)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=514, hidden_size=width, intermediate_size=width * 4,
+                         num_hidden_layers=layers, num_attention_heads=heads,
+                         max_position_embeddings=max_text_tokens, bos_token_id=512,
+                         eos_token_id=513, pad_token_id=513),
+        vision_config=dict(image_size=image_size, patch_size=patch_size, hidden_size=width,
+                           intermediate_size=width * 4, num_hidden_layers=layers,
+                           num_attention_heads=heads),
+        projection_dim=embed_dim,
+    )
+    out = Path(out_dir)
+    CLIPModel(config).save_pretrained(str(out))
+    write_char_tokenizer(out, max_length=max_text_tokens)
+    CLIPImageProcessor(size={"shortest_edge": image_size},
+                       crop_size={"height": image_size, "width": image_size}).save_pretrained(str(out))
+    return out

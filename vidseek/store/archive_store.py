@@ -1,0 +1,168 @@
+"""An archive directory: catalog + feature files + FAISS frame index, kept consistent.
+
+Layout::
+
+    ARCHIVE/
+      catalog.db          SQLite (WAL): manifest, videos, frames
+      features/KEY.npz    per-video frame times, embeddings, dense tokens
+      frames.faiss        FAISS index of frame embeddings
+      frames.json         generation of the catalog the index reflects
+      .write.lock         inter-process write lock
+
+Commit order for a video: feature file (atomic rename) → catalog transaction (the video
+becomes visible) → index update and save (atomic rename). A crash before the catalog
+transaction leaves only an unreferenced feature file, removed later; a crash after it is
+repaired on the next open, which sees the index's generation behind the catalog's and
+rebuilds the index from the feature files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArchiveError
+from .catalog import Catalog, VideoRecord, frame_ids
+from .files import FeatureFileStore, VideoFeatures
+from .frame_index import FrameIndex
+from .lock import WriteLock
+
+__all__ = ["ArchiveStore", "FrameHit"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FrameHit:
+    video_id: int
+    time: float
+    score: float
+
+
+class ArchiveStore:
+    """Storage of one archive directory. Knows nothing about models or decoding."""
+
+    def __init__(self, root: str | Path, create: bool = True, ivf_threshold: int = 200_000) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            if not create:
+                raise ArchiveError(f"{self.root}: no archive here")
+            self.root.mkdir(parents=True)
+        elif not self.root.is_dir():
+            raise ArchiveError(f"{self.root}: exists and is not a directory")
+        elif not create and not (self.root / "catalog.db").exists():
+            raise ArchiveError(f"{self.root}: not a vidseek archive (no catalog.db)")
+        self.catalog = Catalog(self.root / "catalog.db")
+        self.files = FeatureFileStore(self.root / "features")
+        self._ivf_threshold = ivf_threshold
+        self._index: FrameIndex | None = None
+        self.lock = WriteLock(self.root)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # -- manifest -----------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        """The encoder and ingest settings the archive was created with (None while new)."""
+        return self.catalog.get_meta("manifest")
+
+    def set_manifest(self, manifest: dict[str, Any]) -> None:
+        with self.lock:
+            if self.catalog.get_meta("manifest") is None:
+                self.catalog.set_meta("manifest", manifest)
+
+    # -- index ------------------------------------------------------------------
+    def _frame_index(self) -> FrameIndex:
+        manifest = self.manifest
+        if manifest is None:
+            raise ArchiveError(f"{self.root}: archive has no encoder manifest yet")
+        if self._index is None:
+            self._index = FrameIndex(self.root / "frames.faiss", manifest["encoder"]["embed_dim"],
+                                     ivf_threshold=self._ivf_threshold)
+            self._index.load()
+        return self._index
+
+    def refresh_index(self) -> FrameIndex:
+        """Return the index, reloading or rebuilding it if the catalog moved on."""
+        index = self._frame_index()
+        generation = self.catalog.generation
+        if index.generation == generation:
+            return index
+        index.load()  # another process may have committed and saved
+        if index.generation != generation:
+            with self.lock:
+                generation = self.catalog.generation
+                index.load()
+                if index.generation != generation:
+                    self._rebuild_index(index, generation)
+        return index
+
+    def _rebuild_index(self, index: FrameIndex, generation: int) -> None:
+        if index.ntotal == 0 and not self.catalog.totals()["videos"]:  # new archive
+            index.save(generation)
+            return
+        logger.warning("%s: frame index at generation %d, catalog at %d: rebuilding",
+                       self.root, index.generation, generation)
+        ids, vectors = [], []
+        for video in self.catalog.videos():
+            _, emb = self.files.load_embeddings(video.features_key)
+            ids.append(frame_ids(video.id, len(emb)))
+            vectors.append(emb)
+        dim = index.dim
+        index.rebuild(np.concatenate(ids) if ids else np.zeros(0, np.int64),
+                      np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
+        index.save(generation)
+
+    # -- writes -----------------------------------------------------------------
+    def commit_video(self, fields: dict[str, Any], features: VideoFeatures,
+                     replace: VideoRecord | None = None) -> VideoRecord:
+        """Make a video visible atomically; replaces ``replace`` (same path) if given."""
+        key = self.files.save(features)
+        with self.lock:
+            index = self.refresh_index()
+            record, ids = self.catalog.commit_video({**fields, "features_key": key},
+                                                    features.times, replace=replace)
+            if replace is not None:
+                index.remove(frame_ids(replace.id, replace.frames))
+            index.add(ids, features.embeddings)
+            index.save(self.catalog.generation)
+        if replace is not None:
+            self._remove_file_if_unused(replace.features_key)
+        return record
+
+    def delete_video(self, video: VideoRecord) -> None:
+        with self.lock:
+            index = self.refresh_index()
+            self.catalog.delete_video(video)
+            index.remove(frame_ids(video.id, video.frames))
+            index.save(self.catalog.generation)
+        self._remove_file_if_unused(video.features_key)
+
+    def _remove_file_if_unused(self, key: str) -> None:
+        if key not in {v.features_key for v in self.catalog.videos()}:
+            self.files.path(key).unlink(missing_ok=True)
+
+    def collect_garbage(self, min_age_s: float = 3600.0) -> int:
+        """Delete feature files no video references (left by crashed ingests)."""
+        return self.files.remove_unreferenced({v.features_key for v in self.catalog.videos()},
+                                              min_age_s=min_age_s)
+
+    # -- reads ------------------------------------------------------------------
+    def search_frames(self, query: np.ndarray, k: int) -> list[FrameHit]:
+        """Top-``k`` frames across the archive for one normalised query vector."""
+        index = self.refresh_index()
+        scores, ids = index.search(query.reshape(1, -1), k)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        where = self.catalog.frame_locations(i for i, _ in found)
+        return [FrameHit(where[i][0], where[i][1], s) for i, s in found if i in where]
+
+    def video_embeddings(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
+        return self.files.load_embeddings(video.features_key)
+
+    def video_features(self, video: VideoRecord) -> VideoFeatures:
+        return self.files.load(video.features_key)

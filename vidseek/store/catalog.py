@@ -1,0 +1,182 @@
+"""The SQLite catalog of an archive (sqlite-utils, WAL mode).
+
+Tables: ``meta`` (the encoder manifest, the ingest settings and a *generation* counter that
+every commit bumps), ``videos`` (one row per indexed video) and ``frames`` (one row per
+sampled frame; its id is the FAISS id). A video's rows are written in one transaction, so
+a video is either fully catalogued or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import sqlite_utils
+
+__all__ = ["VideoRecord", "Catalog", "FRAME_ID_BITS", "frame_ids"]
+
+# A frame id packs (video id, frame index): 2**24 frames is 194 days at 1 fps.
+FRAME_ID_BITS = 24
+
+
+def frame_ids(video_id: int, count: int) -> np.ndarray:
+    if count >= 1 << FRAME_ID_BITS:
+        raise ValueError(f"a video may hold at most {(1 << FRAME_ID_BITS) - 1} sampled frames")
+    return (np.int64(video_id) << FRAME_ID_BITS) + np.arange(count, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One indexed video as the catalog knows it."""
+
+    id: int
+    path: str  # absolute path at ingest time
+    name: str  # file name, what users type to pick a video
+    content_hash: str
+    size_bytes: int
+    duration: float  # seconds decoded
+    fps: float  # sampling rate used at ingest
+    native_fps: float
+    width: int
+    height: int
+    codec: str
+    frames: int  # sampled frames stored
+    kept_fraction: float  # share of dense tokens kept by pruning
+    features_key: str
+    status: str
+    indexed_at: float  # unix time
+    ingest_seconds: float
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "VideoRecord":
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+_VIDEO_COLUMNS = {
+    "id": int, "path": str, "name": str, "content_hash": str, "size_bytes": int,
+    "duration": float, "fps": float, "native_fps": float, "width": int, "height": int,
+    "codec": str, "frames": int, "kept_fraction": float, "features_key": str, "status": str,
+    "indexed_at": float, "ingest_seconds": float,
+}
+
+
+class Catalog:
+    """Typed access to ``catalog.db``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
+                               check_same_thread=False)
+        self.db = sqlite_utils.Database(conn)
+        self.db.enable_wal()
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        if "meta" not in self.db.table_names():
+            self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        if "videos" not in self.db.table_names():
+            self.db["videos"].create(_VIDEO_COLUMNS, pk="id", not_null={"path"}, if_not_exists=True)
+            self.db["videos"].create_index(["path"], unique=True, if_not_exists=True)
+            self.db["videos"].create_index(["content_hash"], if_not_exists=True)
+        if "frames" not in self.db.table_names():
+            self.db["frames"].create({"id": int, "video_id": int, "idx": int, "time": float},
+                                     pk="id", if_not_exists=True)
+            self.db["frames"].create_index(["video_id"], if_not_exists=True)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- meta -------------------------------------------------------------------
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        [key, json.dumps(value)])
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation", 0))
+
+    # -- videos -----------------------------------------------------------------
+    def video_by_path(self, path: str) -> VideoRecord | None:
+        rows = list(self.db.query("SELECT * FROM videos WHERE path = ?", [path]))
+        return VideoRecord.from_row(rows[0]) if rows else None
+
+    def video_by_id(self, video_id: int) -> VideoRecord | None:
+        rows = list(self.db.query("SELECT * FROM videos WHERE id = ?", [video_id]))
+        return VideoRecord.from_row(rows[0]) if rows else None
+
+    def find_videos(self, name_or_path: str) -> list[VideoRecord]:
+        """Videos whose path, file name or id equals ``name_or_path``."""
+        rows = self.db.query(
+            "SELECT * FROM videos WHERE path = ? OR name = ? OR CAST(id AS TEXT) = ? ORDER BY id",
+            [name_or_path, name_or_path, name_or_path])
+        return [VideoRecord.from_row(r) for r in rows]
+
+    def videos(self) -> list[VideoRecord]:
+        return [VideoRecord.from_row(r) for r in self.db.query("SELECT * FROM videos ORDER BY id")]
+
+    def totals(self) -> dict[str, float]:
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(duration), 0), COALESCE(SUM(frames), 0) FROM videos"
+        ).fetchone()
+        return {"videos": row[0], "seconds": row[1], "frames": row[2]}
+
+    def frame_locations(self, ids: Iterable[int]) -> dict[int, tuple[int, float]]:
+        """``frame id -> (video id, time)`` for the ids that exist."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(f"SELECT id, video_id, time FROM frames WHERE id IN ({marks})", ids)
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # -- commits ----------------------------------------------------------------
+    def commit_video(self, fields_: dict[str, Any], times: np.ndarray,
+                     replace: VideoRecord | None = None) -> tuple[VideoRecord, np.ndarray]:
+        """Insert a video and its frames in one transaction (replacing ``replace`` if given).
+
+        Returns the new record and its frame ids. Bumps the generation.
+        """
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if replace is not None:
+                conn.execute("DELETE FROM frames WHERE video_id = ?", [replace.id])
+                conn.execute("DELETE FROM videos WHERE id = ?", [replace.id])
+            columns = [c for c in _VIDEO_COLUMNS if c != "id"]
+            cur = conn.execute(
+                f"INSERT INTO videos ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [fields_[c] for c in columns])
+            video_id = int(cur.lastrowid)
+            ids = frame_ids(video_id, len(times))
+            conn.executemany(
+                "INSERT INTO frames (id, video_id, idx, time) VALUES (?, ?, ?, ?)",
+                [(int(i), video_id, n, float(t)) for n, (i, t) in enumerate(zip(ids, times))])
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)",
+                         [json.dumps(self.generation + 1)])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return self.video_by_id(video_id), ids  # type: ignore[return-value]
+
+    def delete_video(self, video: VideoRecord) -> None:
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM frames WHERE video_id = ?", [video.id])
+            conn.execute("DELETE FROM videos WHERE id = ?", [video.id])
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)",
+                         [json.dumps(self.generation + 1)])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+

@@ -1,0 +1,86 @@
+"""Per-video feature files: frame times, frame embeddings and dense tokens.
+
+One ``.npz`` file per indexed video, written to a temporary name and renamed into place,
+so a reader never sees a half-written file. The file is the source of truth for the
+vectors: the FAISS index can always be rebuilt from these files and the catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..indexer.dense import DenseTokens
+
+__all__ = ["VideoFeatures", "FeatureFileStore"]
+
+
+@dataclass
+class VideoFeatures:
+    """Everything ingest computes for one video."""
+
+    times: np.ndarray  # float64 [T], seconds
+    embeddings: np.ndarray  # float32 [T, D], L2-normalised
+    dense: DenseTokens
+
+    def __post_init__(self) -> None:
+        if not (len(self.times) == len(self.embeddings) == self.dense.num_frames):
+            raise ValueError("times, embeddings and dense tokens disagree on the frame count")
+
+
+class FeatureFileStore:
+    """A directory of per-video feature files, named by opaque random keys."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.npz"
+
+    def save(self, features: VideoFeatures) -> str:
+        """Write atomically; return the new file's key."""
+        key = uuid.uuid4().hex
+        final = self.path(key)
+        tmp = final.with_suffix(".tmp.npz")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, times=features.times.astype(np.float64),
+                     embeddings=features.embeddings.astype(np.float32),
+                     dense_tokens=features.dense.tokens, dense_kept=features.dense.kept)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        return key
+
+    def load(self, key: str) -> VideoFeatures:
+        with np.load(self.path(key)) as data:
+            return VideoFeatures(data["times"], data["embeddings"],
+                                 DenseTokens(data["dense_tokens"], data["dense_kept"]))
+
+    def load_embeddings(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """Only ``(times, embeddings)``: npz members load lazily, tokens stay on disk."""
+        with np.load(self.path(key)) as data:
+            return data["times"], data["embeddings"]
+
+    def keys(self) -> set[str]:
+        return {p.name[: -len(".npz")] for p in self.root.glob("*.npz") if ".tmp" not in p.name}
+
+    def remove_unreferenced(self, referenced: set[str], min_age_s: float = 3600.0) -> int:
+        """Delete files no catalog row names (left by a crash or a replaced video).
+
+        Files younger than ``min_age_s`` are kept: another process may be about to commit them.
+        """
+        import time
+
+        removed = 0
+        now = time.time()
+        for path in self.root.glob("*.npz"):
+            key = path.name.split(".")[0]
+            if key not in referenced and now - path.stat().st_mtime >= min_age_s:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -1,0 +1,120 @@
+"""The FAISS index of frame embeddings (inner product = cosine on normalised vectors).
+
+Index kind by size: an exact ``IndexFlatIP`` (wrapped in ``IndexIDMap2``) while the archive
+holds fewer than ``ivf_threshold`` vectors (default 200,000 ≈ 55 hours at 1 fps); past it, the
+index is rebuilt once as ``IndexIVFFlat`` with ``nlist = 4·√n`` lists trained on the vectors
+present, searched with ``nprobe`` lists. Ids are frame ids from the catalog.
+
+The index is saved with write-then-rename, next to a small JSON sidecar holding the catalog
+generation it reflects; a mismatch on open means a crash between the catalog commit and the
+index save, and the index is rebuilt from the feature files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+__all__ = ["FrameIndex"]
+
+logger = logging.getLogger(__name__)
+
+
+class FrameIndex:
+    """FAISS index of frame vectors with persistence and automatic index-type choice."""
+
+    def __init__(self, path: Path, dim: int, ivf_threshold: int = 200_000, nprobe: int = 32) -> None:
+        self.path = Path(path)
+        self.sidecar = self.path.with_suffix(".json")
+        self.dim = dim
+        self.ivf_threshold = ivf_threshold
+        self.nprobe = nprobe
+        self.generation = -1
+        self._index = self._new_flat()
+
+    # -- construction -----------------------------------------------------------
+    def _new_flat(self) -> faiss.Index:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    @property
+    def kind(self) -> str:
+        return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    def load(self) -> bool:
+        """Read the saved index; False when there is none (a new archive)."""
+        if not self.path.exists() or not self.sidecar.exists():
+            return False
+        meta = json.loads(self.sidecar.read_text())
+        self._index = faiss.read_index(str(self.path))
+        self.generation = int(meta["generation"])
+        if isinstance(self._index, faiss.IndexIVF):
+            self._index.nprobe = self.nprobe
+        return True
+
+    def save(self, generation: int) -> None:
+        """Write the index and its sidecar atomically (temp file, fsync, rename)."""
+        tmp = self.path.with_suffix(".faiss.tmp")
+        faiss.write_index(self._index, str(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        side_tmp = self.sidecar.with_suffix(".json.tmp")
+        side_tmp.write_text(json.dumps({"generation": generation, "kind": self.kind,
+                                        "ntotal": self.ntotal, "dim": self.dim}))
+        os.replace(side_tmp, self.sidecar)
+        self.generation = generation
+
+    def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the contents with exactly these vectors."""
+        self._index = self._new_flat()
+        self.add(ids, vectors)
+
+    # -- updates ----------------------------------------------------------------
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.kind == "flat" and self.ntotal + len(ids) >= self.ivf_threshold:
+            old_ids, old_vectors = self._flat_contents()
+            self._build_ivf(np.concatenate([old_ids, ids]), np.concatenate([old_vectors, vectors]))
+        else:
+            self._index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: np.ndarray) -> None:
+        if len(ids):
+            self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+
+    def _flat_contents(self) -> tuple[np.ndarray, np.ndarray]:
+        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        vectors = self._index.index.reconstruct_n(0, self._index.ntotal)
+        return ids, vectors
+
+    def _build_ivf(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        nlist = max(16, int(4 * math.sqrt(len(ids))))
+        logger.info("switching frame index to IVF-Flat (%d vectors, %d lists)", len(ids), nlist)
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.add_with_ids(vectors, ids)
+        index.nprobe = self.nprobe
+        self._index = index
+
+    # -- search -----------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(scores, ids)`` per query row; missing slots have id -1."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
+        if self.ntotal == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        return self._index.search(queries, k)
