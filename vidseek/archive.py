@@ -189,7 +189,7 @@ class Archive:
             try:
                 outcome = self._ingest_file(path, n, len(files), notify)
             except VideoError as exc:
-                logger.warning("%s", exc)
+                logger.info("failed: %s", exc)
                 report.failed.append(FailedFile(path, str(exc)))
                 notify(IngestProgress(path, n, len(files), "failed"))
                 continue

@@ -1,0 +1,181 @@
+"""The ``vidseek`` command line: a thin layer over the public library API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+import vidseek
+
+app = typer.Typer(
+    help="vidseek: index video archives once, then find when things happen.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ArchiveOpt = typer.Option(
+    None, "--archive", "-a", help="Archive directory [default: $VIDSEEK_ARCHIVE or ./vidseek-archive].")
+DeviceOpt = typer.Option(None, "--device", help="Torch device for the encoder [default: cuda if available, else cpu].")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a hard dependency
+        pass
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr.")) -> None:
+    _setup_logging(verbose)
+
+
+def _fail(exc: Exception) -> "typer.Exit":
+    err.print(f"error: {exc}", markup=False)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def ingest(
+    paths: List[Path] = typer.Argument(..., help="Video files or folders (searched recursively)."),
+    archive: Optional[Path] = ArchiveOpt,
+    fps: Optional[float] = typer.Option(None, "--fps", help="Frames sampled per second [default: the archive's, 1.0 for a new one]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="CLIP/SigLIP hub id or local directory [default: the archive's, openai/clip-vit-base-patch32 for a new one]."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Frames per encoder batch."),
+    prune_threshold: Optional[float] = typer.Option(None, "--prune-threshold", help="Dense-token pruning threshold, mean |pixel change| in 0-255 units [default: 0.1]."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Descend into sub-folders."),
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Index video files and folders into an archive.
+
+    Unchanged files already in the archive are skipped. Files that cannot be decoded are
+    reported and skipped; the others are still indexed. Exit status 1 if any file failed.
+    """
+    try:
+        arch = vidseek.Archive.open(archive, model=model, device=device)
+        base = arch.config
+        arch.config = vidseek.IngestConfig(
+            fps=fps if fps is not None else base.fps, batch_size=batch_size,
+            prune_threshold=prune_threshold if prune_threshold is not None else base.prune_threshold)
+    except (vidseek.VidseekError, ValueError) as exc:
+        raise _fail(exc)
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("scanning", total=None)
+
+        def progress(event: vidseek.IngestProgress) -> None:
+            label = f"[{event.file_index + 1}/{event.file_count}] {event.path.name}"
+            if event.stage == "start":
+                bar.update(task, description=label, completed=0, total=None)
+            elif event.stage == "frames":
+                bar.update(task, description=label, completed=event.seconds_done,
+                           total=event.duration or None)
+
+        try:
+            report = arch.ingest(paths, recursive=recursive, progress=progress)
+        except vidseek.VidseekError as exc:
+            raise _fail(exc)
+        finally:
+            arch.close()
+    for record in report.indexed:
+        out.print(f"indexed  {record.path}  ({record.duration:.1f}s, {record.frames} frames, "
+                  f"{100 * record.kept_fraction:.0f}% dense tokens kept)", markup=False)
+    for skipped in report.skipped:
+        out.print(f"skipped  {skipped.path}  ({skipped.reason})", markup=False)
+    for failed in report.failed:
+        err.print(f"failed   {failed.error}", markup=False)
+    realtime = report.video_seconds / report.seconds if report.seconds else 0.0
+    out.print(f"{len(report.indexed)} indexed, {len(report.skipped)} skipped, {len(report.failed)} failed "
+              f"in {report.seconds:.1f}s ({report.video_seconds:.0f}s of video, {realtime:.1f}x realtime)")
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def search(
+    query: Optional[str] = typer.Argument(None, help="What to look for, in words (omit with --image)."),
+    archive: Optional[Path] = ArchiveOpt,
+    image: Optional[Path] = typer.Option(None, "--image", help="Search by an image (a frame or a crop) instead of text."),
+    top_k: int = typer.Option(10, "--top-k", "-k", min=1, help="How many moments to return."),
+    video: Optional[str] = typer.Option(None, "--video", help="Only search this video (file name, path or id)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {video, start, end, score, peak, video_id, path}."),
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Find the moments that match a text query or an image."""
+    if (query is None) == (image is None):
+        err.print("error: give a QUERY or --image (exactly one)")
+        raise typer.Exit(code=2)
+    try:
+        with vidseek.Archive.open(archive, device=device, create=False) as arch:
+            moments = arch.search(query, image=image, top_k=top_k, video=video)
+    except vidseek.VidseekError as exc:
+        raise _fail(exc)
+    if as_json:
+        out.print(json.dumps([m.to_dict() for m in moments], indent=2), markup=False)
+        return
+    if not moments:
+        out.print("no results")
+        return
+    table = Table("#", "video", "start", "end", "score")
+    for n, m in enumerate(moments, 1):
+        table.add_row(str(n), m.video, _clock(m.start), _clock(m.end), f"{m.score:.3f}")
+    out.print(table)
+
+
+@app.command()
+def info(
+    archive: Optional[Path] = ArchiveOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary and the videos as JSON."),
+) -> None:
+    """Summarise an archive: encoder, size, index type and the videos it holds."""
+    try:
+        with vidseek.Archive.open(archive, create=False) as arch:
+            summary = arch.info()
+            videos = arch.videos()
+    except vidseek.VidseekError as exc:
+        raise _fail(exc)
+    if as_json:
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
+        data["video_list"] = [vars(v) for v in videos]
+        out.print(json.dumps(data, indent=2), markup=False)
+        return
+    out.print(f"archive   {summary.path}\nencoder   {summary.encoder} (fingerprint "
+              f"{summary.encoder_fingerprint}, {summary.embed_dim}-d)\n"
+              f"videos    {summary.videos} ({summary.hours:.2f} h, {summary.frames} frames at "
+              f"{summary.fps:g} fps)\nindex     {summary.index_kind}\n"
+              f"disk      {summary.disk_bytes / 1e6:.1f} MB", markup=False)
+    if videos:
+        table = Table("id", "video", "duration", "frames", "kept", "size")
+        for v in videos:
+            table.add_row(str(v.id), v.name, _clock(v.duration), str(v.frames),
+                          f"{100 * v.kept_fraction:.0f}%", f"{v.width}x{v.height}")
+        out.print(table)
+
+
+def _clock(seconds: float) -> str:
+    minutes, sec = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{sec:05.2f}" if hours else f"{minutes}:{sec:05.2f}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
