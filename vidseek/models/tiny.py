@@ -56,7 +56,7 @@ def build_tiny_clip(
     seed: int = 0,
 ) -> Path:
     """Build a randomly initialised CLIP and save it as a loadable checkpoint directory."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(seed)
     heads = max(1, width // 32)
@@ -73,6 +73,13 @@ def build_tiny_clip(
     out = Path(out_dir)
     CLIPModel(config).save_pretrained(str(out))
     write_char_tokenizer(out, max_length=max_text_tokens)
-    CLIPImageProcessor(size={"shortest_edge": image_size},
-                       crop_size={"height": image_size, "width": image_size}).save_pretrained(str(out))
+    # Written by hand: CLIPImageProcessor.save_pretrained wants torchvision for nothing here.
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "CLIPImageProcessor", "do_resize": True,
+        "size": {"shortest_edge": image_size}, "do_center_crop": True,
+        "crop_size": {"height": image_size, "width": image_size}, "do_normalize": True,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "do_rescale": True,
+        "rescale_factor": 1 / 255, "resample": 3,
+    }, indent=2))
     return out

@@ -1,0 +1,72 @@
+"""Shared fixtures: the real clips, generated videos and a tiny trained encoder.
+
+Nothing here downloads: HF_HUB_OFFLINE is forced and every model is built from a config.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+
+from vidseek.synth import Segment, noise_frames, splice_videos, static_scene_frames
+
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+CLIPS = {  # file: (seconds, fps) from shared/media/README.md
+    "bigbuckbunny.mp4": (5.3, 25.0),
+    "bikes.mp4": (10.0, 25.0),
+    "carphone_pristine.mp4": (4.0, 29.97),
+}
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    if not MEDIA.is_dir():
+        pytest.fail(f"shared media folder missing: {MEDIA}")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory) -> dict[str, Path]:
+    """Small generated videos: a static scene, pure noise, and a faststart MP4."""
+    root = tmp_path_factory.mktemp("generated")
+    videos = {
+        "static": root / "static.mp4",
+        "noise": root / "noise.mp4",
+    }
+    splice_videos(videos["static"], [Segment(frames=static_scene_frames(100, (320, 240)))],
+                  size=(320, 240), fps=25)
+    splice_videos(videos["noise"], [Segment(frames=noise_frames(100, (320, 240)))],
+                  size=(320, 240), fps=25)
+    return videos
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    """A randomly initialised tiny CLIP checkpoint (plumbing only, not for ranking)."""
+    from vidseek.models.tiny import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "model")
+
+
+@pytest.fixture(scope="session")
+def trained_encoder_dir(tmp_path_factory, media, generated, tiny_clip_dir) -> Path:
+    """The tiny CLIP trained contrastively on the shared clips and generated videos (~20 s).
+
+    Use it for any test that ranks frames: a random encoder embeds all images alike.
+    """
+    from vidseek import FrameEncoder
+    from vidseek.train.encoder import EncoderTrainingConfig, FrameDataset, train_image_encoder
+
+    out = tmp_path_factory.mktemp("trained-clip") / "model"
+    encoder = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    sources = sorted(media.glob("*.mp4")) + [generated["static"], generated["noise"]]
+    data = FrameDataset.from_videos(sources, encoder.info.image_size, fps=4.0)
+    report = train_image_encoder(encoder, data, out, EncoderTrainingConfig(steps=200))
+    assert sum(report.losses[-20:]) / 20 < 0.6 * sum(report.losses[:20]) / 20, "encoder did not train"
+    return out

@@ -1,0 +1,169 @@
+"""Ingest into an archive and search it, through the public library API."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import vidseek
+from vidseek import Archive, EncoderMismatchError, IngestConfig, QueryError
+from vidseek.models.tiny import build_tiny_clip
+from vidseek.synth import Segment, noise_frames, splice_videos
+
+
+def snapshot(archive: Archive) -> dict:
+    """Everything that makes up the archive's visible state."""
+    store = archive.store
+    index = store.refresh_index()
+    return {
+        "videos": [(v.id, v.path, v.content_hash, v.frames) for v in store.catalog.videos()],
+        "frames": list(store.catalog.db.execute("SELECT id, video_id, time FROM frames ORDER BY id")),
+        "generation": store.catalog.generation,
+        "index": (index.ntotal, index.generation),
+        "files": sorted(store.files.keys()),
+    }
+
+
+@pytest.fixture()
+def archive(tmp_path, tiny_clip_dir):
+    with Archive.open(tmp_path / "archive", model=tiny_clip_dir, device="cpu") as arch:
+        yield arch
+
+
+def test_folder_ingest_is_recursive_and_records_videos(archive, media, tmp_path):
+    folder = tmp_path / "footage"
+    (folder / "nested" / "deeper").mkdir(parents=True)
+    shutil.copy(media / "bikes.mp4", folder / "bikes.mp4")
+    shutil.copy(media / "carphone_pristine.mp4", folder / "nested" / "deeper" / "car.MP4")
+    (folder / "nested" / "readme.txt").write_text("not a video; ignored inside folders")
+    events = []
+    report = archive.ingest([folder], progress=events.append)
+    assert report.ok and not report.skipped
+    assert sorted(v.name for v in report.indexed) == ["bikes.mp4", "car.MP4"]
+    bikes = next(v for v in report.indexed if v.name == "bikes.mp4")
+    assert bikes.duration == pytest.approx(10.0, abs=0.05) and bikes.frames == 10
+    assert bikes.width == 640 and bikes.codec == "h264" and 0 < bikes.kept_fraction <= 1
+    assert [e.stage for e in events].count("indexed") == 2
+    assert any(e.stage == "frames" and e.seconds_done > 0 for e in events)
+    state = snapshot(archive)
+    assert state["index"] == (14, state["generation"])
+    assert len(state["files"]) == 2
+    info = archive.info()
+    assert info.videos == 2 and info.frames == 14 and info.index_kind == "flat"
+
+
+def test_unchanged_reingest_is_a_noop_and_changed_file_is_replaced(archive, media, tmp_path):
+    video = tmp_path / "clip.mp4"
+    shutil.copy(media / "carphone_pristine.mp4", video)
+    archive.ingest([video])
+    before = snapshot(archive)
+    report = archive.ingest([video])
+    assert not report.indexed and [s.path for s in report.skipped] == [video]
+    assert snapshot(archive) == before
+    shutil.copy(media / "bikes.mp4", video)  # same path, new content
+    report = archive.ingest([video])
+    assert len(report.indexed) == 1
+    after = snapshot(archive)
+    assert len(after["videos"]) == 1 and after["videos"][0][3] == 10
+    assert after["index"][0] == 10 and len(after["files"]) == 1
+
+
+def test_bad_files_fail_clearly_and_leave_archive_unchanged(archive, media, tmp_path):
+    archive.ingest([media / "carphone_pristine.mp4"])
+    before = snapshot(archive)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("hello\n" * 100)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes((media / "bikes.mp4").read_bytes()[:60_000])
+    good = tmp_path / "good.mp4"
+    shutil.copy(media / "bikes.mp4", good)
+    report = archive.ingest([empty, text, truncated, good])
+    failed = {f.path.name: f.error for f in report.failed}
+    assert set(failed) == {"empty.mp4", "notes.mp4", "truncated.mp4"}
+    assert "empty.mp4" in failed["empty.mp4"] and "0 bytes" in failed["empty.mp4"]
+    assert "not a video" in failed["notes.mp4"]
+    assert "truncated.mp4" in failed["truncated.mp4"]
+    assert [v.name for v in report.indexed] == ["good.mp4"]  # the others still get indexed
+    archive.remove("good.mp4")
+    assert snapshot(archive)["videos"] == before["videos"]
+    assert snapshot(archive)["frames"] == before["frames"]
+    assert snapshot(archive)["files"] == before["files"]
+
+
+def test_encoder_mismatch_is_a_clear_error(tmp_path, tiny_clip_dir, media):
+    with Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as arch:
+        arch.ingest([media / "carphone_pristine.mp4"])
+    other = build_tiny_clip(tmp_path / "other-model", seed=1)
+    with pytest.raises(EncoderMismatchError, match="fingerprint"):
+        Archive.open(tmp_path / "a", model=other, device="cpu")
+    with Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as arch:  # same one: fine
+        assert arch.info().videos == 1
+
+
+def test_archive_reopens_with_its_own_settings_and_encoder(tmp_path, tiny_clip_dir, media):
+    with Archive.open(tmp_path / "a", model=tiny_clip_dir, config=IngestConfig(fps=2.0)) as arch:
+        arch.ingest([media / "carphone_pristine.mp4"])
+    with Archive.open(tmp_path / "a") as arch:  # no model given: the manifest's
+        assert arch.config.fps == 2.0
+        assert arch.encoder.info.name == str(tiny_clip_dir.resolve())
+        assert arch.videos()[0].frames == 8
+        assert arch.search("anything", top_k=1)
+
+
+def test_index_behind_catalog_is_rebuilt_on_open(tmp_path, tiny_clip_dir, media, monkeypatch):
+    """A crash after the catalog commit but before the index save is repaired."""
+    with Archive.open(tmp_path / "a", model=tiny_clip_dir) as arch:
+        arch.ingest([media / "carphone_pristine.mp4"])
+        monkeypatch.setattr(vidseek.store.frame_index.FrameIndex, "save",
+                            lambda self, generation: (_ for _ in ()).throw(OSError("disk full")))
+        with pytest.raises(OSError):
+            arch.ingest([media / "bikes.mp4"])
+        monkeypatch.undo()
+    with Archive.open(tmp_path / "a") as arch:
+        state = snapshot(arch)
+        assert len(state["videos"]) == 2 and state["index"] == (14, state["generation"])
+        hits = arch.search(image=vidseek.read_frame(media / "bikes.mp4", 3.0), top_k=1)
+        assert hits[0].video == "bikes.mp4"
+
+
+def test_search_validation(archive, media):
+    archive.ingest([media / "carphone_pristine.mp4"])
+    with pytest.raises(QueryError):
+        archive.search()
+    with pytest.raises(QueryError, match="empty"):
+        archive.search("   ")
+    with pytest.raises(QueryError, match="no indexed video"):
+        archive.search("x", video="missing.mp4")
+    with pytest.raises(QueryError, match="cannot read"):
+        archive.search(image=media / "README.md")
+    moments = archive.search("a man in a car", top_k=3, video="carphone_pristine.mp4")
+    assert 1 <= len(moments) <= 3
+    for m in moments:
+        assert m.video == "carphone_pristine.mp4" and 0 <= m.start <= m.peak < m.end <= 4.01
+
+
+def test_image_query_finds_spliced_clip_within_one_second(tmp_path, trained_encoder_dir, media):
+    long_video = tmp_path / "long.mp4"
+    spans = splice_videos(long_video, [
+        Segment(media / "bigbuckbunny.mp4", seconds=12),  # looped
+        Segment(frames=noise_frames(8 * 25, (320, 180), seed=3)),
+        Segment(media / "carphone_pristine.mp4", seconds=9),
+        Segment(media / "bikes.mp4"),  # the clip we look for
+        Segment(media / "bigbuckbunny.mp4", start=1.0, seconds=4),
+        Segment(media / "carphone_pristine.mp4", seconds=8),
+    ], size=(320, 180), fps=25)
+    start, end = spans[3]
+    with Archive.open(tmp_path / "a", model=trained_encoder_dir) as arch:
+        arch.ingest([long_video])
+        # query frames come from the original file, not from the spliced re-encode
+        for t in (2.0, 5.0, 8.0):
+            top = arch.search(image=vidseek.read_frame(media / "bikes.mp4", t), top_k=3)[0]
+            assert top.video == "long.mp4"
+            assert abs(top.peak - (start + t)) <= 1.0
+            # the moment lies inside the spliced clip (content changes within it, so the
+            # match need not cover all of it)
+            assert start - 1.0 <= top.start <= top.peak < top.end <= end + 1.0
