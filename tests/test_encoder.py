@@ -1,0 +1,43 @@
+"""The encoder: loading by directory, outputs, fingerprints, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidseek import FrameEncoder, ModelError
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_clip_dir):
+    return FrameEncoder.load(tiny_clip_dir, device="cpu")
+
+
+def test_outputs_are_normalised_and_shaped(encoder):
+    info = encoder.info
+    assert (info.kind, info.embed_dim, info.image_size, info.grid) == ("clip", 64, 64, (8, 8))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    out = encoder.encode_frames(frames)
+    assert out.embeddings.shape == (3, 64) and out.patches.shape == (3, 8, 8, info.vision_width)
+    np.testing.assert_allclose(np.linalg.norm(out.embeddings, axis=1), 1.0, atol=1e-5)
+    text = encoder.encode_text(["a red circle moves left", "x"])
+    assert text.shape == (2, 64)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+    # an image of another size is resized the way ingest resizes frames
+    big = np.zeros((90, 160, 3), np.uint8)
+    assert encoder.encode_images([big]).shape == (1, 64)
+    with pytest.raises(ValueError):
+        encoder.encode_frames(np.zeros((1, 32, 32, 3), np.uint8))
+
+
+def test_fingerprint_is_stable_and_weight_sensitive(tiny_clip_dir, trained_encoder_dir, encoder):
+    assert FrameEncoder.load(tiny_clip_dir, device="cpu").info.fingerprint == encoder.info.fingerprint
+    assert FrameEncoder.load(trained_encoder_dir, device="cpu").info.fingerprint != encoder.info.fingerprint
+
+
+def test_unloadable_model_is_a_model_error(tmp_path):
+    with pytest.raises(ModelError, match="hub is unreachable|could not load"):
+        FrameEncoder.load("no-such-org/no-such-model", device="cpu")
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ModelError):
+        FrameEncoder.load(tmp_path, device="cpu")
