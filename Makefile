@@ -1,0 +1,36 @@
+# One-command entry points. Everything installs into .venv; torch is pinned here (the
+# CPU wheel this machine carries), never in pyproject.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup test test-all demo bench docs clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0 -e ".[dev]"
+	touch $(STAMP)
+
+test: setup  ## the default suite (what CI runs)
+	$(PY) -m pytest
+
+test-all: setup  ## include tests marked slow
+	$(PY) -m pytest -m ""
+
+demo: setup  ## ingest the shared clips plus generated videos, then search them
+	$(PY) scripts/demo.py
+
+bench: setup  ## ingest throughput benchmark (writes benchmarks/results/ingest.json)
+	$(PY) benchmarks/ingest.py
+
+docs: setup  ## regenerate docs/cli.md from --help
+	$(PY) scripts/cli_docs.py
+
+clean:
+	rm -rf $(VENV) .cache vidseek-archive benchmarks/results
