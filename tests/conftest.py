@@ -70,3 +70,13 @@ def trained_encoder_dir(tmp_path_factory, media, generated, tiny_clip_dir) -> Pa
     report = train_image_encoder(encoder, data, out, EncoderTrainingConfig(steps=200))
     assert sum(report.losses[-20:]) / 20 < 0.6 * sum(report.losses[:20]) / 20, "encoder did not train"
     return out
+
+
+@pytest.fixture(scope="session")
+def world_encoder(tmp_path_factory):
+    """A tiny CLIP trained on the procedural world's captions (~80 s): text queries work."""
+    import vidseek
+
+    report = vidseek.train_world_encoder(tmp_path_factory.mktemp("world-clip") / "model",
+                                         steps=500, clips=2000, seed=0)
+    return report

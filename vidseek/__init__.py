@@ -20,6 +20,7 @@ from .archive import (
     SkippedFile,
     default_archive_path,
 )
+from .annotations import Annotation, AnnotationError, read_annotations, write_annotations
 from .errors import (
     ArchiveError,
     ArchiveLockedError,
@@ -34,12 +35,15 @@ from .errors import (
     VideoError,
     VidseekError,
 )
+from .evaluation import EvalReport, evaluate_archive, score_predictions, temporal_iou
 from .indexer.decode import FrameSampler, VideoInfo, probe_video, read_frame
 from .indexer.dense import DenseTokens
 from .indexer.pipeline import IngestConfig
 from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
 from .query.moments import Moment
 from .store.catalog import VideoRecord
+from .synth.longvideo import WorldVideoConfig, build_world_video
+from .train.world_encoder import WorldEncoderReport, train_world_encoder
 
 __all__ = [
     "__version__",
@@ -48,7 +52,10 @@ __all__ = [
     "Moment", "VideoRecord", "DenseTokens",
     "FrameEncoder", "EncoderInfo", "DEFAULT_MODEL",
     "FrameSampler", "VideoInfo", "probe_video", "read_frame",
+    "Annotation", "read_annotations", "write_annotations",
+    "EvalReport", "evaluate_archive", "score_predictions", "temporal_iou",
+    "WorldVideoConfig", "build_world_video", "WorldEncoderReport", "train_world_encoder",
     "VidseekError", "VideoError", "EmptyFileError", "NotAVideoError", "CorruptVideoError",
     "TruncatedVideoError", "ArchiveError", "EncoderMismatchError", "ArchiveLockedError",
-    "ModelError", "MissingDependencyError", "QueryError",
+    "ModelError", "MissingDependencyError", "QueryError", "AnnotationError",
 ]

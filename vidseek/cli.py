@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ArchiveOpt = typer.Option(
@@ -97,14 +97,14 @@ def ingest(
         finally:
             arch.close()
     for record in report.indexed:
-        out.print(f"indexed  {record.path}  ({record.duration:.1f}s, {record.frames} frames, "
+        console.print(f"indexed  {record.path}  ({record.duration:.1f}s, {record.frames} frames, "
                   f"{100 * record.kept_fraction:.0f}% dense tokens kept)", markup=False)
     for skipped in report.skipped:
-        out.print(f"skipped  {skipped.path}  ({skipped.reason})", markup=False)
+        console.print(f"skipped  {skipped.path}  ({skipped.reason})", markup=False)
     for failed in report.failed:
         err.print(f"failed   {failed.error}", markup=False)
     realtime = report.video_seconds / report.seconds if report.seconds else 0.0
-    out.print(f"{len(report.indexed)} indexed, {len(report.skipped)} skipped, {len(report.failed)} failed "
+    console.print(f"{len(report.indexed)} indexed, {len(report.skipped)} skipped, {len(report.failed)} failed "
               f"in {report.seconds:.1f}s ({report.video_seconds:.0f}s of video, {realtime:.1f}x realtime)")
     if not report.ok:
         raise typer.Exit(code=1)
@@ -130,15 +130,15 @@ def search(
     except vidseek.VidseekError as exc:
         raise _fail(exc)
     if as_json:
-        out.print(json.dumps([m.to_dict() for m in moments], indent=2), markup=False)
+        console.print(json.dumps([m.to_dict() for m in moments], indent=2), markup=False)
         return
     if not moments:
-        out.print("no results")
+        console.print("no results")
         return
     table = Table("#", "video", "start", "end", "score")
     for n, m in enumerate(moments, 1):
         table.add_row(str(n), m.video, _clock(m.start), _clock(m.end), f"{m.score:.3f}")
-    out.print(table)
+    console.print(table)
 
 
 @app.command()
@@ -156,9 +156,9 @@ def info(
     if as_json:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
         data["video_list"] = [vars(v) for v in videos]
-        out.print(json.dumps(data, indent=2), markup=False)
+        console.print(json.dumps(data, indent=2), markup=False)
         return
-    out.print(f"archive   {summary.path}\nencoder   {summary.encoder} (fingerprint "
+    console.print(f"archive   {summary.path}\nencoder   {summary.encoder} (fingerprint "
               f"{summary.encoder_fingerprint}, {summary.embed_dim}-d)\n"
               f"videos    {summary.videos} ({summary.hours:.2f} h, {summary.frames} frames at "
               f"{summary.fps:g} fps)\nindex     {summary.index_kind}\n"
@@ -168,7 +168,84 @@ def info(
         for v in videos:
             table.add_row(str(v.id), v.name, _clock(v.duration), str(v.frames),
                           f"{100 * v.kept_fraction:.0f}%", f"{v.width}x{v.height}")
-        out.print(table)
+        console.print(table)
+
+
+@app.command()
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder for the videos and their annotations."),
+    minutes: float = typer.Option(5.0, "--minutes", min=0.1, help="Length of each video."),
+    count: int = typer.Option(1, "--count", min=1, help="How many videos."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same videos."),
+) -> None:
+    """Generate procedural-world videos with exact event annotations.
+
+    Writes world_NNN.mp4 (H.264) and world_NNN.jsonl per video, plus all.jsonl with every
+    annotation: {video, query, start, end, kind}; start/end null for absent events.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    everything = []
+    for n in range(count):
+        video = out_dir / f"world_{n:03d}.mp4"
+        annotations = vidseek.build_world_video(video, minutes * 60, seed=seed + n)
+        vidseek.write_annotations(video.with_suffix(".jsonl"), annotations)
+        everything += annotations
+        present = sum(a.present for a in annotations)
+        console.print(f"wrote {video} ({minutes:g} min, {present} events, "
+                  f"{len(annotations) - present} absent queries)", markup=False)
+    vidseek.write_annotations(out_dir / "all.jsonl", everything)
+
+
+@app.command("train-encoder")
+def train_encoder(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for the trained checkpoint."),
+    steps: int = typer.Option(500, "--steps", min=1, help="Training steps."),
+    clips: int = typer.Option(2000, "--clips", min=10, help="Procedural-world clips to train on."),
+    footage: Optional[List[Path]] = typer.Option(None, "--footage", help="Real video to train the image side on too (repeatable)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Train a tiny CLIP encoder offline on the procedural world (and optional footage).
+
+    For machines without access to pretrained CLIP weights: the result is a normal
+    checkpoint directory to pass as --model to ingest.
+    """
+    columns = [TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("train", total=steps, loss=float("nan"))
+        try:
+            report = vidseek.train_world_encoder(
+                out_dir, steps=steps, clips=clips, footage=footage or (), seed=seed,
+                progress=lambda step, loss: bar.update(task, completed=step + 1, loss=loss))
+        except (vidseek.VidseekError, ValueError) as exc:
+            raise _fail(exc)
+    console.print(f"saved {out_dir} after {steps} steps in {report.seconds:.0f}s "
+              f"(loss {report.losses[0]:.2f} -> {report.losses[-1]:.2f}); held-out caption->frame "
+              f"top-1 accuracy {100 * report.heldout_accuracy:.1f}% over {report.heldout_captions} captions",
+              markup=False)
+
+
+@app.command("eval")
+def evaluate(
+    annotations: Path = typer.Option(..., "--annotations", help="JSONL of {video, query, start, end}."),
+    archive: Optional[Path] = ArchiveOpt,
+    mode: str = typer.Option("clip", "--mode", help="Query mode to evaluate: clip."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Moments retrieved per query (R@n needs n <= k)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here."),
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Score a query mode against annotations: R1/R5 at IoU 0.1/0.3/0.5/0.7 and mIoU."""
+    try:
+        rows = vidseek.read_annotations(annotations)
+        with vidseek.Archive.open(archive, device=device, create=False) as arch:
+            report = vidseek.evaluate_archive(arch, rows, mode=mode, top_k=top_k)
+    except (vidseek.VidseekError, ValueError) as exc:
+        raise _fail(exc)
+    console.print(report.table(), markup=False)
+    console.print(f"\n{report.queries} queries scored, {report.absent_queries} absent-event queries "
+              f"not scored, {report.seconds:.1f}s", markup=False)
+    if output is not None:
+        output.write_text(json.dumps(report.to_dict(), indent=2))
 
 
 def _clock(seconds: float) -> str:

@@ -1,0 +1,72 @@
+"""Grounding metrics on hand-made cases with exact expected numbers; annotation files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vidseek.annotations import Annotation, AnnotationError, read_annotations, write_annotations
+from vidseek.evaluation import score_predictions, temporal_iou
+
+
+def test_temporal_iou():
+    assert temporal_iou((0, 10), (0, 10)) == 1.0
+    assert temporal_iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
+    assert temporal_iou((0, 2), (3, 4)) == 0.0
+    assert temporal_iou((2, 4), (0, 10)) == pytest.approx(0.2)
+
+
+def test_recall_and_miou_exact():
+    anns = [
+        Annotation("v.mp4", "q1", 10.0, 20.0),  # top-1 IoU 1.0
+        Annotation("v.mp4", "q2", 10.0, 20.0),  # top-1 IoU 5/15 = 0.333; 2nd has IoU 0.6
+        Annotation("v.mp4", "q3", 0.0, 10.0),  # top-1 IoU 0; 5th IoU 0.8; 6th exact but ignored
+        Annotation("v.mp4", "q4", 0.0, 4.0),  # no prediction at all
+        Annotation("v.mp4", "q5", None, None),  # absent: not scored
+    ]
+    preds = [
+        [(10.0, 20.0)],
+        [(15.0, 25.0), (14.0, 20.0)],
+        [(50.0, 60.0), (70, 80), (90, 95), (96, 97), (0.0, 8.0), (0.0, 10.0)],
+        [],
+        [(1.0, 2.0)],
+    ]
+    report = score_predictions(anns, preds, mode="test")
+    assert report.queries == 4 and report.absent_queries == 1
+    r = report.recall
+    assert r["R1@0.1"] == 0.5 and r["R1@0.3"] == 0.5  # q1 and q2 (0.333)
+    assert r["R1@0.5"] == 0.25 and r["R1@0.7"] == 0.25  # q1 only
+    assert r["R5@0.1"] == 0.75 and r["R5@0.5"] == 0.75  # q1, q2 (0.6), q3 (0.8)
+    assert r["R5@0.7"] == 0.5  # q1, q3
+    assert report.miou == pytest.approx((1.0 + 1 / 3 + 0 + 0) / 4)
+    assert "R1@0.5" in report.table() and "| test |" in report.table()
+
+
+def test_per_kind_breakdown():
+    anns = [Annotation("v", "a", 0.0, 1.0, {"kind": "appears"}),
+            Annotation("v", "b", 0.0, 1.0, {"kind": "moves left"}),
+            Annotation("v", "c", 2.0, 3.0, {"kind": "moves left"})]
+    report = score_predictions(anns, [[(0, 1)], [(0, 1)], [(0, 1)]])
+    assert report.per_kind["appears"] == {"R1@0.5": 1.0, "mIoU": 1.0, "queries": 1}
+    assert report.per_kind["moves left"]["R1@0.5"] == 0.5
+
+
+def test_annotation_files_round_trip_and_errors(tmp_path):
+    path = tmp_path / "a.jsonl"
+    anns = [Annotation("v.mp4", "a red circle appears", 1.0, 3.5, {"kind": "appears"}),
+            Annotation("v.mp4", "a blue square", None, None)]
+    write_annotations(path, anns)
+    assert read_annotations(path) == anns
+    assert read_annotations(path)[0].extra == {"kind": "appears"}
+    bad = tmp_path / "bad.jsonl"
+    cases = [
+        ('{"video": "v", "query": "q", "start": 1}', "missing key"),
+        ('{"video": "v", "query": "q", "start": 5, "end": 2}', "start < end"),
+        ('{"video": "v", "query": "q", "start": null, "end": 2}', "both"),
+        ("not json", "not valid JSON"),
+    ]
+    for line, message in cases:
+        bad.write_text(json.dumps({"video": "v", "query": "q", "start": 0, "end": 1}) + "\n" + line + "\n")
+        with pytest.raises(AnnotationError, match=f"bad.jsonl:2: .*{message}"):
+            read_annotations(bad)

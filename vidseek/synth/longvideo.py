@@ -1,0 +1,68 @@
+"""Long synthetic videos: world clips and distractor segments, written as real H.264 files,
+with an annotation file of every event (and of absent events, for "Not Present")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..annotations import Annotation
+from .world import ClipSpec, Event, all_things, random_clip, render_clip
+from .writer import VideoWriter
+
+__all__ = ["WorldVideoConfig", "build_world_video"]
+
+
+@dataclass(frozen=True)
+class WorldVideoConfig:
+    fps: float = 10.0  # frame rate of the written video
+    size: int = 128  # frame side in pixels
+    clip_seconds: float = 6.0
+    distractor_share: float = 0.25  # share of segments without an event
+    absent_share: float = 0.2  # absent-event queries per present one
+
+
+def _distractor(rng: np.random.Generator) -> ClipSpec:
+    spec = random_clip(rng, seconds=float(np.round(rng.uniform(2.0, 5.0), 1)))
+    things = all_things()
+    idle = things[rng.integers(len(things))] if rng.random() < 0.5 else None
+    return ClipSpec(None, spec.background, spec.seconds, spec.seed, idle, spec.bg_colour)
+
+
+def build_world_video(path: str | Path, seconds: float, seed: int = 0,
+                      config: WorldVideoConfig = WorldVideoConfig()) -> list[Annotation]:
+    """Write a video of about ``seconds`` seconds to ``path``; return its annotations.
+
+    Every event caption occurs at most once in a video, so each query has one right answer.
+    """
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    annotations: list[Annotation] = []
+    used: set[str] = set()
+    clock = 0.0
+    with VideoWriter(path, fps=config.fps) as writer:
+        while clock < seconds:
+            if rng.random() < config.distractor_share:
+                spec = _distractor(rng)
+            else:
+                for _ in range(100):
+                    spec = random_clip(rng, seconds=config.clip_seconds)
+                    if spec.event.caption not in used:  # type: ignore[union-attr]
+                        break
+                event: Event = spec.event  # type: ignore[assignment]
+                used.add(event.caption)
+                annotations.append(Annotation(
+                    path.name, event.caption, round(clock + event.start, 3),
+                    round(clock + event.end, 3), {"kind": event.kind}))
+            for _, frame in render_clip(spec, fps=config.fps, size=config.size):
+                writer.write(frame)
+            clock += round(spec.seconds * config.fps) / config.fps
+    absent = []
+    while len(absent) < round(config.absent_share * len(annotations)):
+        event = random_clip(rng).event
+        if event.caption not in used:  # type: ignore[union-attr]
+            used.add(event.caption)  # type: ignore[union-attr]
+            absent.append(Annotation(path.name, event.caption, None, None, {"kind": event.kind}))  # type: ignore[union-attr]
+    return annotations + absent
