@@ -31,16 +31,29 @@ def _distractor(rng: np.random.Generator) -> ClipSpec:
     return ClipSpec(None, spec.background, spec.seconds, spec.seed, idle, spec.bg_colour)
 
 
+def _objects_shown(spec: ClipSpec) -> set[str]:
+    things = [spec.idle, *(() if spec.event is None else (spec.event.thing, spec.event.other))]
+    shown = {t.phrase() for t in things if t is not None}
+    if spec.event is not None and spec.event.kind == "turns":
+        shown.add(spec.event.thing.phrase(spec.event.new_colour))
+    return shown
+
+
 def build_world_video(path: str | Path, seconds: float, seed: int = 0,
                       config: WorldVideoConfig = WorldVideoConfig()) -> list[Annotation]:
     """Write a video of about ``seconds`` seconds to ``path``; return its annotations.
 
     Every event caption occurs at most once in a video, so each query has one right answer.
+    Each annotation's ``extra`` holds ``kind``, ``objects`` (the phrases of every object the
+    clip shows) and ``object_occurrences`` (in how many segments of the video the event's
+    object is visible: above 1, per-frame similarity alone cannot tell the clips apart).
     """
     path = Path(path)
     rng = np.random.default_rng(seed)
     annotations: list[Annotation] = []
     used: set[str] = set()
+    shown_in_segments: list[set[str]] = []
+    main_objects: list[str] = []  # the event's own object, per annotation
     clock = 0.0
     with VideoWriter(path, fps=config.fps) as writer:
         while clock < seconds:
@@ -53,12 +66,17 @@ def build_world_video(path: str | Path, seconds: float, seed: int = 0,
                         break
                 event: Event = spec.event  # type: ignore[assignment]
                 used.add(event.caption)
+                main_objects.append(event.thing.phrase())
                 annotations.append(Annotation(
                     path.name, event.caption, round(clock + event.start, 3),
-                    round(clock + event.end, 3), {"kind": event.kind}))
+                    round(clock + event.end, 3),
+                    {"kind": event.kind, "objects": sorted(_objects_shown(spec))}))
+            shown_in_segments.append(_objects_shown(spec))
             for _, frame in render_clip(spec, fps=config.fps, size=config.size):
                 writer.write(frame)
             clock += round(spec.seconds * config.fps) / config.fps
+    for ann, main in zip(annotations, main_objects):
+        ann.extra["object_occurrences"] = sum(main in shown for shown in shown_in_segments)
     absent = []
     while len(absent) < round(config.absent_share * len(annotations)):
         event = random_clip(rng).event
