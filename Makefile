@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-all demo bench docs clean
+.PHONY: setup test test-all demo bench bench-grounding docs clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ demo: setup  ## ingest the shared clips plus generated videos, then search them
 
 bench: setup  ## ingest throughput benchmark (writes benchmarks/results/ingest.json)
 	$(PY) benchmarks/ingest.py
+
+bench-grounding: setup  ## CLIP-mode R1/R5/mIoU on a held-out 30-minute synthetic video
+	$(PY) benchmarks/grounding.py
 
 docs: setup  ## regenerate docs/cli.md from --help
 	$(PY) scripts/cli_docs.py

@@ -61,13 +61,13 @@ def trained_encoder_dir(tmp_path_factory, media, generated, tiny_clip_dir) -> Pa
     Use it for any test that ranks frames: a random encoder embeds all images alike.
     """
     from vidseek import FrameEncoder
-    from vidseek.train.encoder import EncoderTrainingConfig, FrameDataset, train_image_encoder
+    from vidseek.train.encoder import EncoderTrainingConfig, FrameDataset, train_encoder
 
     out = tmp_path_factory.mktemp("trained-clip") / "model"
     encoder = FrameEncoder.load(tiny_clip_dir, device="cpu")
     sources = sorted(media.glob("*.mp4")) + [generated["static"], generated["noise"]]
     data = FrameDataset.from_videos(sources, encoder.info.image_size, fps=4.0)
-    report = train_image_encoder(encoder, data, out, EncoderTrainingConfig(steps=200))
+    report = train_encoder(encoder, out, footage=data, config=EncoderTrainingConfig(steps=200))
     assert sum(report.losses[-20:]) / 20 < 0.6 * sum(report.losses[:20]) / 20, "encoder did not train"
     return out
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import sqlite_utils
@@ -138,15 +139,27 @@ class Catalog:
         return {r[0]: (r[1], r[2]) for r in rows}
 
     # -- commits ----------------------------------------------------------------
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate transaction that bumps the generation; rolled back on any error."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)",
+                         [json.dumps(self.generation + 1)])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def commit_video(self, fields_: dict[str, Any], times: np.ndarray,
                      replace: VideoRecord | None = None) -> tuple[VideoRecord, np.ndarray]:
         """Insert a video and its frames in one transaction (replacing ``replace`` if given).
 
         Returns the new record and its frame ids. Bumps the generation.
         """
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction() as conn:
             if replace is not None:
                 conn.execute("DELETE FROM frames WHERE video_id = ?", [replace.id])
                 conn.execute("DELETE FROM videos WHERE id = ?", [replace.id])
@@ -159,24 +172,10 @@ class Catalog:
             conn.executemany(
                 "INSERT INTO frames (id, video_id, idx, time) VALUES (?, ?, ?, ?)",
                 [(int(i), video_id, n, float(t)) for n, (i, t) in enumerate(zip(ids, times))])
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)",
-                         [json.dumps(self.generation + 1)])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return self.video_by_id(video_id), ids  # type: ignore[return-value]
 
     def delete_video(self, video: VideoRecord) -> None:
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        """Remove a video and its frames in one transaction. Bumps the generation."""
+        with self._write_transaction() as conn:
             conn.execute("DELETE FROM frames WHERE video_id = ?", [video.id])
             conn.execute("DELETE FROM videos WHERE id = ?", [video.id])
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)",
-                         [json.dumps(self.generation + 1)])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
