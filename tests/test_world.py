@@ -38,6 +38,10 @@ def test_rendered_frames_match_the_event_ground_truth(kind):
         dx, dy = x1 - x0, y1 - y0
         expected = {"left": dx < -20, "right": dx > 20, "up": dy < -20, "down": dy > 20}
         assert expected[kind.split()[1]], (dx, dy)
+    elif kind == "bounces":
+        ys = [centroid(f, colour)[1] for t, f in frames.items() if ev.start <= t <= ev.end]
+        rest = centroid(before, colour)[1]
+        assert min(ys) < rest - 20 and abs(centroid(after, colour)[1] - rest) < 3  # up, then back
     elif kind == "turns":
         assert centroid(before, colour) is not None and centroid(before, ev.new_colour) is None
         assert centroid(after, ev.new_colour) is not None

@@ -5,7 +5,7 @@ with its exact time span and a caption from a small template grammar::
 
     a small red circle appears          a large blue square moves left
     a small green diamond disappears    a large yellow triangle turns purple
-    a small white circle meets a large cyan square
+    a small orange circle bounces       a small white circle meets a large cyan square
 
 Some events are visible in a single frame (an object is present); others exist only in
 the order of frames — the direction of motion, the order of two colours, appearing versus
@@ -32,10 +32,10 @@ SHAPES = ("circle", "square", "triangle", "diamond")
 SIZES = {"small": 0.17, "large": 0.30}  # object side as a fraction of the frame side
 BACKGROUNDS = ("flat", "textured", "noisy", "moving")
 EVENT_KINDS = ("appears", "disappears", "moves left", "moves right", "moves up", "moves down",
-               "turns", "meets")
+               "bounces", "turns", "meets")
 # Events no single frame reveals: they need the order of frames.
-TEMPORAL_KINDS = frozenset({"moves left", "moves right", "moves up", "moves down", "turns",
-                            "appears", "disappears"})
+TEMPORAL_KINDS = frozenset({"moves left", "moves right", "moves up", "moves down", "bounces",
+                            "turns", "appears", "disappears"})
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,9 @@ def _placements(spec: ClipSpec, t: float, rng_pos: np.random.Generator | None = 
         dx, dy = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}[direction]
         x, y = x - dx * travel / 2 + dx * travel * u, y - dy * travel / 2 + dy * travel * u
         out.append(_Placement(ev.thing, x, y, ev.thing.colour))
+    elif ev.kind == "bounces":  # rests on the floor, hops up twice, lands again
+        floor = 0.75
+        out.append(_Placement(ev.thing, x, floor - 0.45 * abs(math.sin(2 * math.pi * u)), ev.thing.colour))
     elif ev.kind == "appears":
         out.append(_Placement(ev.thing, x, y, ev.thing.colour, visible=t >= ev.start))
     elif ev.kind == "disappears":
