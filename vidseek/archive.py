@@ -18,6 +18,7 @@ from PIL import Image
 
 from . import __version__
 from .errors import EncoderMismatchError, QueryError, VideoError
+from .indexer.decode import probe_video
 from .indexer.discover import discover_videos, file_digest
 from .indexer.pipeline import IngestConfig, extract_features
 from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
@@ -205,8 +206,6 @@ class Archive:
 
     def _ingest_file(self, path: Path, n: int, count: int,
                      notify: Callable[[IngestProgress], None]) -> VideoRecord | SkippedFile:
-        from .indexer.decode import probe_video
-
         info = probe_video(path)  # fails fast on empty / non-video files
         digest = file_digest(path)
         existing = self.store.catalog.video_by_path(str(path))
