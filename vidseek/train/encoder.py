@@ -43,6 +43,7 @@ class EncoderTrainingConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     temperature: float = 0.07
+    footage_batch_size: int = 32  # footage pairs per step, when training on both
     neighbour_seconds: float = 1.0  # footage: a positive may be this far from its anchor
     min_crop_area: float = 0.5  # footage: random crops keep at least this share of the frame
     seed: int = 0
@@ -213,7 +214,8 @@ def train_encoder(
         if captions is not None:
             loss = loss + trainer.caption_loss(captions, min(config.batch_size, len(captions.pixels)))
         if footage is not None:
-            loss = loss + trainer.footage_loss(footage, min(config.batch_size, len(footage.pixels)))
+            batch = config.footage_batch_size if captions is not None else config.batch_size
+            loss = loss + trainer.footage_loss(footage, min(batch, len(footage.pixels)))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
