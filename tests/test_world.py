@@ -75,6 +75,16 @@ def test_long_video_annotations(tmp_path):
     assert read_annotations(tmp_path / "w.jsonl") == annotations
 
 
+def test_unique_objects_video_shows_each_object_once(tmp_path):
+    config = vidseek.WorldVideoConfig(unique_objects=True)
+    annotations = vidseek.build_world_video(tmp_path / "u.mp4", 3600, seed=4, config=config)
+    present = [a for a in annotations if a.present]
+    assert all(a.extra["object_occurrences"] == 1 for a in present)
+    shown = [o for a in present for o in a.extra["objects"]]
+    assert len(shown) == len(set(shown))
+    assert vidseek.probe_video(tmp_path / "u.mp4").duration < 600  # ran out of objects early
+
+
 def test_world_encoder_learned_captions(world_encoder):
     # held-out: frames of clips generated from unseen seeds, captions of what they show
     assert world_encoder.heldout_captions >= 50

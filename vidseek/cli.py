@@ -177,6 +177,7 @@ def synth(
     minutes: float = typer.Option(5.0, "--minutes", min=0.1, help="Length of each video."),
     count: int = typer.Option(1, "--count", min=1, help="How many videos."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same videos."),
+    unique_objects: bool = typer.Option(False, "--unique-objects", help="Show each object in one clip only (videos end after ~5 min)."),
 ) -> None:
     """Generate procedural-world videos with exact event annotations.
 
@@ -187,7 +188,9 @@ def synth(
     everything = []
     for n in range(count):
         video = out_dir / f"world_{n:03d}.mp4"
-        annotations = vidseek.build_world_video(video, minutes * 60, seed=seed + n)
+        annotations = vidseek.build_world_video(
+            video, minutes * 60, seed=seed + n,
+            config=vidseek.WorldVideoConfig(unique_objects=unique_objects))
         vidseek.write_annotations(video.with_suffix(".jsonl"), annotations)
         everything += annotations
         present = sum(a.present for a in annotations)

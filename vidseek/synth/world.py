@@ -90,9 +90,14 @@ def static_caption(things: list[Thing]) -> str:
 
 
 def random_clip(rng: np.random.Generator, seconds: float = 6.0, kind: str | None = None,
-                thing: Thing | None = None) -> ClipSpec:
-    """A random clip with one event spanning 2–3.5 s, starting 1–2 s in."""
-    things = all_things()
+                thing: Thing | None = None, avoid: frozenset[Thing] = frozenset()) -> ClipSpec:
+    """A random clip with one event spanning 2–3.5 s, starting 1–2 s in.
+
+    No object in ``avoid`` is shown (raises ``ValueError`` if too few objects are left).
+    """
+    things = [t for t in all_things() if t not in avoid]
+    if len(things) < 4:
+        raise ValueError("too few unused objects left for another clip")
     thing = thing or things[rng.integers(len(things))]
     kind = kind or EVENT_KINDS[rng.integers(len(EVENT_KINDS))]
     start = float(np.round(rng.uniform(1.0, 2.0), 1))
@@ -103,14 +108,20 @@ def random_clip(rng: np.random.Generator, seconds: float = 6.0, kind: str | None
     elif kind == "disappears":
         start = 0.0  # present from the start until it vanishes
     elif kind == "turns":
-        new_colour = str(rng.choice([c for c in COLOURS if c != thing.colour]))
+        colours = [c for c in COLOURS
+                   if c != thing.colour and Thing(thing.shape, c, thing.size) not in avoid]
+        if not colours:
+            raise ValueError("too few unused objects left for another clip")
+        new_colour = str(rng.choice(colours))
     elif kind == "meets":
         candidates = [t for t in things if t.colour != thing.colour and t.shape != thing.shape]
+        if not candidates:
+            raise ValueError("too few unused objects left for another clip")
         other = candidates[rng.integers(len(candidates))]
     idle = None
     if kind not in ("meets",) and rng.random() < 0.4:
-        candidates = [t for t in things if t.colour != thing.colour]
-        idle = candidates[rng.integers(len(candidates))]
+        candidates = [t for t in things if t.colour != thing.colour and t != thing]
+        idle = candidates[rng.integers(len(candidates))] if candidates else None
     background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
     bg_colour = tuple(int(v) for v in rng.integers(20, 110, 3))
     return ClipSpec(Event(kind, thing, start, end, new_colour, other), background, seconds,
