@@ -41,3 +41,24 @@ def test_unloadable_model_is_a_model_error(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ModelError):
         FrameEncoder.load(tmp_path, device="cpu")
+
+
+def test_siglip_checkpoints_load_and_encode(tmp_path):
+    """SigLIP has no class token and no attention mask for text: both paths are exercised."""
+    from transformers import SiglipConfig, SiglipModel
+
+    from vidseek.models.tiny import write_char_tokenizer
+
+    config = SiglipConfig(
+        text_config=dict(vocab_size=514, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=24, pad_token_id=513,
+                         bos_token_id=512, eos_token_id=513),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=1, num_attention_heads=2))
+    SiglipModel(config).save_pretrained(tmp_path)
+    write_char_tokenizer(tmp_path, max_length=24)
+    encoder = FrameEncoder.load(tmp_path, device="cpu")
+    assert encoder.info.kind == "siglip" and encoder.info.grid == (4, 4)
+    out = encoder.encode_frames(np.zeros((2, 32, 32, 3), np.uint8))
+    assert out.embeddings.shape == (2, 32) and out.patches.shape == (2, 4, 4, 32)
+    assert encoder.encode_text(["a red circle"]).shape == (1, 32)
