@@ -94,6 +94,32 @@ def test_bad_files_fail_clearly_and_leave_archive_unchanged(archive, media, tmp_
     assert snapshot(archive)["files"] == before["files"]
 
 
+def test_videos_sharing_a_file_name(archive, media, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(media / "carphone_pristine.mp4", tmp_path / folder / "clip.mp4")
+    archive.ingest([tmp_path / "a", tmp_path / "b"])
+    assert len(archive.find_videos("clip.mp4")) == 2
+    assert {m.path for m in archive.search("x", video="clip.mp4", top_k=10)} == {
+        str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4")}
+    with pytest.raises(QueryError, match="names 2 videos"):
+        archive.remove("clip.mp4")
+    with pytest.raises(QueryError, match="names 2 videos"):
+        vidseek.evaluate_archive(archive, [vidseek.Annotation("clip.mp4", "x", 0.0, 1.0)])
+    removed = archive.remove(str(tmp_path / "a" / "clip.mp4"))
+    assert removed.path == str(tmp_path / "a" / "clip.mp4")
+    assert [v.path for v in archive.find_videos("clip.mp4")] == [str(tmp_path / "b" / "clip.mp4")]
+
+
+def test_unreadable_index_is_rebuilt(tmp_path, tiny_clip_dir, media):
+    with Archive.open(tmp_path / "a", model=tiny_clip_dir) as arch:
+        arch.ingest([media / "carphone_pristine.mp4"])
+    (tmp_path / "a" / "frames.faiss").write_bytes(b"garbage")
+    with Archive.open(tmp_path / "a") as arch:
+        state = snapshot(arch)
+        assert state["index"] == (4, state["generation"])
+
+
 def test_encoder_mismatch_is_a_clear_error(tmp_path, tiny_clip_dir, media):
     with Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as arch:
         arch.ingest([media / "carphone_pristine.mp4"])

@@ -156,15 +156,15 @@ class Archive:
 
     def _load_encoder(self) -> None:
         encoder = FrameEncoder.load(self._model, device=self._device)
-        manifest = self.store.manifest
-        if manifest is None:
-            self.store.set_manifest({
+        if self.store.manifest is None:
+            self.store.set_manifest({  # a no-op if another process set one meanwhile
                 "encoder": encoder.info.to_dict(),
                 "ingest": {"fps": self.config.fps, "prune_threshold": self.config.prune_threshold},
                 "vidseek_version": __version__,
                 "created": time.time(),
             })
-        else:
+        manifest = self.store.manifest
+        if manifest is not None:
             built_with = EncoderInfo.from_dict(manifest["encoder"])
             if built_with.fingerprint != encoder.info.fingerprint:
                 raise EncoderMismatchError(
@@ -206,18 +206,21 @@ class Archive:
 
     def _ingest_file(self, path: Path, n: int, count: int,
                      notify: Callable[[IngestProgress], None]) -> VideoRecord | SkippedFile:
-        info = probe_video(path)  # fails fast on empty / non-video files
-        digest = file_digest(path)
-        existing = self.store.catalog.video_by_path(str(path))
-        if (existing is not None and existing.content_hash == digest
-                and existing.fps == self.config.fps):
-            return SkippedFile(path, "unchanged since it was indexed")
-        encoder = self.encoder
-        t0 = time.perf_counter()
-        features, sampler = extract_features(
-            path, encoder, self.config,
-            on_progress=lambda done: notify(
-                IngestProgress(path, n, count, "frames", done, info.duration)))
+        try:  # errors reading the input are the file's problem, not the archive's
+            info = probe_video(path)  # fails fast on empty / non-video files
+            digest = file_digest(path)
+            existing = self.store.catalog.video_by_path(str(path))
+            if (existing is not None and existing.content_hash == digest
+                    and existing.fps == self.config.fps):
+                return SkippedFile(path, "unchanged since it was indexed")
+            encoder = self.encoder
+            t0 = time.perf_counter()
+            features, sampler = extract_features(
+                path, encoder, self.config,
+                on_progress=lambda done: notify(
+                    IngestProgress(path, n, count, "frames", done, info.duration)))
+        except OSError as exc:
+            raise VideoError(path, f"cannot read the file: {exc.strerror or exc}") from exc
         fields = dict(
             path=str(path), name=path.name, content_hash=digest, size_bytes=path.stat().st_size,
             duration=sampler.duration, fps=self.config.fps, native_fps=info.native_fps,
@@ -225,7 +228,7 @@ class Archive:
             kept_fraction=features.dense.kept_fraction, status="indexed", indexed_at=time.time(),
             ingest_seconds=time.perf_counter() - t0,
         )
-        record = self.store.commit_video(fields, features, replace=existing)
+        record = self.store.commit_video(fields, features)
         logger.info("indexed %s: %d frames, %.1fs, %.0f%% dense tokens kept", path,
                     record.frames, record.duration, 100 * record.kept_fraction)
         return record
@@ -262,10 +265,25 @@ class Archive:
                 raise QueryError(f"{image}: cannot read the query image: {exc}") from exc
         return self.encoder.encode_images([image])[0]
 
-    def _resolve_videos(self, video: str) -> list[VideoRecord]:
+    def find_videos(self, video: str) -> list[VideoRecord]:
+        """Indexed videos whose file name, path or id is ``video`` (several may share a name)."""
         found = self.store.catalog.find_videos(video)
         if not found:
             found = self.store.catalog.find_videos(str(Path(video).expanduser().resolve()))
+        return found
+
+    def find_video(self, video: str) -> VideoRecord:
+        """The one indexed video ``video`` names; QueryError if none or several."""
+        found = self.find_videos(video)
+        if len(found) > 1:
+            paths = ", ".join(v.path for v in found)
+            raise QueryError(f"{video!r} names {len(found)} videos ({paths}); give a path or id")
+        if not found:
+            raise QueryError(f"no indexed video named {video!r}")
+        return found[0]
+
+    def _resolve_videos(self, video: str) -> list[VideoRecord]:
+        found = self.find_videos(video)
         if not found:
             raise QueryError(f"no indexed video named {video!r}")
         return found
@@ -274,12 +292,11 @@ class Archive:
     def videos(self) -> list[VideoRecord]:
         return self.store.catalog.videos()
 
-    def remove(self, video: str) -> list[VideoRecord]:
-        """Remove a video (file name, path or id) from the archive; returns what was removed."""
-        removed = self._resolve_videos(video)
-        for record in removed:
-            self.store.delete_video(record)
-        return removed
+    def remove(self, video: str) -> VideoRecord:
+        """Remove one video (file name, path or id) from the archive; returns its record."""
+        record = self.find_video(video)
+        self.store.delete_video(record)
+        return record
 
     def info(self) -> ArchiveInfo:
         manifest = self.store.manifest or {}

@@ -60,7 +60,7 @@ def ingest(
     fps: Optional[float] = typer.Option(None, "--fps", help="Frames sampled per second [default: the archive's, 1.0 for a new one]."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="CLIP/SigLIP hub id or local directory [default: the archive's, openai/clip-vit-base-patch32 for a new one]."),
     batch_size: int = typer.Option(16, "--batch-size", help="Frames per encoder batch."),
-    prune_threshold: Optional[float] = typer.Option(None, "--prune-threshold", help="Dense-token pruning threshold, mean |pixel change| in 0-255 units [default: 0.1]."),
+    prune_threshold: Optional[float] = typer.Option(None, "--prune-threshold", help="Dense-token pruning threshold, mean |pixel change| in 0-255 units [default: the archive's, 0.1 for a new one]."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Descend into sub-folders."),
     device: Optional[str] = DeviceOpt,
 ) -> None:

@@ -11,11 +11,9 @@ A query with no prediction scores IoU 0. Queries whose event is absent from the 
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .annotations import Annotation
@@ -95,14 +93,19 @@ def score_predictions(annotations: Sequence[Annotation],
 
 def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode: str = "clip",
                      top_k: int = 5, progress: Callable[[int, int], None] | None = None) -> EvalReport:
-    """Run every present query against its video in ``archive`` and score the results."""
+    """Run every present query against its video in ``archive`` and score the results.
+
+    ``annotation.video`` must name one indexed video (file name, path or id).
+    """
     if mode != "clip":
         raise ValueError(f"unknown query mode {mode!r} (available: clip)")
     started = time.perf_counter()
     predictions = []
     for n, ann in enumerate(annotations):
         if ann.present:
-            moments = archive.search(ann.query, top_k=top_k, video=ann.video)
+            # exactly the annotated video: two folders may each hold a world_000.mp4
+            video = archive.find_video(ann.video)
+            moments = archive.search(ann.query, top_k=top_k, video=str(video.id))
             predictions.append([(m.start, m.end) for m in moments])
         else:
             predictions.append([])
@@ -111,7 +114,3 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
     report = score_predictions(annotations, predictions, mode=mode)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def write_report(report: EvalReport, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(report.to_dict(), indent=2))

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 # A stream whose last frame ends this far before the declared duration is truncated.
 _TRUNCATION_TOLERANCE_S = 1.0
-_TRUNCATION_TOLERANCE_FRACTION = 0.05
+_TRUNCATION_TOLERANCE_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,11 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path), mode="r")
     except av.error.FFmpegError as exc:
-        with path.open("rb") as fh:
-            head = fh.read(12)
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(12)
+        except OSError:
+            head = b""
         if head[4:8] == b"ftyp":
             raise CorruptVideoError(
                 path, f"MP4/MOV header found but the file cannot be read (truncated or damaged?): {exc}"

@@ -54,11 +54,6 @@ class DenseTokens:
     def num_frames(self) -> int:
         return int(self.kept.shape[0])
 
-    def frame_offsets(self) -> np.ndarray:
-        """``tokens[offsets[t]:offsets[t+1]]`` are frame ``t``'s kept tokens."""
-        counts = self.kept.reshape(len(self.kept), -1).sum(axis=1)
-        return np.concatenate([[0], np.cumsum(counts)])
-
     def grid(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Full token grids ``[T, h2, w2, C]`` for frames ``start:stop``, carry-forward filled."""
         stop = self.num_frames if stop is None else stop

@@ -2,8 +2,9 @@
 
 Each seed frame (a top hit from the index) is grown into a run over the video's full
 similarity curve: neighbours are added while their similarity stays above half-way between
-the video's median similarity and the seed's (full width at half maximum). Overlapping runs
-merge; a run is scored by its peak similarity.
+the video's median similarity and the seed's (full width at half maximum). A weaker run that
+touches a stronger one is its shoulder and is dropped; a run is scored by the highest
+similarity inside it.
 """
 
 from __future__ import annotations
@@ -47,19 +48,29 @@ def runs_around_peaks(
         return []
     base = float(np.median(sims))
     covered = np.zeros(len(times), dtype=bool)
-    runs = []
+    spans: list[tuple[int, int]] = []  # frame index ranges, inclusive
     for seed in sorted({int(s) for s in seeds}, key=lambda i: -sims[i]):
         if covered[seed]:
             continue
-        peak = float(sims[seed])
-        floor = base + 0.5 * (peak - base)
+        floor = base + 0.5 * (float(sims[seed]) - base)
         lo = hi = seed
         while lo > 0 and sims[lo - 1] >= floor and not covered[lo - 1]:
             lo -= 1
         while hi + 1 < len(times) and sims[hi + 1] >= floor and not covered[hi + 1]:
             hi += 1
         covered[lo:hi + 1] = True
-        end = min(float(times[hi]) + frame_step, end_time) if end_time > times[hi] else float(
-            times[hi]) + frame_step
-        runs.append((float(times[lo]), end, peak, float(times[seed])))
+        spans.append((lo, hi))
+    # A run touching a stronger one is that moment's shoulder (below its half height): drop
+    # it rather than list pieces of one event as separate moments.
+    kept: list[tuple[int, int]] = []
+    for lo, hi in spans:  # strongest first
+        if not any(lo <= k_hi + 1 and hi >= k_lo - 1 for k_lo, k_hi in kept):
+            kept.append((lo, hi))
+    runs = []
+    for lo, hi in sorted(kept):
+        best = lo + int(np.argmax(sims[lo:hi + 1]))
+        end = float(times[hi]) + frame_step
+        if end_time > times[hi]:
+            end = min(end, end_time)
+        runs.append((float(times[lo]), end, float(sims[best]), float(times[best])))
     return runs

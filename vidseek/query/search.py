@@ -28,7 +28,10 @@ _MIN_FRAMES = 64
 def _video_moments(store: ArchiveStore, video: VideoRecord, query: np.ndarray,
                    hit_times: list[float] | None, n_seeds: int) -> list[Moment]:
     """Moments of one video, grown from the index's hits in it (or its own best frames)."""
-    times, emb = store.video_embeddings(video)
+    try:
+        times, emb = store.video_embeddings(video)
+    except FileNotFoundError:  # replaced or removed by another process since the lookup
+        return []
     sims = emb @ query
     if hit_times is not None:
         seeds = np.searchsorted(times, np.asarray(hit_times) - 1e-6)

@@ -88,16 +88,19 @@ class ArchiveStore:
         return self._index
 
     def refresh_index(self) -> FrameIndex:
-        """Return the index, reloading or rebuilding it if the catalog moved on."""
+        """Return the index, reloading it if another process committed since.
+
+        If the saved index is behind the catalog (a writer crashed between its catalog commit
+        and its index save), it is rebuilt from the feature files under the write lock.
+        """
         index = self._frame_index()
-        generation = self.catalog.generation
-        if index.generation == generation:
+        if index.generation == self.catalog.generation:
             return index
         index.load()  # another process may have committed and saved
-        if index.generation != generation:
+        if index.generation != self.catalog.generation:
             with self.lock:
-                generation = self.catalog.generation
                 index.load()
+                generation = self.catalog.generation
                 if index.generation != generation:
                     self._rebuild_index(index, generation)
         return index
@@ -110,29 +113,40 @@ class ArchiveStore:
                        self.root, index.generation, generation)
         ids, vectors = [], []
         for video in self.catalog.videos():
-            _, emb = self.files.load_embeddings(video.features_key)
+            try:
+                _, emb = self.files.load_embeddings(video.features_key)
+            except (OSError, ValueError) as exc:  # lost to a power cut or damaged on disk
+                logger.error("%s: features of %s unreadable (%s); re-ingest it", self.root,
+                             video.path, exc)
+                continue
             ids.append(frame_ids(video.id, len(emb)))
             vectors.append(emb)
-        dim = index.dim
         index.rebuild(np.concatenate(ids) if ids else np.zeros(0, np.int64),
-                      np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
+                      np.concatenate(vectors) if vectors else np.zeros((0, index.dim), np.float32))
         index.save(generation)
 
     # -- writes -----------------------------------------------------------------
-    def commit_video(self, fields: dict[str, Any], features: VideoFeatures,
-                     replace: VideoRecord | None = None) -> VideoRecord:
-        """Make a video visible atomically; replaces ``replace`` (same path) if given."""
+    def commit_video(self, fields: dict[str, Any], features: VideoFeatures) -> VideoRecord:
+        """Make a video visible atomically, replacing any video already at the same path."""
         key = self.files.save(features)
-        with self.lock:
-            index = self.refresh_index()
-            record, ids = self.catalog.commit_video({**fields, "features_key": key},
-                                                    features.times, replace=replace)
-            if replace is not None:
-                index.remove(frame_ids(replace.id, replace.frames))
-            index.add(ids, features.embeddings)
-            index.save(self.catalog.generation)
+        visible = False
+        try:
+            with self.lock:
+                # looked up under the lock: another process may have changed it meanwhile
+                replace = self.catalog.video_by_path(fields["path"])
+                index = self.refresh_index()
+                record, ids = self.catalog.commit_video({**fields, "features_key": key},
+                                                        features.times, replace=replace)
+                visible = True
+                if replace is not None:
+                    index.remove(frame_ids(replace.id, replace.frames))
+                index.add(ids, features.embeddings)
+                index.save(self.catalog.generation)
+        finally:
+            if not visible:
+                self.files.path(key).unlink(missing_ok=True)
         if replace is not None:
-            self._remove_file_if_unused(replace.features_key)
+            self.files.path(replace.features_key).unlink(missing_ok=True)  # keys are unique
         return record
 
     def delete_video(self, video: VideoRecord) -> None:
@@ -141,11 +155,7 @@ class ArchiveStore:
             self.catalog.delete_video(video)
             index.remove(frame_ids(video.id, video.frames))
             index.save(self.catalog.generation)
-        self._remove_file_if_unused(video.features_key)
-
-    def _remove_file_if_unused(self, key: str) -> None:
-        if key not in {v.features_key for v in self.catalog.videos()}:
-            self.files.path(key).unlink(missing_ok=True)
+        self.files.path(video.features_key).unlink(missing_ok=True)
 
     def collect_garbage(self, min_age_s: float = 3600.0) -> int:
         """Delete feature files no video references (left by crashed ingests)."""

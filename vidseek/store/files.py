@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..indexer.dense import DenseTokens
+from .frame_index import fsync_directory
 
 __all__ = ["VideoFeatures", "FeatureFileStore"]
 
@@ -54,6 +55,7 @@ class FeatureFileStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
+        fsync_directory(self.root)
         return key
 
     def load(self, key: str) -> VideoFeatures:

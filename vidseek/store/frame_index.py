@@ -21,9 +21,18 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-__all__ = ["FrameIndex"]
+__all__ = ["FrameIndex", "fsync_directory"]
 
 logger = logging.getLogger(__name__)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make renames inside ``path`` durable (a rename is only on disk once its folder is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class FrameIndex:
@@ -51,12 +60,22 @@ class FrameIndex:
         return int(self._index.ntotal)
 
     def load(self) -> bool:
-        """Read the saved index; False when there is none (a new archive)."""
+        """Read the saved index; False when there is none or it is unreadable.
+
+        An unreadable index is treated as missing: its generation stays behind the catalog's,
+        so the archive rebuilds it from the feature files.
+        """
         if not self.path.exists() or not self.sidecar.exists():
             return False
-        meta = json.loads(self.sidecar.read_text())
-        self._index = faiss.read_index(str(self.path))
-        self.generation = int(meta["generation"])
+        try:
+            meta = json.loads(self.sidecar.read_text())
+            index = faiss.read_index(str(self.path))
+            generation = int(meta["generation"])
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            logger.error("%s: unreadable frame index (%s); it will be rebuilt", self.path, exc)
+            self.generation = -1
+            return False
+        self._index, self.generation = index, generation
         if isinstance(self._index, faiss.IndexIVF):
             self._index.nprobe = self.nprobe
         return True
@@ -69,9 +88,13 @@ class FrameIndex:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
         side_tmp = self.sidecar.with_suffix(".json.tmp")
-        side_tmp.write_text(json.dumps({"generation": generation, "kind": self.kind,
-                                        "ntotal": self.ntotal, "dim": self.dim}))
+        with open(side_tmp, "w") as fh:
+            fh.write(json.dumps({"generation": generation, "kind": self.kind,
+                                 "ntotal": self.ntotal, "dim": self.dim}))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(side_tmp, self.sidecar)
+        fsync_directory(self.path.parent)
         self.generation = generation
 
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -114,7 +137,6 @@ class FrameIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(scores, ids)`` per query row; missing slots have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        return self._index.search(queries, k)
+        return self._index.search(queries, max(1, min(k, self.ntotal)))

@@ -31,23 +31,31 @@ class WriteLock:
         deadline = time.monotonic() + self.timeout
         if not self._thread_lock.acquire(timeout=self.timeout):
             raise ArchiveLockedError(f"{self.path.parent}: write lock busy in this process")
-        if self._depth == 0:
-            fh = open(self.path, "a+")
+        try:
+            if self._depth == 0:
+                self._fh = self._acquire_file_lock(deadline)
+            self._depth += 1
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return self
+
+    def _acquire_file_lock(self, deadline: float):
+        fh = open(self.path, "a+")
+        try:
             while True:
                 try:
                     fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
+                    return fh
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        fh.close()
-                        self._thread_lock.release()
                         raise ArchiveLockedError(
                             f"{self.path.parent}: another process has held the write lock "
-                            f"for more than {self.timeout:.0f}s")
+                            f"for more than {self.timeout:.0f}s") from None
                     time.sleep(0.05)
-            self._fh = fh
-        self._depth += 1
-        return self
+        except BaseException:
+            fh.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
