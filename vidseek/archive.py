@@ -274,12 +274,10 @@ class Archive:
 
     def find_video(self, video: str) -> VideoRecord:
         """The one indexed video ``video`` names; QueryError if none or several."""
-        found = self.find_videos(video)
+        found = self._resolve_videos(video)
         if len(found) > 1:
             paths = ", ".join(v.path for v in found)
             raise QueryError(f"{video!r} names {len(found)} videos ({paths}); give a path or id")
-        if not found:
-            raise QueryError(f"no indexed video named {video!r}")
         return found[0]
 
     def _resolve_videos(self, video: str) -> list[VideoRecord]:

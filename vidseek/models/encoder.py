@@ -168,8 +168,11 @@ class FrameEncoder:
     # -- images ---------------------------------------------------------------
     def _pixel_values(self, pixels: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
-        x = x.permute(0, 3, 1, 2).to(self._mean.dtype).div_(255.0)
-        return (x - self._mean) / self._std
+        return self.normalise(x.permute(0, 3, 1, 2).to(self._mean.dtype).div_(255.0))
+
+    def normalise(self, pixels01: torch.Tensor) -> torch.Tensor:
+        """The model's input from ``[B, 3, S, S]`` RGB in [0, 1] (differentiable; training uses it)."""
+        return (pixels01 - self._mean) / self._std
 
     def _check_size(self, pixels: np.ndarray) -> None:
         side = self.info.image_size

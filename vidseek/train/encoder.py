@@ -136,10 +136,9 @@ class _Trainer:
         self.config = config
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.mean, self.std = encoder._mean.cpu(), encoder._std.cpu()
 
     def embed_images(self, pixels01: torch.Tensor) -> torch.Tensor:
-        out = self.model.get_image_features(pixel_values=(pixels01 - self.mean) / self.std)
+        out = self.model.get_image_features(pixel_values=self.encoder.normalise(pixels01))
         return F.normalize(out.pooler_output, dim=-1)
 
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
