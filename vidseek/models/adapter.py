@@ -1,0 +1,102 @@
+"""The hierarchical adapter (ReVisionLLM) and the projector into the LLM.
+
+- **Dense projection**: one token per frame from the frame's CLIP embedding and its pooled
+  patch grid (each cell squeezed by a shared linear map, then the whole grid flattened, so
+  *where* things are survives: direction of motion lives there).
+- **Sparse compressor**: a window of dense frame tokens → ``n`` sparse tokens by latent-query
+  cross-attention followed by self-attention among the latents (Perceiver / Q-Former style).
+  ReVisionLLM conditions this compression on the query, which cannot be precomputed; ours is
+  query-independent so the sparse tokens are computed once at ingest, and the query meets
+  the video inside the LLM. Each sparse *kind* (coarse level-1 windows, fine level-2
+  windows) has its own latent queries.
+- **Projector**: a two-layer MLP into the LLM's hidden size (VideoLLaMA3), plus a learned
+  embedding per token kind so the LLM knows whether it reads frames or windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["AdapterConfig", "HierarchicalAdapter", "Projector", "DENSE", "FINE", "COARSE"]
+
+# Token kinds.
+DENSE, FINE, COARSE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    embed_dim: int  # CLIP embedding size D
+    cells: int  # pooled patch-grid cells per frame (h2 * w2)
+    cell_width: int  # channels of one pooled patch token
+    hidden: int = 256  # adapter width
+    cell_dim: int = 16  # each cell is squeezed to this before flattening the grid
+    heads: int = 4
+    fine_tokens: int = 2  # sparse tokens per fine (level-2) window
+    coarse_tokens: int = 8  # sparse tokens per coarse (level-1) window
+    max_window: int = 128  # longest window the compressor's position table covers
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class HierarchicalAdapter(nn.Module):
+    def __init__(self, config: AdapterConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden
+        self.cell_proj = nn.Linear(config.cell_width, config.cell_dim)
+        self.grid_proj = nn.Linear(config.cells * config.cell_dim, h)
+        self.embed_proj = nn.Linear(config.embed_dim, h)
+        self.dense_norm = nn.LayerNorm(h)
+        # compressor: everything below is trained in stage 1B
+        self.compressor = nn.ModuleDict({
+            "positions": nn.Embedding(config.max_window, h),
+            "latents": nn.ParameterList([
+                nn.Parameter(torch.randn(config.fine_tokens, h) * 0.02),
+                nn.Parameter(torch.randn(config.coarse_tokens, h) * 0.02)]),
+            "cross": nn.MultiheadAttention(h, config.heads, batch_first=True),
+            "cross_norm": nn.LayerNorm(h),
+            "ffn": nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h)),
+            "ffn_norm": nn.LayerNorm(h),
+            "self": nn.TransformerEncoderLayer(h, config.heads, 2 * h, dropout=0.0,
+                                               batch_first=True, norm_first=True),
+        })
+
+    def dense(self, embeddings: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """``[..., D]`` frame embeddings and ``[..., cells, C]`` grids → ``[..., hidden]``."""
+        cells = torch.nn.functional.gelu(self.cell_proj(grid)).flatten(-2)
+        return self.dense_norm(self.grid_proj(cells) + self.embed_proj(embeddings))
+
+    def compress(self, frames: torch.Tensor, mask: torch.Tensor, kind: int) -> torch.Tensor:
+        """``[B, T, hidden]`` dense tokens of ``B`` windows (``mask`` [B, T] marks real
+        frames) → ``[B, n, hidden]`` sparse tokens of ``kind`` (FINE or COARSE)."""
+        c = self.compressor
+        t = frames.shape[1]
+        if t > self.config.max_window:
+            raise ValueError(f"a window of {t} frames exceeds the compressor's {self.config.max_window}")
+        keys = frames + c["positions"].weight[:t]
+        latents = c["latents"][kind - 1].unsqueeze(0).expand(frames.shape[0], -1, -1)
+        attended, _ = c["cross"](latents, keys, keys, key_padding_mask=~mask, need_weights=False)
+        x = c["cross_norm"](latents + attended)
+        x = c["ffn_norm"](x + c["ffn"](x))
+        return c["self"](x)
+
+    def compressor_parameters(self) -> list[nn.Parameter]:
+        return list(self.compressor.parameters())
+
+
+class Projector(nn.Module):
+    """Adapter tokens → LLM input embeddings, with a learned embedding per token kind."""
+
+    def __init__(self, hidden: int, llm_hidden: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(hidden, llm_hidden), nn.GELU(),
+                                 nn.Linear(llm_hidden, llm_hidden))
+        self.kinds = nn.Embedding(3, llm_hidden)
+        nn.init.normal_(self.kinds.weight, std=0.02)
+
+    def forward(self, tokens: torch.Tensor, kind: int) -> torch.Tensor:
+        return self.mlp(tokens) + self.kinds.weight[kind]

@@ -1,0 +1,365 @@
+"""The grounder: hierarchical adapter + projector + a causal LM (with peft LoRA).
+
+A *video input* is a sequence of adapter tokens with a kind (dense frames, fine or coarse
+sparse windows) and a number of tokens per time index. Each token enters the LLM as
+``projector(token) + kind embedding + embedding of its index's number`` (the embedding of
+the text ``"12"``): with tied input/output embeddings the model can answer an index by
+copying it, which is what ``From 12 to 15.`` asks for. The prompt follows the video tokens;
+the answer follows the prompt and ends with the tokenizer's end-of-sequence token.
+
+Batches are left-padded so every sequence ends at the same position: training reads the
+logits of the last few positions only, and generation appends to a shared KV cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from .adapter import COARSE, DENSE, FINE, AdapterConfig, HierarchicalAdapter, Projector
+from .answers import ParsedAnswer, confidence, mean_token_entropy, parse_answer
+from .llm import load_causal_lm
+
+__all__ = ["WindowConfig", "GrounderConfig", "VideoTokens", "Generation", "Grounder",
+           "CHECKPOINT_FORMAT", "STAGES"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "vidseek-grounder/1"
+STAGES = ("1a", "1b", "2")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How a video is cut at each level (all in sampled frames)."""
+
+    coarse: int = 60  # level-1 window, compressed at ingest (the paper: 2 min for 1 h videos)
+    fine: int = 10  # level-2 window, compressed at query time from dense tokens
+    dense: int = 32  # at most this many frames are shown one token per frame
+    coarse_per_call: int = 8  # level-1 windows per LLM call (a segment)
+    fine_per_call: int = 16  # level-2 windows per LLM call
+
+
+@dataclass(frozen=True)
+class GrounderConfig:
+    llm: str  # hub id, local dir, GGUF file or "smollm2"
+    adapter: AdapterConfig
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    tuning: str = "lora"  # "lora": peft LoRA on a pretrained LM; "full": train every LM weight
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    def __post_init__(self) -> None:
+        if self.tuning not in ("lora", "full"):
+            raise ValueError(f"tuning must be 'lora' or 'full', not {self.tuning!r}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "lora_targets": list(self.lora_targets)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GrounderConfig":
+        return cls(llm=data["llm"], adapter=AdapterConfig(**data["adapter"]),
+                   windows=WindowConfig(**data["windows"]), tuning=data["tuning"],
+                   lora_rank=data["lora_rank"], lora_alpha=data["lora_alpha"],
+                   lora_targets=tuple(data["lora_targets"]))
+
+
+@dataclass
+class VideoTokens:
+    """Adapter tokens ``[N, hidden]`` of one LLM input; ``per_index`` tokens per time index."""
+
+    tokens: torch.Tensor
+    kind: int
+    per_index: int = 1
+
+    @property
+    def n_indices(self) -> int:
+        return self.tokens.shape[0] // self.per_index
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    answer: ParsedAnswer
+    mean_entropy: float
+    confidence: float  # R = 1 / mean token entropy
+    p_absent: float  # probability of starting "Not Present." at the first answer token
+
+
+def _file_digest(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+class Grounder(nn.Module):
+    def __init__(self, config: GrounderConfig, llm: nn.Module, tokenizer, device: str = "cpu") -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.llm = llm
+        self.adapter = HierarchicalAdapter(config.adapter)
+        hidden = llm.get_input_embeddings().weight.shape[1]
+        self.projector = Projector(config.adapter.hidden, hidden)
+        self.device_name = device
+        self._number_ids: list[list[int]] = []
+        eos = tokenizer.eos_token_id
+        self.eos_id = int(eos)
+        absent = tokenizer(" Not Present.", add_special_tokens=False)["input_ids"]
+        self._absent_first = int(absent[0])
+        self.to(device)
+        self.fingerprint = ""  # of the saved checkpoint; empty until saved or loaded
+        self.adapter_fingerprint = ""  # of the adapter alone: what sparse tokens depend on
+        self.manifest: dict = {}
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def create(cls, config: GrounderConfig, device: str = "cpu", seed: int = 0) -> "Grounder":
+        """A fresh grounder: the LLM's pretrained weights, new adapter, projector and LoRA."""
+        llm, tokenizer = load_causal_lm(config.llm)
+        torch.manual_seed(seed)
+        if config.tuning == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            llm = get_peft_model(llm, LoraConfig(
+                r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                target_modules=list(config.lora_targets), bias="none"))
+        return cls(config, llm, tokenizer, device)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> "Grounder":
+        """Load a checkpoint written by :meth:`save`."""
+        path = Path(path)
+        manifest_path = path / "manifest.json"
+        if not manifest_path.exists():
+            raise ModelError(f"{path}: not a grounding checkpoint (no manifest.json)")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != CHECKPOINT_FORMAT:
+            raise ModelError(f"{path}: unsupported checkpoint format {manifest.get('format')!r}")
+        config = GrounderConfig.from_dict(manifest["config"])
+        if config.tuning == "full":
+            llm, tokenizer = load_causal_lm(path / "llm")
+        else:
+            from peft import PeftModel
+
+            llm, tokenizer = load_causal_lm(config.llm)
+            llm = PeftModel.from_pretrained(llm, str(path / "lora"), is_trainable=True)
+        grounder = cls(config, llm, tokenizer, device)
+        from safetensors.torch import load_file
+
+        state = load_file(str(path / "adapter.safetensors"), device=device)
+        grounder.adapter.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("adapter.")})
+        grounder.projector.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("projector.")})
+        grounder.fingerprint = manifest["fingerprint"]
+        grounder.adapter_fingerprint = manifest["adapter_fingerprint"]
+        grounder.manifest = manifest
+        grounder.eval()
+        return grounder
+
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> dict:
+        """Write adapter + projector + LoRA (peft format) or the tuned LLM, and a manifest.
+
+        Written to a temporary directory and renamed over ``path``, so a reader never sees a
+        half-written checkpoint. Returns the manifest.
+        """
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        state = {f"adapter.{k}": v.detach().cpu().contiguous() for k, v in self.adapter.state_dict().items()}
+        state.update({f"projector.{k}": v.detach().cpu().contiguous()
+                      for k, v in self.projector.state_dict().items()})
+        save_file(state, str(tmp / "adapter.safetensors"))
+        adapter_only = {k: v for k, v in state.items() if k.startswith("adapter.")}
+        save_file(adapter_only, str(tmp / "adapter-only.tmp"))
+        adapter_fp = _file_digest([tmp / "adapter-only.tmp"])
+        (tmp / "adapter-only.tmp").unlink()
+        if self.config.tuning == "full":
+            self.llm.save_pretrained(str(tmp / "llm"))
+            self.tokenizer.save_pretrained(str(tmp / "llm"))
+            weights = sorted((tmp / "llm").glob("*.safetensors"))
+        else:
+            self.llm.save_pretrained(str(tmp / "lora"))
+            weights = sorted((tmp / "lora").glob("*.safetensors"))
+        manifest = {
+            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
+            "fingerprint": _file_digest([tmp / "adapter.safetensors", *weights]),
+            "adapter_fingerprint": adapter_fp, "saved": time.time(), **(extra or {}),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        old = path.with_name(path.name + f".old{os.getpid()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+        self.fingerprint, self.adapter_fingerprint = manifest["fingerprint"], adapter_fp
+        self.manifest = manifest
+        return manifest
+
+    # -- parameter groups -----------------------------------------------------------
+    def llm_trainable_parameters(self) -> list[nn.Parameter]:
+        if self.config.tuning == "full":
+            return list(self.llm.parameters())
+        return [p for n, p in self.llm.named_parameters() if "lora_" in n]
+
+    def stage_parameters(self, stage: str) -> list[nn.Parameter]:
+        """What a training stage updates (everything else is frozen by :meth:`freeze_for`).
+
+        1a: adapter + projector + LoRA (or the LM); 1b: the sparse compressor only;
+        2: LoRA (or the LM) only.
+        """
+        if stage == "1a":
+            return [*self.adapter.parameters(), *self.projector.parameters(),
+                    *self.llm_trainable_parameters()]
+        if stage == "1b":
+            return self.adapter.compressor_parameters()
+        if stage == "2":
+            return self.llm_trainable_parameters()
+        raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+
+    def freeze_for(self, stage: str) -> list[nn.Parameter]:
+        trainable = self.stage_parameters(stage)
+        ids = {id(p) for p in trainable}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in ids)
+        return trainable
+
+    # -- video tokens -----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.adapter.parameters()).device
+
+    def dense_tokens(self, embeddings: np.ndarray | torch.Tensor, grid: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Frame embeddings ``[T, D]`` and pooled grids ``[T, cells, C]`` → ``[T, hidden]``."""
+        emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32), device=self.device)
+        grd = torch.as_tensor(np.asarray(grid, dtype=np.float32), device=self.device)
+        return self.adapter.dense(emb, grd.reshape(grd.shape[0], -1, grd.shape[-1]))
+
+    def sparse_tokens(self, dense: torch.Tensor, window: int, kind: int) -> torch.Tensor:
+        """Cut ``[T, hidden]`` dense tokens into windows of ``window`` frames (the last one may
+        be shorter) and compress each: ``[ceil(T / window), n, hidden]``."""
+        t, h = dense.shape
+        n = -(-t // window)
+        padded = torch.zeros(n * window, h, device=dense.device, dtype=dense.dtype)
+        padded[:t] = dense
+        mask = torch.zeros(n * window, dtype=torch.bool, device=dense.device)
+        mask[:t] = True
+        return self.adapter.compress(padded.view(n, window, h), mask.view(n, window), kind)
+
+    # -- LLM inputs -------------------------------------------------------------------
+    def _index_embeddings(self, count: int) -> torch.Tensor:
+        """``[count, llm_hidden]``: the mean token embedding of the text of each index."""
+        while len(self._number_ids) < count:
+            i = len(self._number_ids)
+            self._number_ids.append(self.tokenizer(str(i), add_special_tokens=False)["input_ids"])
+        ids = self._number_ids[:count]
+        width = max(len(x) for x in ids)
+        table = torch.tensor([x + [x[-1]] * (width - len(x)) for x in ids], device=self.device)
+        mask = torch.tensor([[1.0] * len(x) + [0.0] * (width - len(x)) for x in ids], device=self.device)
+        emb = self.llm.get_input_embeddings()(table)
+        return (emb * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+
+    def video_embeddings(self, video: VideoTokens) -> torch.Tensor:
+        projected = self.projector(video.tokens, video.kind)
+        index = self._index_embeddings(video.n_indices).repeat_interleave(video.per_index, dim=0)
+        return projected + index
+
+    def _text_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _batch(self, videos: Sequence[VideoTokens], prompts: Sequence[str],
+               answers: Sequence[str] | None = None):
+        """Left-padded ``(inputs_embeds, attention_mask, position_ids, targets)``."""
+        embed = self.llm.get_input_embeddings()
+        rows, answer_ids = [], []
+        for n, (video, prompt) in enumerate(zip(videos, prompts)):
+            ids = self._text_ids(prompt)
+            if answers is not None:
+                ans = self._text_ids(" " + answers[n]) + [self.eos_id]
+                answer_ids.append(ans)
+                ids = ids + ans
+            text = embed(torch.tensor(ids, device=self.device))
+            rows.append(torch.cat([self.video_embeddings(video), text]))
+        length = max(r.shape[0] for r in rows)
+        hidden = rows[0].shape[1]
+        inputs = torch.zeros(len(rows), length, hidden, device=self.device, dtype=rows[0].dtype)
+        mask = torch.zeros(len(rows), length, dtype=torch.long, device=self.device)
+        for n, row in enumerate(rows):
+            inputs[n, length - row.shape[0]:] = row
+            mask[n, length - row.shape[0]:] = 1
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        targets = None
+        if answers is not None:
+            width = max(len(a) for a in answer_ids)
+            targets = torch.full((len(rows), width), -100, dtype=torch.long, device=self.device)
+            for n, ans in enumerate(answer_ids):
+                targets[n, width - len(ans):] = torch.tensor(ans, device=self.device)
+        return inputs, mask, positions, targets
+
+    def loss(self, videos: Sequence[VideoTokens], prompts: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+        """Mean cross-entropy of the answer tokens (the prompt and video are not scored)."""
+        inputs, mask, positions, targets = self._batch(videos, prompts, answers)
+        width = targets.shape[1]
+        out = self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions,
+                       logits_to_keep=width + 1, use_cache=False)
+        logits = out.logits[:, :-1]  # position p predicts token p + 1
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                           targets.reshape(-1), ignore_index=-100)
+
+    @torch.no_grad()
+    def generate(self, videos: Sequence[VideoTokens], prompts: Sequence[str],
+                 max_new_tokens: int = 12) -> list[Generation]:
+        """Greedy answers for a batch, with their mean token entropy and R."""
+        if not videos:
+            return []
+        inputs, mask, positions, _ = self._batch(videos, prompts)
+        embed = self.llm.get_input_embeddings()
+        out = self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions,
+                       logits_to_keep=1, use_cache=True)
+        batch = len(videos)
+        done = torch.zeros(batch, dtype=torch.bool, device=self.device)
+        tokens: list[list[int]] = [[] for _ in range(batch)]
+        step_logits: list[list[torch.Tensor]] = [[] for _ in range(batch)]
+        first = torch.softmax(out.logits[:, -1].float(), -1)[:, self._absent_first]
+        for _ in range(max_new_tokens):
+            logits = out.logits[:, -1]
+            nxt = logits.argmax(-1)
+            for b in range(batch):
+                if not done[b]:
+                    tokens[b].append(int(nxt[b]))
+                    step_logits[b].append(logits[b])
+            done |= nxt == self.eos_id
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=self.device)], 1)
+            positions = positions[:, -1:] + 1
+            out = self.llm(inputs_embeds=embed(nxt)[:, None], attention_mask=mask,
+                           position_ids=positions, past_key_values=out.past_key_values,
+                           use_cache=True, logits_to_keep=1)
+        results = []
+        for b, video in enumerate(videos):
+            ids = [t for t in tokens[b] if t != self.eos_id]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            entropy = mean_token_entropy(torch.stack(step_logits[b]))
+            results.append(Generation(text, parse_answer(text, video.n_indices), entropy,
+                                      confidence(entropy), float(first[b])))
+        return results
+
