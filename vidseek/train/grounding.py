@@ -1,0 +1,187 @@
+"""Staged training of the grounder (ReVisionLLM), resumable.
+
+- **1a** dense, short clips: adapter + projector + LoRA (or the whole LM with
+  ``tuning="full"``); answers ``From s to e.`` over frames, or ``Not Present.``.
+- **1b** sparse, single windows: the sparse compressor only (the LM, LoRA, projector and
+  dense projection are frozen); ``Does the <event> happen?`` → ``yes`` / ``no``. This gives
+  the compressor a direct signal before stage 2 has to rely on it.
+- **2** sparse, long spans: LoRA (or the LM) only; ``From w1 to w2.`` over coarse and fine
+  windows, with a share of dense examples replayed so level 3 is not forgotten.
+
+The checkpoint directory is rewritten atomically every ``save_every`` steps with the
+optimiser state, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..models.adapter import COARSE, DENSE, FINE, AdapterConfig
+from ..models.grounder import STAGES, Grounder, GrounderConfig, VideoTokens, WindowConfig
+from .grounding_data import Example, ExampleSampler, TrainingVideo
+
+__all__ = ["GroundingTrainConfig", "TrainProgress", "StageReport", "train_grounder",
+           "example_batch", "adapter_config_for"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STEPS = {"1a": 3000, "1b": 1000, "2": 3000}
+
+
+@dataclass(frozen=True)
+class GroundingTrainConfig:
+    steps: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STEPS))
+    batch_size: int = 32
+    lr: float = 5e-4  # peak learning rate (linear warm-up, cosine decay)
+    warmup: int = 100
+    save_every: int = 500
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    stage: str
+    step: int
+    steps: int
+    loss: float
+
+
+@dataclass
+class StageReport:
+    stage: str
+    steps: int
+    first_loss: float  # mean over the first 50 steps run in this call
+    last_loss: float  # mean over the last 50 steps
+    seconds: float
+    resumed_from: int = 0
+
+
+def adapter_config_for(encoder_info: dict, hidden: int = 256) -> AdapterConfig:
+    """Adapter dimensions matching an archive's encoder manifest."""
+    side = encoder_info["image_size"] // encoder_info["patch_size"]
+    pooled = -(-side // 2)
+    return AdapterConfig(embed_dim=encoder_info["embed_dim"], cells=pooled * pooled,
+                         cell_width=encoder_info["vision_width"], hidden=hidden)
+
+
+def example_batch(grounder: Grounder, videos: Sequence[TrainingVideo],
+                  examples: Sequence[Example]) -> tuple[list[VideoTokens], list[str], list[str]]:
+    """Tokens for each example through the current adapter (with gradients)."""
+    w = grounder.config.windows
+    inputs = []
+    for ex in examples:
+        video = videos[ex.video]
+        dense = grounder.dense_tokens(video.embeddings[ex.start:ex.stop], video.grid[ex.start:ex.stop])
+        if ex.level == "dense":
+            inputs.append(VideoTokens(dense, DENSE))
+            continue
+        kind = FINE if ex.level.startswith("fine") else COARSE
+        size = w.fine if kind == FINE else w.coarse
+        sparse = grounder.sparse_tokens(dense, size, kind)
+        inputs.append(VideoTokens(sparse.reshape(-1, sparse.shape[-1]), kind, sparse.shape[1]))
+    return inputs, [ex.prompt for ex in examples], [ex.answer for ex in examples]
+
+
+def _lr(step: int, steps: int, cfg: GroundingTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _run_stage(grounder: Grounder, sampler: ExampleSampler, stage: str, out: Path,
+               cfg: GroundingTrainConfig, training: dict,
+               progress: Callable[[TrainProgress], None] | None) -> StageReport:
+    steps = cfg.steps[stage]
+    trainable = grounder.freeze_for(stage)
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01)
+    start = 0
+    state_path = out / "trainer.pt"
+    if training.get("stage") == stage and state_path.exists():
+        state = torch.load(state_path, map_location=grounder.device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.rng = np.random.default_rng(state["sampler_seed"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+        logger.info("stage %s: resuming at step %d of %d", stage, start, steps)
+    grounder.train()
+    losses: list[float] = []
+    t0 = time.perf_counter()
+
+    def save(step: int) -> None:
+        seed = int(sampler.rng.integers(2**62))
+        sampler.rng = np.random.default_rng(seed)  # the saved seed continues this stream
+        training.update(stage=stage, step=step)
+        tmp = out.with_name(out.name + ".trainer.tmp")
+        torch.save({"optimizer": optimizer.state_dict(), "step": step, "sampler_seed": seed,
+                    "torch_rng": torch.get_rng_state()}, tmp)
+        grounder.save(out, extra={"training": training})
+        os.replace(tmp, state_path)
+
+    for step in range(start, steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(step, steps, cfg)
+        examples = [sampler.for_stage(stage) for _ in range(cfg.batch_size)]
+        loss = grounder.loss(*example_batch(grounder, sampler.videos, examples))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if progress is not None:
+            progress(TrainProgress(stage, step + 1, steps, losses[-1]))
+        if (step + 1) % 50 == 0:
+            logger.info("stage %s step %d/%d loss %.4f", stage, step + 1, steps, np.mean(losses[-50:]))
+        if (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+            save(step + 1)
+    training.setdefault("done", [])
+    if stage not in training["done"]:
+        training["done"].append(stage)
+    training.update(stage=None, step=0)
+    grounder.save(out, extra={"training": training})
+    state_path.unlink(missing_ok=True)
+    grounder.eval()
+    return StageReport(stage, steps - start, float(np.mean(losses[:50])) if losses else float("nan"),
+                       float(np.mean(losses[-50:])) if losses else float("nan"),
+                       time.perf_counter() - t0, start)
+
+
+def train_grounder(out: str | os.PathLike, videos: Sequence[TrainingVideo], stages: Sequence[str],
+                   config: GrounderConfig | None = None, train: GroundingTrainConfig = GroundingTrainConfig(),
+                   device: str = "cpu",
+                   progress: Callable[[TrainProgress], None] | None = None) -> list[StageReport]:
+    """Run ``stages`` (in the order 1a, 1b, 2) into the checkpoint directory ``out``.
+
+    If ``out`` already holds a checkpoint, training continues from it: finished stages are
+    skipped unless named again after a newer one, an interrupted stage resumes at its last
+    saved step. Otherwise ``config`` describes the new grounder.
+    """
+    out = Path(out)
+    for stage in stages:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+    if (out / "manifest.json").exists():
+        grounder = Grounder.load(out, device=device)
+        training = dict(grounder.manifest.get("training", {}))
+    else:
+        if config is None:
+            raise ValueError(f"{out}: no checkpoint to continue; a GrounderConfig is needed")
+        grounder = Grounder.create(config, device=device, seed=train.seed)
+        training = {"done": []}
+    sampler = ExampleSampler(videos, grounder.config.windows, seed=train.seed)
+    reports = []
+    for stage in sorted(set(stages), key=STAGES.index):
+        if stage in training.get("done", []) and training.get("stage") != stage and len(stages) > 1:
+            logger.info("stage %s already done; skipped", stage)
+            continue
+        reports.append(_run_stage(grounder, sampler, stage, out, train, training, progress))
+    return reports
