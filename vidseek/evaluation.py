@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from .annotations import Annotation
 
+from .query.grounded import GroundingOptions
+
 if TYPE_CHECKING:  # pragma: no cover
     from .archive import Archive
 
-__all__ = ["temporal_iou", "EvalReport", "score_predictions", "evaluate_archive",
+__all__ = ["temporal_iou", "EvalReport", "score_predictions", "evaluate_archive", "mode_label",
            "RECALL_AT", "IOU_THRESHOLDS"]
 
 RECALL_AT = (1, 5)
@@ -43,11 +45,16 @@ class EvalReport:
     miou: float
     per_kind: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    # grounded modes: mean share of a video's frames whose dense tokens a query read, and
+    # how often a query answered nothing (every segment "Not Present.")
+    dense_fraction: float | None = None
+    no_answer: float | None = None
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "queries": self.queries, "absent_queries": self.absent_queries,
                 "recall": self.recall, "mIoU": self.miou, "per_kind": self.per_kind,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "dense_fraction": self.dense_fraction,
+                "no_answer": self.no_answer}
 
     def table(self) -> str:
         keys = list(self.recall)
@@ -91,26 +98,46 @@ def score_predictions(annotations: Sequence[Annotation],
     return EvalReport(mode, len(rows), len(annotations) - len(rows), recall, miou, per_kind)
 
 
+def mode_label(mode: str, grounding: GroundingOptions | None = None) -> str:
+    if mode != "grounded":
+        return mode
+    g = grounding or GroundingOptions()
+    levels = {1: "level 1 only", 2: "2 levels", 3: "3 levels"}[g.levels]
+    return f"grounded, {levels}" + ("" if g.entropy_ranking else ", no entropy ranking")
+
+
 def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode: str = "clip",
-                     top_k: int = 5, progress: Callable[[int, int], None] | None = None) -> EvalReport:
+                     top_k: int = 5, progress: Callable[[int, int], None] | None = None,
+                     grounding: GroundingOptions | None = None) -> EvalReport:
     """Run every present query against its video in ``archive`` and score the results.
 
-    ``annotation.video`` must name one indexed video (file name, path or id).
+    ``annotation.video`` must name one indexed video (file name, path or id). ``mode`` is
+    ``clip`` or ``grounded`` (with ``grounding`` options: levels, entropy ranking).
     """
-    if mode != "clip":
-        raise ValueError(f"unknown query mode {mode!r} (available: clip)")
+    if mode not in ("clip", "grounded"):
+        raise ValueError(f"unknown query mode {mode!r} (available: clip, grounded)")
     started = time.perf_counter()
     predictions = []
+    fractions, empty = [], 0
     for n, ann in enumerate(annotations):
         if ann.present:
             # exactly the annotated video: two folders may each hold a world_000.mp4
             video = archive.find_video(ann.video)
-            moments = archive.search(ann.query, top_k=top_k, video=str(video.id))
+            if mode == "grounded":
+                result = archive.ground(ann.query, video=str(video.id), options=grounding)[0]
+                moments = result.moments[:top_k]
+                fractions.append(result.dense_fraction)
+                empty += not moments
+            else:
+                moments = archive.search(ann.query, top_k=top_k, video=str(video.id))
             predictions.append([(m.start, m.end) for m in moments])
         else:
             predictions.append([])
         if progress is not None:
             progress(n + 1, len(annotations))
-    report = score_predictions(annotations, predictions, mode=mode)
+    report = score_predictions(annotations, predictions, mode=mode_label(mode, grounding))
     report.seconds = time.perf_counter() - started
+    if mode == "grounded" and fractions:
+        report.dense_fraction = sum(fractions) / len(fractions)
+        report.no_answer = empty / len(fractions)
     return report

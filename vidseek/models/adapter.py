@@ -10,7 +10,11 @@
   the video inside the LLM. Each sparse *kind* (coarse level-1 windows, fine level-2
   windows) has its own latent queries.
 - **Projector**: a two-layer MLP into the LLM's hidden size (VideoLLaMA3), plus a learned
-  embedding per token kind so the LLM knows whether it reads frames or windows.
+  embedding per token kind so the LLM knows whether it reads frames or windows, plus a
+  *relevance* channel: per time index, how similar its frames are to the query's CLIP text
+  embedding (max, and max/mean relative to the rest of what is shown). ReVisionLLM conditions
+  its adapter on the query; ours cannot (sparse tokens are cached before any query), so the
+  query reaches the tokens here, at query time, at no cost: the frame embeddings are stored.
 """
 
 from __future__ import annotations
@@ -20,10 +24,29 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["AdapterConfig", "HierarchicalAdapter", "Projector", "DENSE", "FINE", "COARSE"]
+__all__ = ["AdapterConfig", "HierarchicalAdapter", "Projector", "relevance_features",
+           "DENSE", "FINE", "COARSE", "RELEVANCE_FEATURES"]
 
 # Token kinds.
 DENSE, FINE, COARSE = 0, 1, 2
+RELEVANCE_FEATURES = 3
+
+
+def relevance_features(similarity: torch.Tensor, unit: int) -> torch.Tensor:
+    """``[T]`` frame–query cosine similarities → ``[ceil(T / unit), 3]`` per time index:
+    the max similarity (×10), and the max and mean standardised over what is shown."""
+    t = similarity.shape[0]
+    n = -(-t // unit)
+    padded = torch.full((n * unit,), float("nan"), device=similarity.device, dtype=similarity.dtype)
+    padded[:t] = similarity
+    chunks = padded.view(n, unit)
+    peak = torch.nan_to_num(chunks, nan=-1.0).max(1).values
+    mean = torch.nanmean(chunks, 1)
+
+    def standardise(x: torch.Tensor) -> torch.Tensor:
+        return (x - x.mean()) / (x.std(unbiased=False) + 1e-3)
+
+    return torch.stack([10 * peak, standardise(peak), standardise(mean)], 1)
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,11 @@ class HierarchicalAdapter(nn.Module):
         super().__init__()
         self.config = config
         h = config.hidden
+        # Both inputs are normalised first: CLIP embeddings are unit vectors (entries ~0.1)
+        # while patch tokens have entries ~1.5 and are alike across frames; unnormalised, the
+        # grid drowns the embedding, which is the more telling of the two.
+        self.embed_norm = nn.LayerNorm(config.embed_dim)
+        self.cell_norm = nn.LayerNorm(config.cell_width)
         self.cell_proj = nn.Linear(config.cell_width, config.cell_dim)
         self.grid_proj = nn.Linear(config.cells * config.cell_dim, h)
         self.embed_proj = nn.Linear(config.embed_dim, h)
@@ -67,8 +95,8 @@ class HierarchicalAdapter(nn.Module):
 
     def dense(self, embeddings: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         """``[..., D]`` frame embeddings and ``[..., cells, C]`` grids → ``[..., hidden]``."""
-        cells = torch.nn.functional.gelu(self.cell_proj(grid)).flatten(-2)
-        return self.dense_norm(self.grid_proj(cells) + self.embed_proj(embeddings))
+        cells = torch.nn.functional.gelu(self.cell_proj(self.cell_norm(grid))).flatten(-2)
+        return self.dense_norm(self.grid_proj(cells) + self.embed_proj(self.embed_norm(embeddings)))
 
     def compress(self, frames: torch.Tensor, mask: torch.Tensor, kind: int) -> torch.Tensor:
         """``[B, T, hidden]`` dense tokens of ``B`` windows (``mask`` [B, T] marks real
@@ -97,6 +125,9 @@ class Projector(nn.Module):
                                  nn.Linear(llm_hidden, llm_hidden))
         self.kinds = nn.Embedding(3, llm_hidden)
         nn.init.normal_(self.kinds.weight, std=0.02)
+        self.relevance = nn.Linear(RELEVANCE_FEATURES, llm_hidden)
 
-    def forward(self, tokens: torch.Tensor, kind: int) -> torch.Tensor:
-        return self.mlp(tokens) + self.kinds.weight[kind]
+    def forward(self, tokens: torch.Tensor, kind: int, relevance: torch.Tensor | None = None) -> torch.Tensor:
+        """``relevance`` ``[N, 3]`` is per token (repeated over a window's tokens)."""
+        out = self.mlp(tokens) + self.kinds.weight[kind]
+        return out if relevance is None else out + self.relevance(relevance)

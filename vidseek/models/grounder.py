@@ -79,11 +79,13 @@ class GrounderConfig:
 
 @dataclass
 class VideoTokens:
-    """Adapter tokens ``[N, hidden]`` of one LLM input; ``per_index`` tokens per time index."""
+    """Adapter tokens ``[N, hidden]`` of one LLM input; ``per_index`` tokens per time index;
+    ``relevance`` ``[N / per_index, 3]`` the query-relevance features of each time index."""
 
     tokens: torch.Tensor
     kind: int
     per_index: int = 1
+    relevance: torch.Tensor | None = None
 
     @property
     def n_indices(self) -> int:
@@ -278,7 +280,10 @@ class Grounder(nn.Module):
         return (emb * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
 
     def video_embeddings(self, video: VideoTokens) -> torch.Tensor:
-        projected = self.projector(video.tokens, video.kind)
+        relevance = None
+        if video.relevance is not None:
+            relevance = video.relevance.to(self.device).repeat_interleave(video.per_index, dim=0)
+        projected = self.projector(video.tokens, video.kind, relevance)
         index = self._index_embeddings(video.n_indices).repeat_interleave(video.per_index, dim=0)
         return projected + index
 

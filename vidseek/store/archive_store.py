@@ -5,6 +5,7 @@ Layout::
     ARCHIVE/
       catalog.db          SQLite (WAL): manifest, videos, frames
       features/KEY.npz    per-video frame times, embeddings, dense tokens
+      sparse/KEY.npz      per-video level-1 sparse tokens of the grounding checkpoint
       frames.faiss        FAISS index of frame embeddings
       frames.json         generation of the catalog the index reflects
       .write.lock         inter-process write lock
@@ -30,6 +31,7 @@ from .catalog import Catalog, VideoRecord, frame_ids
 from .files import FeatureFileStore, VideoFeatures
 from .frame_index import FrameIndex
 from .lock import WriteLock
+from .sparse_tokens import SparseTokenFiles, SparseTokens
 
 __all__ = ["ArchiveStore", "FrameHit"]
 
@@ -58,6 +60,7 @@ class ArchiveStore:
             raise ArchiveError(f"{self.root}: not a vidseek archive (no catalog.db)")
         self.catalog = Catalog(self.root / "catalog.db")
         self.files = FeatureFileStore(self.root / "features")
+        self.sparse = SparseTokenFiles(self.root / "sparse")
         self._ivf_threshold = ivf_threshold
         self._index: FrameIndex | None = None
         self.lock = WriteLock(self.root)
@@ -126,17 +129,25 @@ class ArchiveStore:
         index.save(generation)
 
     # -- writes -----------------------------------------------------------------
-    def commit_video(self, fields: dict[str, Any], features: VideoFeatures) -> VideoRecord:
-        """Make a video visible atomically, replacing any video already at the same path."""
+    def commit_video(self, fields: dict[str, Any], features: VideoFeatures,
+                     sparse: SparseTokens | None = None,
+                     windows: list[tuple[float, float]] | None = None) -> VideoRecord:
+        """Make a video visible atomically, replacing any video already at the same path.
+
+        ``sparse`` (with its level-1 ``windows`` in seconds) is committed with it when given.
+        """
         key = self.files.save(features)
+        sparse_key = self.sparse.save(sparse) if sparse is not None else ""
         visible = False
         try:
             with self.lock:
                 # looked up under the lock: another process may have changed it meanwhile
                 replace = self.catalog.video_by_path(fields["path"])
                 index = self.refresh_index()
-                record, ids = self.catalog.commit_video({**fields, "features_key": key},
-                                                        features.times, replace=replace)
+                record, ids = self.catalog.commit_video(
+                    {**fields, "features_key": key, "sparse_key": sparse_key,
+                     "sparse_fingerprint": sparse.fingerprint if sparse is not None else ""},
+                    features.times, replace=replace, windows=windows)
                 visible = True
                 if replace is not None:
                     index.remove(frame_ids(replace.id, replace.frames))
@@ -145,9 +156,38 @@ class ArchiveStore:
         finally:
             if not visible:
                 self.files.path(key).unlink(missing_ok=True)
+                if sparse_key:
+                    self.sparse.path(sparse_key).unlink(missing_ok=True)
         if replace is not None:
-            self.files.path(replace.features_key).unlink(missing_ok=True)  # keys are unique
+            self._unlink_files(replace)  # keys are unique
         return record
+
+    def _unlink_files(self, video: VideoRecord) -> None:
+        self.files.path(video.features_key).unlink(missing_ok=True)
+        if video.sparse_key:
+            self.sparse.path(video.sparse_key).unlink(missing_ok=True)
+
+    def set_sparse(self, video: VideoRecord, sparse: SparseTokens,
+                   windows: list[tuple[float, float]]) -> bool:
+        """Store new sparse tokens for an indexed video (reindex). False if the video was
+        replaced or removed meanwhile (the new file is then discarded)."""
+        key = self.sparse.save(sparse)
+        with self.lock:
+            done = self.catalog.set_sparse(video, key, sparse.fingerprint, windows)
+        if not done:
+            self.sparse.path(key).unlink(missing_ok=True)
+        elif video.sparse_key:
+            self.sparse.path(video.sparse_key).unlink(missing_ok=True)
+        return done
+
+    def load_sparse(self, video: VideoRecord) -> SparseTokens | None:
+        if not video.sparse_key:
+            return None
+        try:
+            return self.sparse.load(video.sparse_key)
+        except (OSError, ValueError) as exc:
+            logger.warning("%s: sparse tokens of %s unreadable (%s)", self.root, video.path, exc)
+            return None
 
     def delete_video(self, video: VideoRecord) -> None:
         with self.lock:
@@ -155,12 +195,13 @@ class ArchiveStore:
             self.catalog.delete_video(video)
             index.remove(frame_ids(video.id, video.frames))
             index.save(self.catalog.generation)
-        self.files.path(video.features_key).unlink(missing_ok=True)
+        self._unlink_files(video)
 
     def collect_garbage(self, min_age_s: float = 3600.0) -> int:
-        """Delete feature files no video references (left by crashed ingests)."""
-        return self.files.remove_unreferenced({v.features_key for v in self.catalog.videos()},
-                                              min_age_s=min_age_s)
+        """Delete feature and sparse files no video references (left by crashed ingests)."""
+        videos = self.catalog.videos()
+        return (self.files.remove_unreferenced({v.features_key for v in videos}, min_age_s=min_age_s)
+                + self.sparse.remove_unreferenced({v.sparse_key for v in videos}, min_age_s=min_age_s))
 
     # -- reads ------------------------------------------------------------------
     def search_frames(self, query: np.ndarray, k: int) -> list[FrameHit]:

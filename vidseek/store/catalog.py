@@ -1,9 +1,10 @@
 """The SQLite catalog of an archive (sqlite-utils, WAL mode).
 
-Tables: ``meta`` (the encoder manifest, the ingest settings and a *generation* counter that
-every commit bumps), ``videos`` (one row per indexed video) and ``frames`` (one row per
-sampled frame; its id is the FAISS id). A video's rows are written in one transaction, so
-a video is either fully catalogued or absent.
+Tables: ``meta`` (the encoder manifest, the ingest settings, the grounding checkpoint and a
+*generation* counter that every commit bumps), ``videos`` (one row per indexed video),
+``frames`` (one row per sampled frame; its id is the FAISS id) and ``windows`` (the level-1
+windows whose sparse tokens the video's sparse file holds). A video's rows are written in one
+transaction, so a video is either fully catalogued or absent.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class VideoRecord:
     status: str
     indexed_at: float  # unix time
     ingest_seconds: float
+    sparse_key: str = ""  # sparse token file ("" until a grounding checkpoint computed them)
+    sparse_fingerprint: str = ""  # adapter fingerprint of the checkpoint that did
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "VideoRecord":
@@ -61,7 +64,7 @@ _VIDEO_COLUMNS = {
     "id": int, "path": str, "name": str, "content_hash": str, "size_bytes": int,
     "duration": float, "fps": float, "native_fps": float, "width": int, "height": int,
     "codec": str, "frames": int, "kept_fraction": float, "features_key": str, "status": str,
-    "indexed_at": float, "ingest_seconds": float,
+    "indexed_at": float, "ingest_seconds": float, "sparse_key": str, "sparse_fingerprint": str,
 }
 
 
@@ -83,6 +86,14 @@ class Catalog:
             self.db["videos"].create(_VIDEO_COLUMNS, pk="id", not_null={"path"}, if_not_exists=True)
             self.db["videos"].create_index(["path"], unique=True, if_not_exists=True)
             self.db["videos"].create_index(["content_hash"], if_not_exists=True)
+        else:  # archives made before sparse tokens existed
+            have = set(self.db["videos"].columns_dict)
+            for column in ("sparse_key", "sparse_fingerprint"):
+                if column not in have:
+                    self.db["videos"].add_column(column, str, not_null_default="")
+        if "windows" not in self.db.table_names():
+            self.db["windows"].create({"video_id": int, "idx": int, "start": float, "end": float},
+                                      pk=("video_id", "idx"), if_not_exists=True)
         if "frames" not in self.db.table_names():
             self.db["frames"].create({"id": int, "video_id": int, "idx": int, "time": float},
                                      pk="id", if_not_exists=True)
@@ -154,20 +165,23 @@ class Catalog:
             raise
 
     def commit_video(self, fields_: dict[str, Any], times: np.ndarray,
-                     replace: VideoRecord | None = None) -> tuple[VideoRecord, np.ndarray]:
-        """Insert a video and its frames in one transaction (replacing ``replace`` if given).
+                     replace: VideoRecord | None = None,
+                     windows: list[tuple[float, float]] | None = None) -> tuple[VideoRecord, np.ndarray]:
+        """Insert a video and its frames (and level-1 windows) in one transaction, replacing
+        ``replace`` if given.
 
         Returns the new record and its frame ids. Bumps the generation.
         """
         with self._write_transaction() as conn:
             if replace is not None:
-                conn.execute("DELETE FROM frames WHERE video_id = ?", [replace.id])
-                conn.execute("DELETE FROM videos WHERE id = ?", [replace.id])
+                self._delete_rows(conn, replace.id)
+            fields_ = {"sparse_key": "", "sparse_fingerprint": "", **fields_}
             columns = [c for c in _VIDEO_COLUMNS if c != "id"]
             cur = conn.execute(
                 f"INSERT INTO videos ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                 [fields_[c] for c in columns])
             video_id = int(cur.lastrowid)
+            self._insert_windows(conn, video_id, windows or [])
             ids = frame_ids(video_id, len(times))
             conn.executemany(
                 "INSERT INTO frames (id, video_id, idx, time) VALUES (?, ?, ?, ?)",
@@ -177,5 +191,40 @@ class Catalog:
     def delete_video(self, video: VideoRecord) -> None:
         """Remove a video and its frames in one transaction. Bumps the generation."""
         with self._write_transaction() as conn:
-            conn.execute("DELETE FROM frames WHERE video_id = ?", [video.id])
-            conn.execute("DELETE FROM videos WHERE id = ?", [video.id])
+            self._delete_rows(conn, video.id)
+
+    @staticmethod
+    def _delete_rows(conn: sqlite3.Connection, video_id: int) -> None:
+        for table in ("frames", "windows"):
+            conn.execute(f"DELETE FROM {table} WHERE video_id = ?", [video_id])
+        conn.execute("DELETE FROM videos WHERE id = ?", [video_id])
+
+    @staticmethod
+    def _insert_windows(conn: sqlite3.Connection, video_id: int,
+                        windows: list[tuple[float, float]]) -> None:
+        conn.executemany("INSERT INTO windows (video_id, idx, start, end) VALUES (?, ?, ?, ?)",
+                         [(video_id, n, float(s), float(e)) for n, (s, e) in enumerate(windows)])
+
+    def set_sparse(self, video: VideoRecord, key: str, fingerprint: str,
+                   windows: list[tuple[float, float]]) -> bool:
+        """Point ``video`` at a new sparse token file. The frame index is unaffected, so the
+        generation is not bumped. False if the video changed or vanished meanwhile."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(
+                "UPDATE videos SET sparse_key = ?, sparse_fingerprint = ? "
+                "WHERE id = ? AND features_key = ?", [key, fingerprint, video.id, video.features_key])
+            if cur.rowcount:
+                conn.execute("DELETE FROM windows WHERE video_id = ?", [video.id])
+                self._insert_windows(conn, video.id, windows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return bool(cur.rowcount)
+
+    def windows(self, video_id: int) -> list[tuple[float, float]]:
+        rows = self.db.execute("SELECT start, end FROM windows WHERE video_id = ? ORDER BY idx",
+                               [video_id])
+        return [(r[0], r[1]) for r in rows]

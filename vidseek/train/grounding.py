@@ -25,12 +25,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..models.adapter import COARSE, DENSE, FINE, AdapterConfig
+from ..models.adapter import COARSE, DENSE, FINE, AdapterConfig, relevance_features
 from ..models.grounder import STAGES, Grounder, GrounderConfig, VideoTokens, WindowConfig
 from .grounding_data import Example, ExampleSampler, TrainingVideo
 
 __all__ = ["GroundingTrainConfig", "TrainProgress", "StageReport", "train_grounder",
-           "example_batch", "adapter_config_for"]
+           "train_grounder_from_archive", "grounder_config_for", "example_batch",
+           "adapter_config_for", "TINY_LLM", "DEFAULT_STEPS"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,21 +74,30 @@ def adapter_config_for(encoder_info: dict, hidden: int = 256) -> AdapterConfig:
                          cell_width=encoder_info["vision_width"], hidden=hidden)
 
 
-def example_batch(grounder: Grounder, videos: Sequence[TrainingVideo],
-                  examples: Sequence[Example]) -> tuple[list[VideoTokens], list[str], list[str]]:
-    """Tokens for each example through the current adapter (with gradients)."""
+QueryEmbedder = Callable[[list[str]], np.ndarray]
+
+
+def example_batch(grounder: Grounder, videos: Sequence[TrainingVideo], examples: Sequence[Example],
+                  query_vectors: dict[str, np.ndarray]) -> tuple[list[VideoTokens], list[str], list[str]]:
+    """Tokens for each example through the current adapter (with gradients).
+
+    ``query_vectors`` maps each query to its CLIP text embedding (the relevance channel).
+    """
     w = grounder.config.windows
     inputs = []
     for ex in examples:
         video = videos[ex.video]
-        dense = grounder.dense_tokens(video.embeddings[ex.start:ex.stop], video.grid[ex.start:ex.stop])
+        emb = video.embeddings[ex.start:ex.stop]
+        dense = grounder.dense_tokens(emb, video.grid[ex.start:ex.stop])
+        sims = torch.as_tensor(emb @ query_vectors[ex.query], device=grounder.device)
         if ex.level == "dense":
-            inputs.append(VideoTokens(dense, DENSE))
+            inputs.append(VideoTokens(dense, DENSE, 1, relevance_features(sims, 1)))
             continue
         kind = FINE if ex.level.startswith("fine") else COARSE
         size = w.fine if kind == FINE else w.coarse
         sparse = grounder.sparse_tokens(dense, size, kind)
-        inputs.append(VideoTokens(sparse.reshape(-1, sparse.shape[-1]), kind, sparse.shape[1]))
+        inputs.append(VideoTokens(sparse.reshape(-1, sparse.shape[-1]), kind, sparse.shape[1],
+                                  relevance_features(sims, size)))
     return inputs, [ex.prompt for ex in examples], [ex.answer for ex in examples]
 
 
@@ -98,8 +108,8 @@ def _lr(step: int, steps: int, cfg: GroundingTrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _run_stage(grounder: Grounder, sampler: ExampleSampler, stage: str, out: Path,
-               cfg: GroundingTrainConfig, training: dict,
+def _run_stage(grounder: Grounder, sampler: ExampleSampler, query_vectors: dict[str, np.ndarray],
+               stage: str, out: Path, cfg: GroundingTrainConfig, training: dict,
                progress: Callable[[TrainProgress], None] | None) -> StageReport:
     steps = cfg.steps[stage]
     trainable = grounder.freeze_for(stage)
@@ -131,7 +141,7 @@ def _run_stage(grounder: Grounder, sampler: ExampleSampler, stage: str, out: Pat
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, steps, cfg)
         examples = [sampler.for_stage(stage) for _ in range(cfg.batch_size)]
-        loss = grounder.loss(*example_batch(grounder, sampler.videos, examples))
+        loss = grounder.loss(*example_batch(grounder, sampler.videos, examples, query_vectors))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -156,10 +166,12 @@ def _run_stage(grounder: Grounder, sampler: ExampleSampler, stage: str, out: Pat
 
 
 def train_grounder(out: str | os.PathLike, videos: Sequence[TrainingVideo], stages: Sequence[str],
-                   config: GrounderConfig | None = None, train: GroundingTrainConfig = GroundingTrainConfig(),
-                   device: str = "cpu",
+                   embed_text: QueryEmbedder, config: GrounderConfig | None = None,
+                   train: GroundingTrainConfig = GroundingTrainConfig(), device: str = "cpu",
                    progress: Callable[[TrainProgress], None] | None = None) -> list[StageReport]:
     """Run ``stages`` (in the order 1a, 1b, 2) into the checkpoint directory ``out``.
+
+    ``embed_text`` is the archive encoder's text side (texts → normalised embeddings).
 
     If ``out`` already holds a checkpoint, training continues from it: finished stages are
     skipped unless named again after a newer one, an interrupted stage resumes at its last
@@ -178,10 +190,59 @@ def train_grounder(out: str | os.PathLike, videos: Sequence[TrainingVideo], stag
         grounder = Grounder.create(config, device=device, seed=train.seed)
         training = {"done": []}
     sampler = ExampleSampler(videos, grounder.config.windows, seed=train.seed)
+    queries = sampler.all_queries()
+    query_vectors = dict(zip(queries, np.asarray(embed_text(queries), dtype=np.float32)))
     reports = []
     for stage in sorted(set(stages), key=STAGES.index):
         if stage in training.get("done", []) and training.get("stage") != stage and len(stages) > 1:
             logger.info("stage %s already done; skipped", stage)
             continue
-        reports.append(_run_stage(grounder, sampler, stage, out, train, training, progress))
+        reports.append(_run_stage(grounder, sampler, query_vectors, stage, out, train, training, progress))
     return reports
+
+
+TINY_LLM = "tiny"
+_PROMPT_WORDS = "when can we see the happening Does happen From to Not Present yes no".split()
+
+
+def grounder_config_for(archive, llm: str, annotations: Sequence, out: Path,
+                        tuning: str | None = None, windows: WindowConfig = WindowConfig()) -> GrounderConfig:
+    """A new grounder's config for ``archive``'s encoder.
+
+    ``llm="tiny"`` builds a small Llama-architecture LM from scratch, with a word-level
+    vocabulary taken from the annotations, into ``out/base-llm`` (trained fully; for the
+    synthetic world and tests). Any other value is loaded pretrained and tuned with LoRA
+    unless ``tuning`` says otherwise.
+    """
+    from ..models.llm import build_tiny_llm
+
+    manifest = archive.store.manifest
+    if manifest is None:
+        raise ValueError(f"{archive.store.root}: the archive holds no video yet")
+    if llm == TINY_LLM:
+        words = sorted({w for a in annotations for w in a.query.replace(".", " ").split()} | set(_PROMPT_WORDS))
+        llm = str(build_tiny_llm(out.with_name(out.name + ".base-llm"), words))
+        tuning = tuning or "full"
+    return GrounderConfig(llm=llm, adapter=adapter_config_for(manifest["encoder"]),
+                          windows=windows, tuning=tuning or "lora")
+
+
+def train_grounder_from_archive(out: str | os.PathLike, archive, annotations: Sequence,
+                                stages: Sequence[str], llm: str | None = None,
+                                tuning: str | None = None,
+                                train: GroundingTrainConfig = GroundingTrainConfig(),
+                                device: str = "cpu",
+                                progress: Callable[[TrainProgress], None] | None = None) -> list[StageReport]:
+    """Train (or continue training) a grounding checkpoint on ``archive``'s stored features
+    of the annotated videos. ``llm`` is needed for a new checkpoint only."""
+    from .grounding_data import load_training_videos
+
+    out = Path(out)
+    videos = load_training_videos(archive, annotations)
+    config = None
+    if not (out / "manifest.json").exists():
+        if llm is None:
+            raise ValueError(f"{out}: a new checkpoint needs an LLM (e.g. smollm2, a hub id, or tiny)")
+        config = grounder_config_for(archive, llm, annotations, out, tuning)
+    return train_grounder(out, videos, stages, archive.encoder.encode_text, config, train,
+                          device=device, progress=progress)

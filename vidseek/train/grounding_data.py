@@ -95,6 +95,7 @@ class Example:
     start: int  # first frame shown
     stop: int  # one past the last frame shown
     level: str  # "dense", "fine", "coarse" (grounding) or "fine-presence", "coarse-presence"
+    query: str
     prompt: str
     answer: str
 
@@ -109,6 +110,11 @@ class ExampleSampler:
         self.windows = windows
         self.rng = np.random.default_rng(seed)
         self.captions = sorted({c for v in self.videos for c, _, _ in v.events})
+
+    def all_queries(self) -> list[str]:
+        """Every query an example can ask: the captions and their reversed forms."""
+        reverse = {r for c in self.captions if (r := reversed_caption(c))}
+        return sorted(set(self.captions) | reverse)
 
     # -- queries ----------------------------------------------------------------------
     def _negative_query(self, video: TrainingVideo, start: int, stop: int) -> str:
@@ -168,11 +174,11 @@ class ExampleSampler:
             raise ValueError(level)
         if self.rng.random() < 0.5:
             v, (caption, i, j), start, stop = self._positive(min_len, max_len, align)
-            return Example(v, start, stop, level, grounding_prompt(caption),
+            return Example(v, start, stop, level, caption, grounding_prompt(caption),
                            span_answer((i - start) // unit, (j - start) // unit))
         v, start, stop = self._range(min_len, max_len, align)
         query = self._negative_query(self.videos[v], start, stop)
-        return Example(v, start, stop, level, grounding_prompt(query), ABSENT_ANSWER)
+        return Example(v, start, stop, level, query, grounding_prompt(query), ABSENT_ANSWER)
 
     def presence(self, kind: str) -> Example:
         """One window (fine or coarse): does the event happen in it? ``yes`` / ``no``."""
@@ -180,10 +186,10 @@ class ExampleSampler:
         align = 1 if kind == "fine" else size
         if self.rng.random() < 0.5:
             v, (caption, _, _), start, stop = self._positive(size, size, align)
-            return Example(v, start, stop, f"{kind}-presence", presence_prompt(caption), "yes")
+            return Example(v, start, stop, f"{kind}-presence", caption, presence_prompt(caption), "yes")
         v, start, stop = self._range(size, size, align)
         query = self._negative_query(self.videos[v], start, stop)
-        return Example(v, start, stop, f"{kind}-presence", presence_prompt(query), "no")
+        return Example(v, start, stop, f"{kind}-presence", query, presence_prompt(query), "no")
 
     def for_stage(self, stage: str) -> Example:
         r = self.rng.random()

@@ -1,0 +1,176 @@
+"""Grounder building blocks: answer parser, entropy, captions, relevance, recursion control."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vidseek.indexer.dense import DenseTokens
+from vidseek.indexer.sparse import compute_sparse_tokens
+from vidseek.models.adapter import relevance_features
+from vidseek.models.answers import (
+    confidence,
+    event_phrase,
+    grounding_prompt,
+    mean_token_entropy,
+    parse_answer,
+    presence_prompt,
+)
+from vidseek.models.grounder import Generation, VideoTokens
+from vidseek.query.grounded import GroundingOptions, ground_video
+from vidseek.store.catalog import VideoRecord
+from vidseek.store.files import VideoFeatures
+from vidseek.train.grounding_data import event_frames, reversed_caption
+
+
+@pytest.mark.parametrize("text, n, expected", [
+    ("From 3 to 7.", 10, ("span", 3, 7, "")),
+    ("From 3 to 7 .", 10, ("span", 3, 7, "")),  # word-level tokenizers space the full stop
+    ("from 7 to 3.", 10, ("span", 3, 7, "swapped a reversed span")),
+    ("From 8 to 14.", 10, ("span", 8, 9, "clamped to 0-9")),
+    ("From -2 to 4.", 10, ("span", 0, 4, "clamped to 0-9")),
+    ("From 12 to 15.", 10, ("invalid", None, None, "span 12-15 lies outside 0-9")),
+    ("Not Present.", 10, ("absent", None, None, "")),
+    ("not present", 10, ("absent", None, None, "")),
+    ("yes", 1, ("yes", None, None, "")),
+    ("No.", 1, ("no", None, None, "")),
+    ("", 5, ("invalid", None, None, "empty answer")),
+    ("From to .", 5, ("invalid", None, None, "not an answer: 'From to .'")),
+    ("21 21 21", 5, ("invalid", None, None, "not an answer: '21 21 21'")),
+])
+def test_parse_answer(text, n, expected):
+    a = parse_answer(text, n)
+    assert (a.kind, a.start, a.end, a.note) == expected
+
+
+def test_prompts_follow_method():
+    assert grounding_prompt("A small red circle moves left.") == \
+        " when can we see the small red circle moves left happening?"
+    assert presence_prompt("the goalkeeper drops the ball") == " Does the goalkeeper drops the ball happen?"
+    assert event_phrase("  an   owl  ") == "owl"
+
+
+def test_entropy_matches_hand_computation():
+    # step 1: p = (1/2, 1/4, 1/4) -> H = 1.5 ln 2; step 2: uniform over 4 -> H = ln 4
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25, 1e-30], [0.25, 0.25, 0.25, 0.25]]))
+    expected = (1.5 * math.log(2) + math.log(4)) / 2
+    assert mean_token_entropy(logits) == pytest.approx(expected, rel=1e-5)
+    assert confidence(expected) == pytest.approx(1 / expected)
+    assert confidence(0.0) == 1e6  # a certain answer stays finite
+
+
+def test_reversed_captions():
+    assert reversed_caption("a small red circle moves left") == "a small red circle moves right"
+    assert reversed_caption("a large blue square appears") == "a large blue square disappears"
+    assert reversed_caption("a small red circle turns blue") == "a small blue circle turns red"
+    assert reversed_caption("a small red circle meets a large blue square") is None
+
+
+def test_event_frames_cover_the_span():
+    times = np.arange(10, dtype=np.float64)  # 1 fps
+    assert event_frames(times, 2.5, 5.0) == (2, 4)
+    assert event_frames(times, 0.0, 0.4) == (0, 0)
+    assert event_frames(times, 8.2, 30.0) == (8, 9)
+
+
+def test_relevance_features():
+    sims = torch.tensor([0.1, 0.2, 0.9, 0.1, 0.1, 0.3])
+    feats = relevance_features(sims, 2)
+    assert feats.shape == (3, 3)
+    assert torch.allclose(feats[:, 0], torch.tensor([2.0, 9.0, 3.0]))
+    assert int(feats[:, 1].argmax()) == 1 and int(feats[:, 2].argmax()) == 1
+    assert relevance_features(sims[:5], 2).shape == (3, 3)  # a short last window
+
+
+class _ScriptedGrounder:
+    """A grounder stand-in that answers a fixed span: tests the recursion's control flow."""
+
+    def __init__(self, real):
+        self.real = real
+        self.config = real.config
+        self.device = real.device
+        self.calls: list[tuple[int, int]] = []
+
+    def eval(self):
+        return self
+
+    def dense_tokens(self, emb, grid):
+        return self.real.dense_tokens(emb, grid)
+
+    def sparse_tokens(self, dense, window, kind):
+        return self.real.sparse_tokens(dense, window, kind)
+
+    def generate(self, videos: list[VideoTokens], prompts, max_new_tokens=12):
+        out = []
+        for v in videos:
+            self.calls.append((v.kind, v.n_indices))
+            n = v.n_indices
+            text = f"From {n // 2} to {min(n - 1, n // 2 + 1)}."
+            out.append(Generation(text, parse_answer(text, n), 0.5, 2.0 + 0.01 * n, 0.1))
+        return out
+
+
+def _fake_video(frames: int, cells: int, width: int, dim: int) -> tuple[VideoRecord, VideoFeatures]:
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(frames, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    side = int(math.isqrt(cells))
+    kept = np.ones((frames, side, side), bool)
+    tokens = rng.normal(size=(frames * cells, width)).astype(np.float16)
+    features = VideoFeatures(np.arange(frames, dtype=np.float64), emb, DenseTokens(tokens, kept))
+    record = VideoRecord(1, "/x.mp4", "x.mp4", "h", 1, float(frames), 1.0, 25.0, 64, 64, "h264",
+                         frames, 1.0, "k", "indexed", 0.0, 0.0)
+    return record, features
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_recursion_nests_and_terminates(tiny_grounder, levels):
+    g = _ScriptedGrounder(tiny_grounder)
+    a = g.config.adapter
+    record, features = _fake_video(1000, a.cells, a.cell_width, a.embed_dim)
+    cached, _ = compute_sparse_tokens(tiny_grounder, features, 1.0)  # as ingest stores them
+    result = ground_video(g, record, features, cached.tokens, "a red circle", features.embeddings[0],
+                          GroundingOptions(levels=levels, top_k=2))
+    w = g.config.windows
+    assert [c[0] for c in g.calls[: len(result.tree)]] == [2] * len(result.tree)  # level 1 = coarse
+    assert len(result.tree) == math.ceil(math.ceil(1000 / w.coarse) / w.coarse_per_call)
+
+    def check(node, depth):
+        assert node.level == depth
+        for child in node.children:
+            # a child is shown its parent's answered span, widened by a margin at most
+            assert node.span[0] - w.fine <= child.shown[0] and child.shown[1] <= node.span[1] + w.fine
+            assert child.span[0] >= child.shown[0] and child.span[1] <= child.shown[1]
+            check(child, depth + 1)
+        if not node.children:
+            return depth
+        return max(check(c, depth + 1) for c in node.children)
+
+    depths = [check(n, 1) for n in result.tree]
+    assert max(depths) == levels
+    kinds = {1: {"coarse"}, 2: {"coarse", "dense"}, 3: {"coarse", "fine", "dense"}}[levels]
+
+    def collect(node):
+        yield node.kind
+        for c in node.children:
+            yield from collect(c)
+
+    assert {k for n in result.tree for k in collect(n)} == kinds
+    assert 1 <= len(result.moments) <= 2
+    if levels > 1:  # final spans are frame spans of the dense level: a few seconds long
+        assert all(m.end - m.start <= 3 for m in result.moments)
+        assert 0 < result.dense_fraction < 0.35  # 2 windows of 60 frames + margins, of 1000
+    else:
+        assert result.dense_fraction == 0.0  # level 1 reads the cached sparse tokens only
+
+
+def test_short_video_goes_straight_to_dense(tiny_grounder):
+    g = _ScriptedGrounder(tiny_grounder)
+    a = g.config.adapter
+    record, features = _fake_video(20, a.cells, a.cell_width, a.embed_dim)
+    result = ground_video(g, record, features, None, "x", features.embeddings[0], GroundingOptions())
+    assert [n.kind for n in result.tree] == ["dense"] and result.moments
+    assert result.moments[0].start == 10.0 and result.moments[0].end == 12.0

@@ -1,0 +1,282 @@
+"""Grounded queries (ReVisionLLM): level 1 over cached sparse tokens, recursive refinement.
+
+For one video and one query:
+
+1. **Level 1 (coarse)**: the video's level-1 windows (sparse tokens cached at ingest) are
+   cut into segments of ``coarse_per_call`` windows; the LLM answers each segment with a
+   window span or ``Not Present.``.
+2. **Level 2 (fine)** with ``levels=3``: each kept span, widened by one fine window per side,
+   is cut into fine windows whose sparse tokens the compressor computes from the span's dense
+   tokens; the LLM answers a fine-window span.
+3. **Dense level**: each kept span, widened by a few frames, is shown one token per frame
+   (at most ``WindowConfig.dense`` frames per call; longer spans are split); the LLM answers
+   a frame span. Recursion stops here: the span fits one dense window.
+
+Every answer gets R = 1 / mean token entropy; at every level the ``top_k`` span answers by R
+survive (``entropy_ranking=False`` keeps the first ``top_k`` in time order instead, the
+ablation). The final moments are the last level's spans scored by R. A video no longer
+than one dense window starts at the dense level.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import QueryError
+from ..models.adapter import COARSE, DENSE, FINE, relevance_features
+from ..models.answers import grounding_prompt
+from ..models.grounder import Generation, Grounder, VideoTokens
+from ..store.catalog import VideoRecord
+from ..store.files import VideoFeatures
+from .moments import Moment
+
+__all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video"]
+
+logger = logging.getLogger(__name__)
+
+LEVEL_KINDS = {COARSE: "coarse", FINE: "fine", DENSE: "dense"}
+
+
+@dataclass(frozen=True)
+class GroundingOptions:
+    levels: int = 3  # 1: level 1 only; 2: level 1 then dense; 3: level 1, fine, dense
+    top_k: int = 3  # spans kept at every level
+    entropy_ranking: bool = True  # rank by R; False keeps the first top_k in time order
+    dense_margin: int = 3  # frames added on each side of a span before the dense level
+    max_new_tokens: int = 12
+
+    def __post_init__(self) -> None:
+        if self.levels not in (1, 2, 3):
+            raise QueryError(f"levels must be 1, 2 or 3, not {self.levels}")
+        if self.top_k < 1:
+            raise QueryError(f"top_k must be at least 1, not {self.top_k}")
+
+
+@dataclass
+class GroundingNode:
+    """One LLM call: what it was shown, what it answered, how sure it was."""
+
+    level: int
+    kind: str  # "coarse", "fine" or "dense"
+    shown: tuple[float, float]  # seconds of video shown to the LLM
+    answer: str  # the generated text
+    verdict: str  # parsed: "span", "absent" or "invalid" (+ the parser's note)
+    span: tuple[float, float] | None  # the answered span in seconds
+    confidence: float  # R
+    p_absent: float
+    kept: bool = False
+    children: list["GroundingNode"] = field(default_factory=list)
+    frames: tuple[int, int] | None = None  # the answered span in frames [a, b)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("frames")
+        data["children"] = [c.to_dict() for c in self.children]
+        return data
+
+
+@dataclass
+class GroundingResult:
+    video: VideoRecord
+    query: str
+    moments: list[Moment]
+    tree: list[GroundingNode]  # level-1 calls (or dense calls for a short video)
+    frames: int  # sampled frames of the video
+    dense_frames_read: int  # frames whose dense tokens the recursion read
+    seconds_per_level: dict[int, float]
+
+    @property
+    def dense_fraction(self) -> float:
+        return self.dense_frames_read / self.frames if self.frames else 0.0
+
+    def to_dict(self) -> dict:
+        return {"video": self.video.name, "video_id": self.video.id, "query": self.query,
+                "moments": [m.to_dict() for m in self.moments],
+                "tree": [n.to_dict() for n in self.tree], "frames": self.frames,
+                "dense_frames_read": self.dense_frames_read,
+                "seconds_per_level": self.seconds_per_level}
+
+
+class _VideoView:
+    """Lazy dense tokens of one video, remembering which frames were read."""
+
+    def __init__(self, grounder: Grounder, features: VideoFeatures, fps: float,
+                 query_vector: np.ndarray) -> None:
+        self.grounder = grounder
+        self.features = features
+        self.times = features.times
+        self.step = 1.0 / fps
+        self.read = np.zeros(len(features.times), dtype=bool)
+        # frame–query similarity from the stored embeddings (not dense tokens)
+        self.similarity = torch.as_tensor(features.embeddings @ query_vector, device=grounder.device)
+
+    def relevance(self, a: int, b: int, unit: int) -> torch.Tensor:
+        return relevance_features(self.similarity[a:b], unit)
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+    def dense(self, a: int, b: int) -> torch.Tensor:
+        self.read[a:b] = True
+        grid = self.features.dense.grid(a, b)
+        return self.grounder.dense_tokens(self.features.embeddings[a:b],
+                                          grid.reshape(b - a, -1, grid.shape[-1]))
+
+    def seconds(self, a: int, b: int) -> tuple[float, float]:
+        """Frames ``[a, b)`` as a time range."""
+        return float(self.times[a]), float(self.times[b - 1] + self.step)
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> float:
+    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / max(1, min(a[1] - a[0], b[1] - b[0]))
+
+
+def _select(nodes: list[GroundingNode], options: GroundingOptions) -> list[GroundingNode]:
+    """The ``top_k`` span answers, by R (or in time order), skipping near-duplicates:
+    overlapping calls often answer the same span."""
+    spans = [n for n in nodes if n.frames is not None]
+    if options.entropy_ranking:
+        spans.sort(key=lambda n: -n.confidence)
+    kept: list[GroundingNode] = []
+    for node in spans:
+        if len(kept) == options.top_k:
+            break
+        if all(_overlap(node.frames, k.frames) < 0.5 for k in kept):  # type: ignore[arg-type]
+            node.kept = True
+            kept.append(node)
+    return kept
+
+
+def _nodes(view: _VideoView, level: int, kind: int, calls: list[tuple[int, int, int]],
+           generations: list[Generation]) -> list[GroundingNode]:
+    """``calls[i] = (first frame shown, frames per index, last frame shown + 1)``."""
+    nodes = []
+    for (a, unit, b), gen in zip(calls, generations):
+        frames = None
+        span = None
+        if gen.answer.is_span:
+            fa = a + gen.answer.start * unit
+            fb = min(b, a + (gen.answer.end + 1) * unit)
+            frames = (fa, fb)
+            span = view.seconds(fa, fb)
+        verdict = gen.answer.kind + (f" ({gen.answer.note})" if gen.answer.note else "")
+        nodes.append(GroundingNode(level, LEVEL_KINDS[kind], view.seconds(a, b), gen.text, verdict,
+                                   span, gen.confidence, gen.p_absent, frames=frames))
+    return nodes
+
+
+def _coarse_level(grounder: Grounder, view: _VideoView, sparse: np.ndarray | None,
+                  prompt: str, options: GroundingOptions) -> list[GroundingNode]:
+    w = grounder.config.windows
+    if sparse is None:  # no cached tokens for this checkpoint: compute them (reads every frame)
+        sparse_t = grounder.sparse_tokens(view.dense(0, view.frames), w.coarse, COARSE)
+    else:
+        sparse_t = torch.as_tensor(sparse.astype(np.float32), device=grounder.device)
+    inputs, calls = [], []
+    for first in range(0, sparse_t.shape[0], w.coarse_per_call):
+        chunk = sparse_t[first: first + w.coarse_per_call]
+        a, b = first * w.coarse, min(view.frames, (first + len(chunk)) * w.coarse)
+        inputs.append(VideoTokens(chunk.reshape(-1, chunk.shape[-1]), COARSE, chunk.shape[1],
+                                  view.relevance(a, b, w.coarse)))
+        calls.append((a, w.coarse, b))
+    gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens)
+    return _nodes(view, 1, COARSE, calls, gens)
+
+
+def _fine_level(grounder: Grounder, view: _VideoView, parents: list[GroundingNode], prompt: str,
+                options: GroundingOptions) -> None:
+    w = grounder.config.windows
+    inputs, calls, owners = [], [], []
+    for parent in parents:
+        a, b = parent.frames  # type: ignore[misc]
+        a, b = max(0, a - w.fine), min(view.frames, b + w.fine)
+        sparse = grounder.sparse_tokens(view.dense(a, b), w.fine, FINE)
+        for first in range(0, sparse.shape[0], w.fine_per_call):
+            chunk = sparse[first: first + w.fine_per_call]
+            s, e = a + first * w.fine, min(b, a + (first + len(chunk)) * w.fine)
+            inputs.append(VideoTokens(chunk.reshape(-1, chunk.shape[-1]), FINE, chunk.shape[1],
+                                      view.relevance(s, e, w.fine)))
+            calls.append((s, w.fine, e))
+            owners.append(parent)
+    gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens)
+    for owner, node in zip(owners, _nodes(view, owners[0].level + 1 if owners else 2, FINE, calls, gens)):
+        owner.children.append(node)
+
+
+def _dense_calls(a: int, b: int, size: int) -> list[tuple[int, int]]:
+    """Split frames ``[a, b)`` into pieces of at most ``size`` frames overlapping by a quarter."""
+    if b - a <= size:
+        return [(a, b)]
+    stride = max(1, size * 3 // 4)
+    starts = list(range(a, b - size, stride)) + [b - size]
+    return [(s, s + size) for s in starts]
+
+
+def _dense_level(grounder: Grounder, view: _VideoView, parents: list[GroundingNode] | None,
+                 prompt: str, options: GroundingOptions, level: int) -> list[GroundingNode]:
+    w = grounder.config.windows
+    spans = [(0, view.frames)] if parents is None else [
+        (max(0, p.frames[0] - options.dense_margin), min(view.frames, p.frames[1] + options.dense_margin))  # type: ignore[index]
+        for p in parents]
+    inputs, calls, owners = [], [], []
+    for n, (a, b) in enumerate(spans):
+        for s, e in _dense_calls(a, b, w.dense):
+            inputs.append(VideoTokens(view.dense(s, e), DENSE, 1, view.relevance(s, e, 1)))
+            calls.append((s, 1, e))
+            owners.append(None if parents is None else parents[n])
+    gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens)
+    nodes = _nodes(view, level, DENSE, calls, gens)
+    for owner, node in zip(owners, nodes):
+        if owner is not None:
+            owner.children.append(node)
+    return nodes
+
+
+@torch.no_grad()
+def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures,
+                 sparse: np.ndarray | None, query: str, query_vector: np.ndarray,
+                 options: GroundingOptions = GroundingOptions()) -> GroundingResult:
+    """Run the recursion on one video. ``sparse`` are its cached level-1 tokens
+    ``[windows, n, hidden]`` for this grounder's adapter (None: computed here);
+    ``query_vector`` is the query's normalised CLIP text embedding."""
+    if not query.strip():
+        raise QueryError("the text query is empty")
+    grounder.eval()
+    prompt = grounding_prompt(query)
+    view = _VideoView(grounder, features, video.fps, np.asarray(query_vector, dtype=np.float32))
+    w = grounder.config.windows
+    timings: dict[int, float] = {}
+    t0 = time.perf_counter()
+    if view.frames == 0:
+        return GroundingResult(video, query, [], [], 0, 0, {})
+    if view.frames <= w.dense:
+        tree = _dense_level(grounder, view, None, prompt, options, level=1)
+        final = _select(tree, options)
+        timings[1] = time.perf_counter() - t0
+    else:
+        tree = _coarse_level(grounder, view, sparse, prompt, options)
+        final = _select(tree, options)
+        timings[1] = time.perf_counter() - t0
+        level = 1
+        if options.levels == 3 and final:
+            t0 = time.perf_counter()
+            _fine_level(grounder, view, final, prompt, options)
+            level = 2
+            final = _select([c for p in final for c in p.children], options)
+            timings[level] = time.perf_counter() - t0
+        if options.levels >= 2 and final:
+            t0 = time.perf_counter()
+            level += 1
+            final = _select(_dense_level(grounder, view, final, prompt, options, level), options)
+            timings[level] = time.perf_counter() - t0
+    moments = [Moment(video=video.name, start=n.span[0], end=n.span[1], score=n.confidence,  # type: ignore[index]
+                      peak=(n.span[0] + n.span[1]) / 2, video_id=video.id, path=video.path)  # type: ignore[index]
+               for n in final]
+    return GroundingResult(video, query, moments, tree, view.frames, int(view.read.sum()), timings)
