@@ -117,17 +117,28 @@ class ExampleSampler:
         return sorted(set(self.captions) | reverse)
 
     # -- queries ----------------------------------------------------------------------
-    def _negative_query(self, video: TrainingVideo, start: int, stop: int) -> str:
-        """A query whose event is not within ``[start, stop)``: hard half of the time."""
+    def _negative_query(self, video: TrainingVideo, start: int, stop: int) -> str | None:
+        """A query whose event is not within ``[start, stop)``: hard half of the time.
+        None if every known caption happens there."""
         inside = video.captions_overlapping(start, stop)
         if self.rng.random() < 0.5:
             candidates = [r for c in inside if (r := reversed_caption(c)) and r not in inside]
             if candidates:
                 return candidates[self.rng.integers(len(candidates))]
-        while True:
+        for _ in range(20):
             caption = self.captions[self.rng.integers(len(self.captions))]
             if caption not in inside:
                 return caption
+        outside = [c for c in self.captions if c not in inside]
+        return outside[self.rng.integers(len(outside))] if outside else None
+
+    def _negative(self, min_len: int, max_len: int, align: int) -> tuple[int, int, int, str]:
+        for _ in range(1000):
+            v, start, stop = self._range(min_len, max_len, align)
+            query = self._negative_query(self.videos[v], start, stop)
+            if query is not None:
+                return v, start, stop, query
+        raise ValueError("no range lacks an event to ask about: too few distinct captions")
 
     def _positive(self, min_len: int, max_len: int, align: int = 1):
         """``(video, event, start, stop)`` with the event wholly inside the range."""
@@ -176,8 +187,7 @@ class ExampleSampler:
             v, (caption, i, j), start, stop = self._positive(min_len, max_len, align)
             return Example(v, start, stop, level, caption, grounding_prompt(caption),
                            span_answer((i - start) // unit, (j - start) // unit))
-        v, start, stop = self._range(min_len, max_len, align)
-        query = self._negative_query(self.videos[v], start, stop)
+        v, start, stop, query = self._negative(min_len, max_len, align)
         return Example(v, start, stop, level, query, grounding_prompt(query), ABSENT_ANSWER)
 
     def presence(self, kind: str) -> Example:
@@ -187,8 +197,7 @@ class ExampleSampler:
         if self.rng.random() < 0.5:
             v, (caption, _, _), start, stop = self._positive(size, size, align)
             return Example(v, start, stop, f"{kind}-presence", caption, presence_prompt(caption), "yes")
-        v, start, stop = self._range(size, size, align)
-        query = self._negative_query(self.videos[v], start, stop)
+        v, start, stop, query = self._negative(size, size, align)
         return Example(v, start, stop, f"{kind}-presence", query, presence_prompt(query), "no")
 
     def for_stage(self, stage: str) -> Example:
