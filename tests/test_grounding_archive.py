@@ -1,0 +1,141 @@
+"""Grounding in an archive: sparse tokens at ingest and by reindex, grounded search, CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import vidseek
+from vidseek.cli import app
+from vidseek.train.grounding import GroundingTrainConfig, train_grounder_from_archive
+
+
+@pytest.fixture(scope="module")
+def world_videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gworld")
+    anns = {}
+    for name, seconds, seed in (("a.mp4", 150, 1), ("b.mp4", 90, 2)):
+        anns[name] = vidseek.build_world_video(root / name, seconds, seed=seed)
+    return root, anns
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_clip_dir, world_videos):
+    """A briefly trained grounder for the tiny CLIP's dimensions (plumbing, not accuracy)."""
+    root, anns = world_videos
+    tmp = tmp_path_factory.mktemp("gckpt")
+    with vidseek.Archive.open(tmp / "train-archive", model=tiny_clip_dir) as archive:
+        archive.ingest([root / "a.mp4"])
+        train_grounder_from_archive(tmp / "ckpt", archive, anns["a.mp4"], ["1a", "1b", "2"],
+                                    llm="tiny", train=GroundingTrainConfig(
+                                        steps={"1a": 2, "1b": 2, "2": 2}, batch_size=4, warmup=1))
+    return tmp / "ckpt"
+
+
+def test_reindex_then_ingest_store_sparse_tokens(tmp_path, tiny_clip_dir, world_videos, checkpoint):
+    root, _ = world_videos
+    with vidseek.Archive.open(tmp_path / "ar", model=tiny_clip_dir) as archive:
+        archive.ingest([root / "a.mp4"])
+        [before] = archive.videos()
+        assert before.sparse_key == ""  # indexed before any checkpoint existed
+        grounder = archive.set_grounder(checkpoint)
+        report = archive.reindex()
+        assert (report.updated, report.skipped) == (1, 0)
+        assert archive.reindex().skipped == 1  # already current
+        [after] = archive.videos()
+        assert after.sparse_fingerprint == grounder.adapter_fingerprint
+        assert after.features_key == before.features_key  # features untouched, nothing decoded
+        archive.ingest([root / "b.mp4"])  # stored at ingest now
+        b = archive.find_video("b.mp4")
+        sparse = archive.store.load_sparse(b)
+        assert sparse is not None and sparse.fingerprint == grounder.adapter_fingerprint
+        window = grounder.config.windows.coarse
+        assert sparse.tokens.shape[:2] == (-(-b.frames // window), grounder.config.adapter.coarse_tokens)
+        windows = archive.store.catalog.windows(b.id)
+        assert len(windows) == sparse.tokens.shape[0] and windows[0][0] == 0.0
+        assert windows[-1][1] == pytest.approx(b.duration, abs=1.0)
+        info = archive.info()
+        assert info.grounder == str(checkpoint.resolve()) and info.sparse_videos == 2
+        archive.remove("b.mp4")
+        assert not archive.store.sparse.path(b.sparse_key).exists()
+        assert archive.store.catalog.windows(b.id) == []
+
+
+def test_grounded_search_returns_scored_moments_and_tree(tmp_path, tiny_clip_dir, world_videos, checkpoint):
+    root, anns = world_videos
+    query = next(a.query for a in anns["a.mp4"] if a.present)
+    with vidseek.Archive.open(tmp_path / "ar", model=tiny_clip_dir) as archive:
+        archive.ingest([root])
+        with pytest.raises(vidseek.QueryError, match="grounding checkpoint"):
+            archive.search(query, mode="grounded")
+        archive.set_grounder(checkpoint)
+        archive.reindex()
+        results = archive.ground(query, video="a.mp4")
+        assert len(results) == 1 and results[0].video.name == "a.mp4"
+        assert results[0].tree and all(n.level == 1 for n in results[0].tree)
+        assert all(n.kind == "coarse" for n in results[0].tree)
+        moments = archive.search(query, mode="grounded", top_k=3)  # candidates from CLIP retrieval
+        assert len(moments) <= 3
+        assert all(m.score > 0 for m in moments)
+        with pytest.raises(vidseek.QueryError, match="text query"):
+            archive.search(image=np.zeros((32, 32, 3), np.uint8), mode="grounded")
+        with pytest.raises(vidseek.QueryError, match="unknown search mode"):
+            archive.search(query, mode="magic")
+
+
+def test_cli_reindex_and_grounded_explain(tmp_path, tiny_clip_dir, world_videos, checkpoint):
+    root, anns = world_videos
+    archive = tmp_path / "ar"
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(root / "a.mp4"), "-a", str(archive), "-m", str(tiny_clip_dir)]).exit_code == 0
+    res = runner.invoke(app, ["search", "a red circle", "-a", str(archive), "--mode", "grounded"])
+    assert res.exit_code == 1 and "grounding checkpoint" in res.output
+    res = runner.invoke(app, ["reindex", "-a", str(archive), "--grounder", str(checkpoint)])
+    assert res.exit_code == 0 and "1 videos reindexed" in res.output
+    query = next(a.query for a in anns["a.mp4"] if a.present)
+    res = runner.invoke(app, ["search", query, "-a", str(archive), "--mode", "grounded", "--video",
+                              "a.mp4", "--explain", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert set(data) == {"moments", "explain"}
+    tree = data["explain"][0]["tree"]
+    assert {"level", "kind", "shown", "answer", "verdict", "span", "confidence", "children"} <= set(tree[0])
+    for m in data["moments"]:
+        assert set(m) == {"video", "start", "end", "score", "peak", "video_id", "path"}
+    res = runner.invoke(app, ["search", query, "-a", str(archive), "--mode", "grounded", "--explain"])
+    assert res.exit_code == 0 and "L1 coarse" in res.output
+    res = runner.invoke(app, ["search", query, "-a", str(archive), "--mode", "nope"])
+    assert res.exit_code == 2
+
+
+def test_grounder_for_another_encoder_is_refused(tmp_path, tiny_clip_dir, world_videos, tiny_grounder):
+    root, _ = world_videos
+    ckpt = tmp_path / "small"
+    tiny_grounder.save(ckpt)  # 16-d embeddings; the tiny CLIP gives 64
+    with vidseek.Archive.open(tmp_path / "ar", model=tiny_clip_dir) as archive:
+        archive.ingest([root / "b.mp4"])
+        with pytest.raises(vidseek.ModelError, match="16-d embeddings"):
+            archive.set_grounder(ckpt)
+
+
+def test_archives_from_before_sparse_tokens_are_migrated(tmp_path):
+    db = tmp_path / "catalog.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE videos (id INTEGER PRIMARY KEY, path TEXT NOT NULL, name TEXT, "
+                 "content_hash TEXT, size_bytes INTEGER, duration FLOAT, fps FLOAT, native_fps FLOAT, "
+                 "width INTEGER, height INTEGER, codec TEXT, frames INTEGER, kept_fraction FLOAT, "
+                 "features_key TEXT, status TEXT, indexed_at FLOAT, ingest_seconds FLOAT)")
+    conn.execute("INSERT INTO videos VALUES (1, '/v.mp4', 'v.mp4', 'h', 1, 2.0, 1.0, 25.0, 8, 8, "
+                 "'h264', 2, 1.0, 'k', 'indexed', 0.0, 0.0)")
+    conn.commit()
+    conn.close()
+    from vidseek.store.catalog import Catalog
+
+    catalog = Catalog(db)
+    [video] = catalog.videos()
+    assert (video.name, video.sparse_key, video.sparse_fingerprint) == ("v.mp4", "", "")
+    assert catalog.windows(1) == []
