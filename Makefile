@@ -34,7 +34,10 @@ bench: setup  ## ingest throughput benchmark (writes benchmarks/results/ingest.j
 	$(PY) benchmarks/ingest.py
 
 bench-grounding: setup  ## CLIP-mode R1/R5/mIoU on a held-out 30-minute synthetic video
-	$(PY) benchmarks/grounding.py
+	$(PY) benchmarks/grounding.py $(if $(CKPT),--checkpoint $(CKPT))
+
+bench-query: setup  ## grounded-query latency per level (needs CKPT=grounding checkpoint)
+	$(PY) benchmarks/query.py --checkpoint $(CKPT)
 
 docs: setup  ## regenerate docs/cli.md from --help
 	$(PY) scripts/cli_docs.py

@@ -127,6 +127,7 @@ class Archive:
         self._device = device
         self._encoder = encoder
         self._grounder: Grounder | None = None
+        self._computed_sparse: dict[tuple[int, str], np.ndarray] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, model: str | os.PathLike | None = None, *,
@@ -287,6 +288,7 @@ class Archive:
                 "path": str(Path(path).resolve()), "fingerprint": grounder.fingerprint,
                 "adapter_fingerprint": grounder.adapter_fingerprint})
         self._grounder = grounder
+        self._computed_sparse.clear()
         return grounder
 
     def reindex(self, progress: Callable[[int, int, VideoRecord], None] | None = None) -> "ReindexReport":
@@ -312,6 +314,22 @@ class Archive:
                 progress(n + 1, len(videos), video)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _sparse_tokens(self, record: VideoRecord, features) -> np.ndarray | None:
+        """The video's level-1 tokens for the current checkpoint; computed (once per open
+        archive) if the archive lacks them. None for videos the dense level covers whole."""
+        grounder = self.grounder
+        if record.frames <= grounder.config.windows.dense:  # type: ignore[union-attr]
+            return None
+        sparse = self.store.load_sparse(record)
+        if sparse is not None and sparse.fingerprint == grounder.adapter_fingerprint:  # type: ignore[union-attr]
+            return sparse.tokens
+        key = (record.id, record.features_key)
+        if key not in self._computed_sparse:
+            logger.warning("%s: no sparse tokens for this grounding checkpoint; computing them "
+                           "(run vidseek reindex to store them)", record.path)
+            self._computed_sparse[key] = compute_sparse_tokens(grounder, features, record.fps)[0].tokens  # type: ignore[arg-type]
+        return self._computed_sparse[key]
 
     # -- search -----------------------------------------------------------------
     def search(self, text: str | None = None, *, image: str | os.PathLike | Image.Image | np.ndarray | None = None,
@@ -369,15 +387,9 @@ class Archive:
         results = []
         query_vector = self.embed_query(text=text)
         for record in videos:
-            sparse = self.store.load_sparse(record)
-            tokens = None
-            if sparse is not None and sparse.fingerprint == grounder.adapter_fingerprint:
-                tokens = sparse.tokens
-            else:
-                logger.warning("%s: no sparse tokens for this checkpoint; computing them now "
-                               "(run vidseek reindex)", record.path)
-            results.append(ground_video(grounder, record, self.store.video_features(record),
-                                        tokens, text, query_vector, options))
+            features = self.store.video_features(record)
+            results.append(ground_video(grounder, record, features, self._sparse_tokens(record, features),
+                                        text, query_vector, options))
         return results
 
     def embed_query(self, text: str | None = None,

@@ -8,6 +8,7 @@ vectors: the FAISS index can always be rebuilt from these files and the catalog.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,38 @@ import numpy as np
 from ..indexer.dense import DenseTokens
 from .frame_index import fsync_directory
 
-__all__ = ["VideoFeatures", "FeatureFileStore"]
+__all__ = ["VideoFeatures", "FeatureFileStore", "save_npz_atomically", "remove_unreferenced"]
+
+
+def save_npz_atomically(folder: Path, **arrays: np.ndarray) -> str:
+    """Write ``folder/KEY.npz`` under a temporary name, fsync, rename; return the new key."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = uuid.uuid4().hex
+    final = folder / f"{key}.npz"
+    tmp = final.with_suffix(".tmp.npz")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    fsync_directory(folder)
+    return key
+
+
+def remove_unreferenced(folder: Path, referenced: set[str], min_age_s: float) -> int:
+    """Delete ``KEY.npz`` files of ``folder`` whose key is not referenced.
+
+    Files younger than ``min_age_s`` are kept: another process may be about to commit them.
+    """
+    if not folder.exists():
+        return 0
+    removed = 0
+    now = time.time()
+    for path in folder.glob("*.npz"):
+        if path.name.split(".")[0] not in referenced and now - path.stat().st_mtime >= min_age_s:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 @dataclass
@@ -45,18 +77,9 @@ class FeatureFileStore:
 
     def save(self, features: VideoFeatures) -> str:
         """Write atomically; return the new file's key."""
-        key = uuid.uuid4().hex
-        final = self.path(key)
-        tmp = final.with_suffix(".tmp.npz")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, times=features.times.astype(np.float64),
-                     embeddings=features.embeddings.astype(np.float32),
-                     dense_tokens=features.dense.tokens, dense_kept=features.dense.kept)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        fsync_directory(self.root)
-        return key
+        return save_npz_atomically(self.root, times=features.times.astype(np.float64),
+                                   embeddings=features.embeddings.astype(np.float32),
+                                   dense_tokens=features.dense.tokens, dense_kept=features.dense.kept)
 
     def load(self, key: str) -> VideoFeatures:
         with np.load(self.path(key)) as data:
@@ -72,17 +95,5 @@ class FeatureFileStore:
         return {p.name[: -len(".npz")] for p in self.root.glob("*.npz") if ".tmp" not in p.name}
 
     def remove_unreferenced(self, referenced: set[str], min_age_s: float = 3600.0) -> int:
-        """Delete files no catalog row names (left by a crash or a replaced video).
-
-        Files younger than ``min_age_s`` are kept: another process may be about to commit them.
-        """
-        import time
-
-        removed = 0
-        now = time.time()
-        for path in self.root.glob("*.npz"):
-            key = path.name.split(".")[0]
-            if key not in referenced and now - path.stat().st_mtime >= min_age_s:
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        """Delete files no catalog row names (left by a crash or a replaced video)."""
+        return remove_unreferenced(self.root, referenced, min_age_s)

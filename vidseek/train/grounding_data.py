@@ -202,7 +202,10 @@ class ExampleSampler:
 
     def for_stage(self, stage: str) -> Example:
         r = self.rng.random()
-        if stage == "1a":
+        if stage == "1a":  # a fifth single windows with yes/no: a from-scratch LM learns those
+            # answer words here, before stage 1B freezes it (a pretrained LM knows them)
+            if r < 0.2:
+                return self.presence("fine" if r < 0.1 else "coarse")
             return self.grounding("dense")
         if stage == "1b":
             return self.presence("fine" if r < 0.5 else "coarse")
