@@ -6,7 +6,7 @@ Trains the world encoder (unless --encoder is given; cached in .cache/bench/), g
 held-out procedural-world video (its seed is never used in training), ingests it and scores
 each mode with R1/R5 at IoU 0.1/0.3/0.5/0.7 and mIoU, overall and per event kind: CLIP
 similarity, and with a grounding checkpoint trained for that encoder, the grounded mode with
-level 1 only, 2 levels, 3 levels, and 3 levels without entropy ranking.
+level 1 only, 2 levels, 3 levels, and 3 levels ranked by R alone or in time order.
 Writes benchmarks/results/grounding.json.
 """
 
@@ -53,7 +53,8 @@ def main() -> None:
             G = vidseek.GroundingOptions
             runs += [("level1", "grounded", G(levels=1)), ("levels2", "grounded", G(levels=2)),
                      ("levels3", "grounded", G(levels=3)),
-                     ("levels3-no-entropy", "grounded", G(levels=3, entropy_ranking=False))]
+                     ("levels3-entropy-only", "grounded", G(levels=3, ranking="entropy")),
+                     ("levels3-time-order", "grounded", G(levels=3, ranking="time"))]
         with vidseek.Archive.open(Path(tmp) / "archive", model=encoder) as archive:
             archive.ingest([video])
             if args.checkpoint:

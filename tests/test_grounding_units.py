@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+import vidseek
+
 from vidseek.indexer.dense import DenseTokens
 from vidseek.indexer.sparse import compute_sparse_tokens
 from vidseek.models.adapter import relevance_features
@@ -103,7 +105,7 @@ class _ScriptedGrounder:
     def sparse_tokens(self, dense, window, kind):
         return self.real.sparse_tokens(dense, window, kind)
 
-    def generate(self, videos: list[VideoTokens], prompts, max_new_tokens=12):
+    def generate(self, videos: list[VideoTokens], prompts, max_new_tokens=12, forced_prefix=""):
         out = []
         for v in videos:
             self.calls.append((v.kind, v.n_indices))
@@ -174,3 +176,37 @@ def test_short_video_goes_straight_to_dense(tiny_grounder):
     result = ground_video(g, record, features, None, "x", features.embeddings[0], GroundingOptions())
     assert [n.kind for n in result.tree] == ["dense"] and result.moments
     assert result.moments[0].start == 10.0 and result.moments[0].end == 12.0
+
+
+class _AbstainingGrounder(_ScriptedGrounder):
+    """Says "Not Present." unless forced; P(Not) grows with the call's first frame."""
+
+    def generate(self, videos, prompts, max_new_tokens=12, forced_prefix=""):
+        out = []
+        for n, v in enumerate(videos):
+            text = "From 1 to 2." if forced_prefix else "Not Present."
+            out.append(Generation(text, parse_answer(text, v.n_indices), 0.5, 2.0, 0.5 + 0.01 * n))
+        self.calls.append(forced_prefix)
+        return out
+
+
+@pytest.mark.parametrize("force, expected", [(True, 2), (False, 0)])
+def test_abstentions_are_forced_into_spans_only_when_asked(tiny_grounder, force, expected):
+    g = _AbstainingGrounder(tiny_grounder)
+    a = g.config.adapter
+    record, features = _fake_video(1000, a.cells, a.cell_width, a.embed_dim)
+    result = ground_video(g, record, features, None, "x", features.embeddings[0],
+                          GroundingOptions(levels=1, top_k=2, force_spans=force))
+    kept = [n for n in result.tree if n.kept]
+    assert len(kept) == expected == len(result.moments)
+    if force:  # the two least sure abstentions: the first two segments
+        assert [n.shown[0] for n in kept] == [0.0, 480.0]
+        assert all("forced" in n.verdict for n in kept)
+        assert result.moments[0].score == pytest.approx(2.0 * (1 - 0.5))  # R x (1 - P(Not))
+
+
+def test_grounding_options_are_validated():
+    with pytest.raises(vidseek.QueryError):
+        GroundingOptions(levels=4)
+    with pytest.raises(vidseek.QueryError):
+        GroundingOptions(ranking="vibes")

@@ -172,7 +172,7 @@ def _print_tree(result: "vidseek.GroundingResult") -> None:
         mark = "*" if node.kept else " "
         console.print(f"{'  ' * depth}{mark} L{node.level} {node.kind:6s} shown "
                       f"{_clock(node.shown[0])}-{_clock(node.shown[1])}  answer {node.answer!r} "
-                      f"[{node.verdict}] -> {span}  R={node.confidence:.2f}", markup=False)
+                      f"[{node.verdict}] -> {span}  R={node.confidence:.2f} P(Not)={node.p_absent:.2f}", markup=False)
         for child in node.children:
             show(child, depth + 1)
 
@@ -277,7 +277,7 @@ def evaluate(
     archive: Optional[Path] = ArchiveOpt,
     mode: str = typer.Option("clip", "--mode", help="Query mode to evaluate: clip or grounded."),
     levels: int = typer.Option(3, "--levels", min=1, max=3, help="Grounded mode: recursion depth (1, 2 or 3)."),
-    entropy_ranking: bool = typer.Option(True, "--entropy-ranking/--no-entropy-ranking", help="Grounded mode: rank candidates by R (or keep them in time order: the ablation)."),
+    ranking: str = typer.Option("presence", "--ranking", help="Grounded mode: presence (R x (1 - P(Not))), entropy (R alone) or time (time order, the ablation)."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Moments retrieved per query (R@n needs n <= k)."),
     output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here."),
     device: Optional[str] = DeviceOpt,
@@ -285,7 +285,7 @@ def evaluate(
     """Score a query mode against annotations: R1/R5 at IoU 0.1/0.3/0.5/0.7 and mIoU."""
     try:
         rows = vidseek.read_annotations(annotations)
-        options = vidseek.GroundingOptions(levels=levels, entropy_ranking=entropy_ranking)
+        options = vidseek.GroundingOptions(levels=levels, ranking=ranking)
         with vidseek.Archive.open(archive, device=device, create=False) as arch:
             report = vidseek.evaluate_archive(arch, rows, mode=mode, top_k=top_k, grounding=options)
     except (vidseek.VidseekError, ValueError) as exc:

@@ -103,7 +103,8 @@ def mode_label(mode: str, grounding: GroundingOptions | None = None) -> str:
         return mode
     g = grounding or GroundingOptions()
     levels = {1: "level 1 only", 2: "2 levels", 3: "3 levels"}[g.levels]
-    return f"grounded, {levels}" + ("" if g.entropy_ranking else ", no entropy ranking")
+    ranking = {"presence": "", "entropy": ", ranked by R only", "time": ", no confidence ranking"}[g.ranking]
+    return f"grounded, {levels}{ranking}"
 
 
 def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode: str = "clip",

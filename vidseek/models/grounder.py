@@ -331,10 +331,16 @@ class Grounder(nn.Module):
 
     @torch.no_grad()
     def generate(self, videos: Sequence[VideoTokens], prompts: Sequence[str],
-                 max_new_tokens: int = 12) -> list[Generation]:
-        """Greedy answers for a batch, with their mean token entropy and R."""
+                 max_new_tokens: int = 12, forced_prefix: str = "") -> list[Generation]:
+        """Greedy answers for a batch, with their mean token entropy and R.
+
+        ``forced_prefix`` (e.g. ``"From"``) is appended to every prompt as the answer's start:
+        the text returned includes it; entropy covers the generated tokens only.
+        """
         if not videos:
             return []
+        if forced_prefix:
+            prompts = [f"{p} {forced_prefix}" for p in prompts]
         inputs, mask, positions, _ = self._batch(videos, prompts)
         embed = self.llm.get_input_embeddings()
         out = self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions,
@@ -363,6 +369,8 @@ class Grounder(nn.Module):
         for b, video in enumerate(videos):
             ids = [t for t in tokens[b] if t != self.eos_id]
             text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            if forced_prefix:
+                text = f"{forced_prefix} {text}"
             entropy = mean_token_entropy(torch.stack(step_logits[b]))
             results.append(Generation(text, parse_answer(text, video.n_indices), entropy,
                                       confidence(entropy), float(first[b])))

@@ -12,9 +12,10 @@ For one video and one query:
    (at most ``WindowConfig.dense`` frames per call; longer spans are split); the LLM answers
    a frame span. Recursion stops here: the span fits one dense window.
 
-Every answer gets R = 1 / mean token entropy; at every level the ``top_k`` span answers by R
-survive (``entropy_ranking=False`` keeps the first ``top_k`` in time order instead, the
-ablation). The final moments are the last level's spans scored by R. A video no longer
+Every answer gets R = 1 / mean token entropy and P(Not), the probability of starting
+``Not Present.``; at every level the ``top_k`` span answers survive, ranked by
+R × (1 − P(Not)) (``ranking="entropy"``: R alone, as in the paper; ``"time"``: time order,
+the ablation). The final moments are the last level's spans, scored the same way. A video no longer
 than one dense window starts at the dense level.
 """
 
@@ -40,13 +41,20 @@ __all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video
 logger = logging.getLogger(__name__)
 
 LEVEL_KINDS = {COARSE: "coarse", FINE: "fine", DENSE: "dense"}
+RANKINGS = ("presence", "entropy", "time")
 
 
 @dataclass(frozen=True)
 class GroundingOptions:
     levels: int = 3  # 1: level 1 only; 2: level 1 then dense; 3: level 1, fine, dense
     top_k: int = 3  # spans kept at every level
-    entropy_ranking: bool = True  # rank by R; False keeps the first top_k in time order
+    # How candidates are ranked at every level: "presence" = R × (1 − P(Not)), the entropy
+    # confidence weighted by how sure the model is the event is there at all (calibrated
+    # abstention); "entropy" = R alone (the paper); "time" = first top_k in time order.
+    ranking: str = "presence"
+    # Fewer than top_k span answers at a level: ask the calls least sure of "Not Present."
+    # (lowest P(Not) at the first answer token) again with the answer forced to "From ...".
+    force_spans: bool = True
     dense_margin: int = 3  # frames added on each side of a span before the dense level
     max_new_tokens: int = 12
 
@@ -55,6 +63,8 @@ class GroundingOptions:
             raise QueryError(f"levels must be 1, 2 or 3, not {self.levels}")
         if self.top_k < 1:
             raise QueryError(f"top_k must be at least 1, not {self.top_k}")
+        if self.ranking not in RANKINGS:
+            raise QueryError(f"ranking must be one of {', '.join(RANKINGS)}, not {self.ranking!r}")
 
 
 @dataclass
@@ -138,12 +148,16 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> float:
     return inter / max(1, min(a[1] - a[0], b[1] - b[0]))
 
 
+def _score(node: GroundingNode, options: GroundingOptions) -> float:
+    return node.confidence * (1 - node.p_absent) if options.ranking == "presence" else node.confidence
+
+
 def _select(nodes: list[GroundingNode], options: GroundingOptions) -> list[GroundingNode]:
     """The ``top_k`` span answers, by R (or in time order), skipping near-duplicates:
     overlapping calls often answer the same span."""
     spans = [n for n in nodes if n.frames is not None]
-    if options.entropy_ranking:
-        spans.sort(key=lambda n: -n.confidence)
+    if options.ranking != "time":
+        spans.sort(key=lambda n: -_score(n, options))
     kept: list[GroundingNode] = []
     for node in spans:
         if len(kept) == options.top_k:
@@ -152,6 +166,25 @@ def _select(nodes: list[GroundingNode], options: GroundingOptions) -> list[Groun
             node.kept = True
             kept.append(node)
     return kept
+
+
+def _answer(grounder: Grounder, inputs: list[VideoTokens], prompt: str,
+            options: GroundingOptions) -> list[Generation]:
+    """One batched LLM pass; then, if fewer than ``top_k`` calls answered a span, the calls
+    that abstained least surely are asked again with the answer forced to start "From"."""
+    gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens)
+    missing = options.top_k - sum(g.answer.is_span for g in gens)
+    if options.force_spans and missing > 0:
+        redo = sorted((i for i, g in enumerate(gens) if not g.answer.is_span),
+                      key=lambda i: gens[i].p_absent)[:missing]
+        forced = grounder.generate([inputs[i] for i in redo], [prompt] * len(redo),
+                                   options.max_new_tokens, forced_prefix="From")
+        for i, g in zip(redo, forced):
+            note = f"forced after {gens[i].text!r}, P(Not)={gens[i].p_absent:.2f}"
+            answer = g.answer if not g.answer.is_span else type(g.answer)(
+                "span", g.answer.start, g.answer.end, "; ".join(x for x in (g.answer.note, note) if x))
+            gens[i] = Generation(g.text, answer, g.mean_entropy, g.confidence, gens[i].p_absent)
+    return gens
 
 
 def _nodes(view: _VideoView, level: int, kind: int, calls: list[tuple[int, int, int]],
@@ -186,7 +219,7 @@ def _coarse_level(grounder: Grounder, view: _VideoView, sparse: np.ndarray | Non
         inputs.append(VideoTokens(chunk.reshape(-1, chunk.shape[-1]), COARSE, chunk.shape[1],
                                   view.relevance(a, b, w.coarse)))
         calls.append((a, w.coarse, b))
-    gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens)
+    gens = _answer(grounder, inputs, prompt, options)
     return _nodes(view, 1, COARSE, calls, gens)
 
 
@@ -205,7 +238,7 @@ def _fine_level(grounder: Grounder, view: _VideoView, parents: list[GroundingNod
                                       view.relevance(s, e, w.fine)))
             calls.append((s, w.fine, e))
             owners.append(parent)
-    gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens)
+    gens = _answer(grounder, inputs, prompt, options)
     for owner, node in zip(owners, _nodes(view, owners[0].level + 1 if owners else 2, FINE, calls, gens)):
         owner.children.append(node)
 
@@ -231,7 +264,7 @@ def _dense_level(grounder: Grounder, view: _VideoView, parents: list[GroundingNo
             inputs.append(VideoTokens(view.dense(s, e), DENSE, 1, view.relevance(s, e, 1)))
             calls.append((s, 1, e))
             owners.append(None if parents is None else parents[n])
-    gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens)
+    gens = _answer(grounder, inputs, prompt, options)
     nodes = _nodes(view, level, DENSE, calls, gens)
     for owner, node in zip(owners, nodes):
         if owner is not None:
@@ -276,7 +309,7 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
             level += 1
             final = _select(_dense_level(grounder, view, final, prompt, options, level), options)
             timings[level] = time.perf_counter() - t0
-    moments = [Moment(video=video.name, start=n.span[0], end=n.span[1], score=n.confidence,  # type: ignore[index]
+    moments = [Moment(video=video.name, start=n.span[0], end=n.span[1], score=_score(n, options),  # type: ignore[index]
                       peak=(n.span[0] + n.span[1]) / 2, video_id=video.id, path=video.path)  # type: ignore[index]
                for n in final]
     return GroundingResult(video, query, moments, tree, view.frames, int(view.read.sum()), timings)
