@@ -7,7 +7,7 @@ import pytest
 
 import vidseek
 from vidseek.models.llm import build_tiny_llm
-from vidseek.train.grounding import GroundingTrainConfig, grounder_config_for, train_grounder_from_archive
+from vidseek.train.grounding import GroundingTrainConfig, train_grounder_from_archive
 
 TRAIN_STEPS = 700
 
@@ -16,6 +16,8 @@ TRAIN_STEPS = 700
 def world_archive(tmp_path_factory, world_encoder):
     root = tmp_path_factory.mktemp("gworld-e2e")
     train, test = [], []
+    (root / "train").mkdir()
+    (root / "test").mkdir()
     for seed in range(3):
         train += vidseek.build_world_video(root / "train" / f"t{seed}.mp4", 300, seed=50 + seed)
     for seed in range(10):
@@ -32,11 +34,9 @@ def test_grounder_finds_events_in_held_out_videos(world_archive):
     words = sorted({w for a in train + test for w in a.query.split()} |
                    set("when can we see the happening Does happen From to Not Present yes no".split()))
     llm = build_tiny_llm(root / "llm", words, hidden=96, layers=2, heads=4)
-    config = grounder_config_for(archive, str(llm), train, out, tuning="full")
     [report] = train_grounder_from_archive(
         out, archive, train, ["1a"], llm=str(llm), tuning="full",
         train=GroundingTrainConfig(steps={"1a": TRAIN_STEPS}, batch_size=16, lr=2e-3, warmup=30))
-    assert config.adapter.embed_dim == 64
     assert report.last_loss < 0.6 * report.first_loss
     archive.set_grounder(out)
     grounded = vidseek.evaluate_archive(archive, test, mode="grounded")
@@ -44,6 +44,8 @@ def test_grounder_finds_events_in_held_out_videos(world_archive):
                 zip(test, test[1:] + test[:1])]  # each video asked about another video's event
     baseline = vidseek.evaluate_archive(archive, shuffled, mode="grounded")
     print(grounded.table(), baseline.table(), sep="\n\n")
+    # measured when written: R1@0.3 / 0.5 = 60.9 / 43.5 %; shuffled queries 15.2 / 2.2 %
     assert grounded.queries >= 30
-    assert grounded.recall["R1@0.3"] >= 0.4
-    assert grounded.recall["R1@0.3"] >= 2 * baseline.recall["R1@0.3"]
+    assert grounded.recall["R1@0.3"] >= 0.45
+    assert grounded.recall["R1@0.5"] >= 0.25
+    assert grounded.recall["R1@0.5"] >= 4 * baseline.recall["R1@0.5"] + 0.05
