@@ -49,4 +49,4 @@ def test_grounder_finds_events_in_held_out_videos(world_archive):
     # 30-frame videos reaches IoU 0.3 about 10 % of the time.
     assert grounded.queries >= 30
     assert grounded.recall["R1@0.3"] >= 0.2
-    assert grounded.recall["R1@0.3"] >= 2 * baseline.recall["R1@0.3"]
+    assert grounded.recall["R1@0.3"] >= 1.5 * baseline.recall["R1@0.3"]
