@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--levels", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=3, help="candidates kept per level")
+    parser.add_argument("--no-force", action="store_true", help="do not re-ask abstaining calls")
     parser.add_argument("--seed", type=int, default=1001)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "query.json")
@@ -56,7 +58,8 @@ def main() -> None:
         grounder = archive.set_grounder(args.checkpoint)
         archive.reindex()
         record = archive.find_video(video.name)
-        options = vidseek.GroundingOptions(levels=args.levels)
+        options = vidseek.GroundingOptions(levels=args.levels, top_k=args.top_k,
+                                           force_spans=not args.no_force)
         archive.ground(queries[0].query, video=str(record.id), options=options)  # warm-up
         totals, per_level, fractions, encode = [], {}, [], []
         for ann in queries:
@@ -84,7 +87,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "video_minutes": record.duration / 60, "frames": record.frames, "llm": llm,
-        "llm_parameters": params, "queries": len(queries), "levels": args.levels,
+        "llm_parameters": params, "queries": len(queries), "levels": args.levels, "top_k": args.top_k,
+        "force_spans": not args.no_force,
         "threads": torch.get_num_threads(),
         "text_encoding_p50_p95_s": percentiles(encode),
         "per_level_p50_p95_s": {str(k): percentiles(v) for k, v in per_level.items()},
