@@ -44,7 +44,7 @@ from .indexer.pipeline import IngestConfig
 from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
 from .models.grounder import STAGES as GROUNDING_STAGES
 from .models.grounder import Grounder, GrounderConfig, WindowConfig
-from .query.grounded import GroundingNode, GroundingOptions, GroundingResult
+from .query.grounded import GroundingNode, GroundingOptions, GroundingResult, ranked_moments
 from .query.moments import Moment
 from .store.catalog import VideoRecord
 from .synth.longvideo import WorldVideoConfig, build_world_video
@@ -67,8 +67,8 @@ __all__ = [
     "EvalReport", "evaluate_archive", "score_predictions", "temporal_iou",
     "WorldVideoConfig", "build_world_video", "WorldEncoderReport", "train_world_encoder",
     "Grounder", "GrounderConfig", "WindowConfig", "GROUNDING_STAGES", "GroundingOptions",
-    "GroundingResult", "GroundingNode", "GroundingTrainConfig", "TrainProgress", "StageReport",
-    "train_grounder_from_archive",
+    "GroundingResult", "GroundingNode", "ranked_moments", "GroundingTrainConfig",
+    "TrainProgress", "StageReport", "train_grounder_from_archive",
     "VidseekError", "VideoError", "EmptyFileError", "NotAVideoError", "CorruptVideoError",
     "TruncatedVideoError", "ArchiveError", "EncoderMismatchError", "ArchiveLockedError",
     "ModelError", "MissingDependencyError", "QueryError", "AnnotationError",

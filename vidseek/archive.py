@@ -24,7 +24,7 @@ from .indexer.pipeline import IngestConfig, extract_features
 from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
 from .indexer.sparse import compute_sparse_tokens
 from .models.grounder import Grounder
-from .query.grounded import GroundingOptions, GroundingResult, ground_video
+from .query.grounded import GroundingOptions, GroundingResult, ground_video, ranked_moments
 from .query.moments import Moment
 from .query.search import search_moments
 from .store.archive_store import ArchiveStore
@@ -291,7 +291,7 @@ class Archive:
         self._computed_sparse.clear()
         return grounder
 
-    def reindex(self, progress: Callable[[int, int, VideoRecord], None] | None = None) -> "ReindexReport":
+    def reindex(self, progress: Callable[[int, int, VideoRecord], None] | None = None) -> ReindexReport:
         """Compute sparse tokens for every video that lacks this checkpoint's, from the stored
         frame features (no video is decoded)."""
         grounder = self.grounder
@@ -339,7 +339,7 @@ class Archive:
 
         ``video`` limits the search to one video (file name, path or id). ``mode="grounded"``
         (text only) runs the grounding checkpoint's recursion (see :meth:`ground`); a moment's
-        ``score`` is then the confidence R.
+        ``score`` is then its ranking score (by default R × (1 − P(Not))).
         """
         if mode not in SEARCH_MODES:
             raise QueryError(f"unknown search mode {mode!r} (one of {', '.join(SEARCH_MODES)})")
@@ -350,9 +350,7 @@ class Archive:
         if mode == "grounded":
             if image is not None:
                 raise QueryError("the grounded mode takes a text query, not an image")
-            results = self.ground(text, video=video, options=grounding)  # type: ignore[arg-type]
-            moments = sorted((m for r in results for m in r.moments), key=lambda m: -m.score)
-            return moments[:top_k]
+            return ranked_moments(self.ground(text, video=video, options=grounding), top_k)  # type: ignore[arg-type]
         videos = self._resolve_videos(video) if video is not None else None
         if self.store.manifest is None:
             return []
@@ -378,14 +376,14 @@ class Archive:
             videos = self._resolve_videos(video)
         elif self.store.manifest is None:
             return []
-        else:
+        query_vector = self.embed_query(text=text)
+        if video is None:
             seen: list[int] = []
-            for m in search_moments(self.store, self.embed_query(text=text), top_k=4 * candidates):
+            for m in search_moments(self.store, query_vector, top_k=4 * candidates):
                 if m.video_id not in seen:
                     seen.append(m.video_id)
             videos = [v for v in (self.store.catalog.video_by_id(i) for i in seen[:candidates]) if v]
         results = []
-        query_vector = self.embed_query(text=text)
         for record in videos:
             features = self.store.video_features(record)
             results.append(ground_video(grounder, record, features, self._sparse_tokens(record, features),

@@ -119,14 +119,15 @@ def search(
     video: Optional[str] = typer.Option(None, "--video", help="Only search this video (file name, path or id)."),
     mode: str = typer.Option("clip", "--mode", help="clip: CLIP similarity (training-free); grounded: the grounding checkpoint's recursive LLM search (text only)."),
     levels: int = typer.Option(3, "--levels", min=1, max=3, help="Grounded mode: 1 = level 1 only, 2 = level 1 then dense, 3 = level 1, fine, dense."),
-    explain: bool = typer.Option(False, "--explain", help="Grounded mode: print the recursion tree (level, span, answer, R)."),
+    explain: bool = typer.Option(False, "--explain", help="Grounded mode: print the recursion tree (level, span, answer, R, P(Not))."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {video, start, end, score, peak, video_id, path} (with --explain: the trees too)."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Find the moments that match a text query or an image.
 
-    In grounded mode a moment's score is the confidence R (1 / mean token entropy of the
-    answer). Without --video, the videos coarse retrieval ranks best are grounded.
+    In grounded mode a moment's score is R x (1 - P(Not)): the confidence R (1 / mean token
+    entropy of the answer) weighted by the probability the event is present. Without --video,
+    the videos coarse retrieval ranks best are grounded.
     """
     if (query is None) == (image is None):
         err.print("error: give a QUERY or --image (exactly one)")
@@ -140,7 +141,7 @@ def search(
             options = vidseek.GroundingOptions(levels=levels)
             if mode == "grounded" and explain and query is not None:
                 trees = arch.ground(query, video=video, options=options)
-                moments = sorted((m for r in trees for m in r.moments), key=lambda m: -m.score)[:top_k]
+                moments = vidseek.ranked_moments(trees, top_k)
             else:
                 moments = arch.search(query, image=image, top_k=top_k, video=video, mode=mode,
                                       grounding=options)

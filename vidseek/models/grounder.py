@@ -180,6 +180,7 @@ class Grounder(nn.Module):
         Written to a temporary directory and renamed over ``path``, so a reader never sees a
         half-written checkpoint. Returns the manifest.
         """
+        from safetensors.torch import save as save_tensors
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -190,10 +191,9 @@ class Grounder(nn.Module):
         state.update({f"projector.{k}": v.detach().cpu().contiguous()
                       for k, v in self.projector.state_dict().items()})
         save_file(state, str(tmp / "adapter.safetensors"))
-        adapter_only = {k: v for k, v in state.items() if k.startswith("adapter.")}
-        save_file(adapter_only, str(tmp / "adapter-only.tmp"))
-        adapter_fp = _file_digest([tmp / "adapter-only.tmp"])
-        (tmp / "adapter-only.tmp").unlink()
+        # what sparse tokens depend on: the adapter alone, hashed as it would be saved
+        adapter_fp = hashlib.sha256(save_tensors(
+            {k: v for k, v in state.items() if k.startswith("adapter.")})).hexdigest()[:16]
         if self.config.tuning == "full":
             self.llm.save_pretrained(str(tmp / "llm"))
             self.tokenizer.save_pretrained(str(tmp / "llm"))
@@ -250,7 +250,8 @@ class Grounder(nn.Module):
         return next(self.adapter.parameters()).device
 
     def dense_tokens(self, embeddings: np.ndarray | torch.Tensor, grid: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Frame embeddings ``[T, D]`` and pooled grids ``[T, cells, C]`` → ``[T, hidden]``."""
+        """Frame embeddings ``[T, D]`` and pooled grids ``[T, h2, w2, C]`` (or ``[T, cells, C]``)
+        → ``[T, hidden]``."""
         emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32), device=self.device)
         grd = torch.as_tensor(np.asarray(grid, dtype=np.float32), device=self.device)
         return self.adapter.dense(emb, grd.reshape(grd.shape[0], -1, grd.shape[-1]))

@@ -30,13 +30,13 @@ import torch
 
 from ..errors import QueryError
 from ..models.adapter import COARSE, DENSE, FINE, relevance_features
-from ..models.answers import grounding_prompt
+from ..models.answers import ParsedAnswer, grounding_prompt
 from ..models.grounder import Generation, Grounder, VideoTokens
 from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
 from .moments import Moment
 
-__all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video"]
+__all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video", "ranked_moments"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,9 +134,7 @@ class _VideoView:
 
     def dense(self, a: int, b: int) -> torch.Tensor:
         self.read[a:b] = True
-        grid = self.features.dense.grid(a, b)
-        return self.grounder.dense_tokens(self.features.embeddings[a:b],
-                                          grid.reshape(b - a, -1, grid.shape[-1]))
+        return self.grounder.dense_tokens(self.features.embeddings[a:b], self.features.dense.grid(a, b))
 
     def seconds(self, a: int, b: int) -> tuple[float, float]:
         """Frames ``[a, b)`` as a time range."""
@@ -181,7 +179,7 @@ def _answer(grounder: Grounder, inputs: list[VideoTokens], prompt: str,
                                    options.max_new_tokens, forced_prefix="From")
         for i, g in zip(redo, forced):
             note = f"forced after {gens[i].text!r}, P(Not)={gens[i].p_absent:.2f}"
-            answer = g.answer if not g.answer.is_span else type(g.answer)(
+            answer = g.answer if not g.answer.is_span else ParsedAnswer(
                 "span", g.answer.start, g.answer.end, "; ".join(x for x in (g.answer.note, note) if x))
             gens[i] = Generation(g.text, answer, g.mean_entropy, g.confidence, gens[i].p_absent)
     return gens
@@ -313,3 +311,8 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
                       peak=(n.span[0] + n.span[1]) / 2, video_id=video.id, path=video.path)  # type: ignore[index]
                for n in final]
     return GroundingResult(video, query, moments, tree, view.frames, int(view.read.sum()), timings)
+
+
+def ranked_moments(results: list[GroundingResult], top_k: int) -> list[Moment]:
+    """The best ``top_k`` moments of several videos' results, by score."""
+    return sorted((m for r in results for m in r.moments), key=lambda m: -m.score)[:top_k]
