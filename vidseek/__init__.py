@@ -29,6 +29,7 @@ from .errors import (
     CorruptVideoError,
     EmptyFileError,
     EncoderMismatchError,
+    IngestCancelled,
     MissingDependencyError,
     ModelError,
     NotAVideoError,
@@ -37,16 +38,21 @@ from .errors import (
     VideoError,
     VidseekError,
 )
+from .daemon import DaemonConfig, DaemonEvent, DaemonReport, IngestDaemon
 from .evaluation import EvalReport, evaluate_archive, score_predictions, temporal_iou
 from .indexer.decode import FrameSampler, VideoInfo, probe_video, read_frame
 from .indexer.dense import DenseTokens
+from .indexer.discover import discover_videos
+from .indexer.watch import FileState, FolderWatcher
 from .indexer.pipeline import IngestConfig
 from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
 from .models.grounder import STAGES as GROUNDING_STAGES
 from .models.grounder import Grounder, GrounderConfig, WindowConfig
 from .query.grounded import GroundingNode, GroundingOptions, GroundingResult, ranked_moments
 from .query.moments import Moment
+from .settings import ServiceSettings
 from .store.catalog import VideoRecord
+from .store.jobs import JOB_STATES, Job, JobQueue
 from .synth.longvideo import WorldVideoConfig, build_world_video
 from .train.grounding import (
     GroundingTrainConfig,
@@ -60,7 +66,9 @@ __all__ = [
     "__version__",
     "Archive", "ArchiveInfo", "IngestConfig", "IngestProgress", "IngestReport", "FailedFile",
     "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path",
-    "Moment", "VideoRecord", "DenseTokens",
+    "Moment", "VideoRecord", "DenseTokens", "discover_videos",
+    "IngestDaemon", "DaemonConfig", "DaemonEvent", "DaemonReport", "Job", "JobQueue",
+    "JOB_STATES", "FolderWatcher", "FileState", "ServiceSettings",
     "FrameEncoder", "EncoderInfo", "DEFAULT_MODEL",
     "FrameSampler", "VideoInfo", "probe_video", "read_frame",
     "Annotation", "read_annotations", "write_annotations",
@@ -71,5 +79,5 @@ __all__ = [
     "TrainProgress", "StageReport", "train_grounder_from_archive",
     "VidseekError", "VideoError", "EmptyFileError", "NotAVideoError", "CorruptVideoError",
     "TruncatedVideoError", "ArchiveError", "EncoderMismatchError", "ArchiveLockedError",
-    "ModelError", "MissingDependencyError", "QueryError", "AnnotationError",
+    "IngestCancelled", "ModelError", "MissingDependencyError", "QueryError", "AnnotationError",
 ]

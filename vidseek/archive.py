@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .errors import EncoderMismatchError, ModelError, QueryError, VideoError
+from .errors import EncoderMismatchError, IngestCancelled, ModelError, QueryError, VideoError
 from .indexer.decode import probe_video
 from .indexer.discover import discover_videos, file_digest
 from .indexer.pipeline import IngestConfig, extract_features
@@ -29,6 +30,7 @@ from .query.moments import Moment
 from .query.search import search_moments
 from .store.archive_store import ArchiveStore
 from .store.catalog import VideoRecord
+from .store.jobs import JobQueue
 
 __all__ = ["Archive", "ArchiveInfo", "IngestProgress", "IngestReport", "FailedFile",
            "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path"]
@@ -52,7 +54,7 @@ class IngestProgress:
     path: Path
     file_index: int  # 0-based position of this file in the run
     file_count: int
-    stage: str  # "start", "frames", "indexed", "skipped" or "failed"
+    stage: str  # "start", "frames", "commit", "indexed", "skipped" or "failed"
     seconds_done: float = 0.0  # video time decoded and encoded so far
     duration: float = 0.0  # declared duration of the video (0 when unknown)
 
@@ -127,7 +129,9 @@ class Archive:
         self._device = device
         self._encoder = encoder
         self._grounder: Grounder | None = None
+        self._grounder_lock = threading.Lock()
         self._computed_sparse: dict[tuple[int, str], np.ndarray] = {}
+        self._jobs: JobQueue | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, model: str | os.PathLike | None = None, *,
@@ -222,6 +226,26 @@ class Archive:
         report.seconds = time.perf_counter() - started
         return report
 
+    def ingest_file(self, path: str | os.PathLike, *,
+                    progress: Callable[[IngestProgress], None] | None = None,
+                    cancel: threading.Event | None = None) -> VideoRecord | SkippedFile:
+        """Index one file; the unit of work of the ingest daemon.
+
+        Returns the new record, or a :class:`SkippedFile` if the file is unchanged since it
+        was indexed. Raises :class:`~vidseek.errors.VideoError` for unusable files and
+        :class:`~vidseek.errors.IngestCancelled` when ``cancel`` is set before the commit
+        (the archive is then untouched).
+        """
+        path = Path(path).expanduser().resolve()
+        notify = progress or (lambda event: None)
+
+        def checked(event: IngestProgress) -> None:
+            if cancel is not None and cancel.is_set():
+                raise IngestCancelled(f"{path}: ingest stopped on request")
+            notify(event)
+
+        return self._ingest_file(path, 0, 1, checked)
+
     def _ingest_file(self, path: Path, n: int, count: int,
                      notify: Callable[[IngestProgress], None]) -> VideoRecord | SkippedFile:
         try:  # errors reading the input are the file's problem, not the archive's
@@ -250,6 +274,7 @@ class Archive:
         grounder = self.grounder
         if grounder is not None:
             sparse, windows = compute_sparse_tokens(grounder, features, self.config.fps)
+        notify(IngestProgress(path, n, count, "commit", sampler.duration, info.duration))
         record = self.store.commit_video(fields, features, sparse, windows)
         logger.info("indexed %s: %d frames, %.1fs, %.0f%% dense tokens kept", path,
                     record.frames, record.duration, 100 * record.kept_fraction)
@@ -259,10 +284,12 @@ class Archive:
     @property
     def grounder(self) -> Grounder | None:
         """The archive's grounding checkpoint (loaded on first use), or None if it has none."""
-        if self._grounder is None:
-            recorded = self.store.catalog.get_meta("grounder")
-            if recorded is not None:
-                self._grounder = self._check_grounder(Grounder.load(recorded["path"], device=self._device or "cpu"))
+        with self._grounder_lock:  # server threads must not load it twice
+            if self._grounder is None:
+                recorded = self.store.catalog.get_meta("grounder")
+                if recorded is not None:
+                    self._grounder = self._check_grounder(
+                        Grounder.load(recorded["path"], device=self._device or "cpu"))
         return self._grounder
 
     def _check_grounder(self, grounder: Grounder) -> Grounder:
@@ -334,12 +361,15 @@ class Archive:
     # -- search -----------------------------------------------------------------
     def search(self, text: str | None = None, *, image: str | os.PathLike | Image.Image | np.ndarray | None = None,
                top_k: int = 10, video: str | None = None, mode: str = "clip",
-               grounding: GroundingOptions | None = None) -> list[Moment]:
+               grounding: GroundingOptions | None = None,
+               timings: dict[str, float] | None = None) -> list[Moment]:
         """Find the moments that best match ``text`` or ``image`` (exactly one of them).
 
         ``video`` limits the search to one video (file name, path or id). ``mode="grounded"``
         (text only) runs the grounding checkpoint's recursion (see :meth:`ground`); a moment's
-        ``score`` is then its ranking score (by default R × (1 − P(Not))).
+        ``score`` is then its ranking score (by default R × (1 − P(Not))). ``timings``, if
+        given, receives seconds per stage: ``encode_query`` and ``retrieve`` (clip mode) or
+        ``ground`` (grounded mode, query encoding included).
         """
         if mode not in SEARCH_MODES:
             raise QueryError(f"unknown search mode {mode!r} (one of {', '.join(SEARCH_MODES)})")
@@ -350,12 +380,22 @@ class Archive:
         if mode == "grounded":
             if image is not None:
                 raise QueryError("the grounded mode takes a text query, not an image")
-            return ranked_moments(self.ground(text, video=video, options=grounding), top_k)  # type: ignore[arg-type]
+            t0 = time.perf_counter()
+            results = self.ground(text, video=video, options=grounding)  # type: ignore[arg-type]
+            if timings is not None:
+                timings["ground"] = time.perf_counter() - t0
+            return ranked_moments(results, top_k)
         videos = self._resolve_videos(video) if video is not None else None
         if self.store.manifest is None:
             return []
+        t0 = time.perf_counter()
         query = self.embed_query(text=text, image=image)
-        return search_moments(self.store, query, top_k=top_k, videos=videos)
+        t1 = time.perf_counter()
+        moments = search_moments(self.store, query, top_k=top_k, videos=videos)
+        if timings is not None:
+            timings["encode_query"] = t1 - t0
+            timings["retrieve"] = time.perf_counter() - t1
+        return moments
 
     def ground(self, text: str, *, video: str | None = None,
                options: GroundingOptions | None = None,
@@ -425,6 +465,14 @@ class Archive:
         if not found:
             raise QueryError(f"no indexed video named {video!r}")
         return found
+
+    # -- job queue ----------------------------------------------------------------
+    @property
+    def jobs(self) -> JobQueue:
+        """The archive's durable ingest job queue (see :class:`~vidseek.IngestDaemon`)."""
+        if self._jobs is None:
+            self._jobs = JobQueue(self.store.catalog)
+        return self._jobs
 
     # -- catalog ----------------------------------------------------------------
     def videos(self) -> list[VideoRecord]:

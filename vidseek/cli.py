@@ -383,5 +383,7 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{sec:05.2f}" if hours else f"{minutes}:{sec:05.2f}"
 
 
+from . import service_cli  # noqa: E402,F401  (registers watch, jobs and serve)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -21,6 +21,7 @@ __all__ = [
     "ModelError",
     "MissingDependencyError",
     "QueryError",
+    "IngestCancelled",
 ]
 
 
@@ -79,3 +80,7 @@ class MissingDependencyError(VidseekError, ImportError):
 
 class QueryError(VidseekError):
     """A search request is invalid (empty text, unreadable image, unknown video)."""
+
+
+class IngestCancelled(VidseekError):
+    """An ingest was stopped on request before its video was committed (nothing was written)."""

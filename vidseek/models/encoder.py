@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -121,6 +122,7 @@ class FrameEncoder:
             raise ModelError(f"{name}: model type {kind!r} is not supported (use CLIP or SigLIP)")
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
+        self._tokenizer_lock = threading.Lock()
         self.device = device
         vision = model.config.vision_config
         text = model.config.text_config
@@ -210,8 +212,9 @@ class FrameEncoder:
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised embeddings ``[N, D]`` of text queries."""
         padding = "max_length" if self.info.kind == "siglip" else True
-        batch = self.tokenizer(list(texts), padding=padding, truncation=True,
-                               max_length=self.info.max_text_tokens, return_tensors="pt")
+        with self._tokenizer_lock:  # fast tokenizers raise "Already borrowed" when shared
+            batch = self.tokenizer(list(texts), padding=padding, truncation=True,
+                                   max_length=self.info.max_text_tokens, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
         if self.info.kind == "siglip":
             batch.pop("attention_mask", None)  # SigLIP was trained without one

@@ -20,6 +20,7 @@ rebuilds the index from the feature files.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class ArchiveStore:
         self.sparse = SparseTokenFiles(self.root / "sparse")
         self._ivf_threshold = ivf_threshold
         self._index: FrameIndex | None = None
+        self._index_lock = threading.Lock()
         self.lock = WriteLock(self.root)
 
     def close(self) -> None:
@@ -84,10 +86,11 @@ class ArchiveStore:
         manifest = self.manifest
         if manifest is None:
             raise ArchiveError(f"{self.root}: archive has no encoder manifest yet")
-        if self._index is None:
-            self._index = FrameIndex(self.root / "frames.faiss", manifest["encoder"]["embed_dim"],
-                                     ivf_threshold=self._ivf_threshold)
-            self._index.load()
+        with self._index_lock:  # two threads must not each build their own
+            if self._index is None:
+                self._index = FrameIndex(self.root / "frames.faiss", manifest["encoder"]["embed_dim"],
+                                         ivf_threshold=self._ivf_threshold)
+                self._index.load()
         return self._index
 
     def refresh_index(self) -> FrameIndex:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -69,15 +70,33 @@ _VIDEO_COLUMNS = {
 
 
 class Catalog:
-    """Typed access to ``catalog.db``."""
+    """Typed access to ``catalog.db``.
+
+    Each thread gets its own SQLite connection (``db``): a server answers queries from a
+    thread pool while a daemon's workers commit, and one connection must not interleave
+    two threads' transactions.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
-                               check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         self.db.enable_wal()
         self._create_schema()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (opened on first use)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+            db = sqlite_utils.Database(conn)
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(conn)
+        return db
 
     def _create_schema(self) -> None:
         if "meta" not in self.db.table_names():
@@ -100,7 +119,11 @@ class Catalog:
             self.db["frames"].create_index(["video_id"], if_not_exists=True)
 
     def close(self) -> None:
-        self.db.conn.close()
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     # -- meta -------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:

@@ -12,10 +12,12 @@ index save, and the index is rebuilt from the feature files.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
+import threading
 from pathlib import Path
 
 import faiss
@@ -24,6 +26,14 @@ import numpy as np
 __all__ = ["FrameIndex", "fsync_directory"]
 
 logger = logging.getLogger(__name__)
+
+
+def _locked(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def fsync_directory(path: Path) -> None:
@@ -36,7 +46,11 @@ def fsync_directory(path: Path) -> None:
 
 
 class FrameIndex:
-    """FAISS index of frame vectors with persistence and automatic index-type choice."""
+    """FAISS index of frame vectors with persistence and automatic index-type choice.
+
+    Thread-safe: FAISS must not search an index while another thread adds to it, so every
+    operation holds one lock (searches take milliseconds).
+    """
 
     def __init__(self, path: Path, dim: int, ivf_threshold: int = 200_000, nprobe: int = 32) -> None:
         self.path = Path(path)
@@ -46,6 +60,7 @@ class FrameIndex:
         self.nprobe = nprobe
         self.generation = -1
         self._index = self._new_flat()
+        self._lock = threading.RLock()
 
     # -- construction -----------------------------------------------------------
     def _new_flat(self) -> faiss.Index:
@@ -59,6 +74,7 @@ class FrameIndex:
     def ntotal(self) -> int:
         return int(self._index.ntotal)
 
+    @_locked
     def load(self) -> bool:
         """Read the saved index; False when there is none or it is unreadable.
 
@@ -80,6 +96,7 @@ class FrameIndex:
             self._index.nprobe = self.nprobe
         return True
 
+    @_locked
     def save(self, generation: int) -> None:
         """Write the index and its sidecar atomically (temp file, fsync, rename)."""
         tmp = self.path.with_suffix(".faiss.tmp")
@@ -97,12 +114,14 @@ class FrameIndex:
         fsync_directory(self.path.parent)
         self.generation = generation
 
+    @_locked
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the contents with exactly these vectors."""
         self._index = self._new_flat()
         self.add(ids, vectors)
 
     # -- updates ----------------------------------------------------------------
+    @_locked
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
@@ -114,6 +133,7 @@ class FrameIndex:
         else:
             self._index.add_with_ids(vectors, ids)
 
+    @_locked
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
             self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
@@ -134,6 +154,7 @@ class FrameIndex:
         self._index = index
 
     # -- search -----------------------------------------------------------------
+    @_locked
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(scores, ids)`` per query row; missing slots have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)

@@ -1,0 +1,206 @@
+"""The ingest daemon: keeps an archive current with folders and works off its job queue.
+
+One scanner loop (in the thread that calls :meth:`IngestDaemon.run`) polls the watched
+folders, queues each video once it has stopped growing, heartbeats the running jobs and
+recovers jobs orphaned by dead workers. ``workers`` threads claim jobs and index one file
+each through :meth:`Archive.ingest_file`; the archive's write lock serialises their commits.
+Decoding and encoding release the GIL, so threads share one encoder in memory.
+
+Stopping (``stop`` event, set by the CLI on SIGTERM/SIGINT) cancels the videos being
+indexed before their commit and hands their jobs back untried; after a kill -9 the next
+start finds them ``running`` under a dead process and redoes them. Either way a video is
+committed whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .archive import Archive, SkippedFile
+from .errors import IngestCancelled, VideoError, VidseekError
+from .indexer.watch import FolderWatcher
+from .store.jobs import Job, worker_id
+
+__all__ = ["DaemonConfig", "DaemonEvent", "DaemonReport", "IngestDaemon"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """How the daemon watches and retries."""
+
+    workers: int = 1  # files indexed at once
+    poll_seconds: float = 2.0  # between folder scans
+    settle_seconds: float = 5.0  # a file must keep its size and mtime this long before indexing
+    max_attempts: int = 3  # per job, counting the first
+    backoff_seconds: float = 10.0  # before retry n: backoff × 2^(n-1)
+    heartbeat_seconds: float = 10.0
+    stale_after_seconds: float = 600.0  # a job on another host with no heartbeat is orphaned
+    recursive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.poll_seconds <= 0 or self.settle_seconds < 0 or self.backoff_seconds < 0:
+            raise ValueError("poll_seconds must be positive; settle and backoff non-negative")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+
+
+@dataclass(frozen=True)
+class DaemonEvent:
+    """Reported to the daemon's ``progress`` callback."""
+
+    kind: str  # "queued", "started", "frames", "done", "retry", "failed", "released"
+    job: Job
+    seconds_done: float = 0.0
+    duration: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class DaemonReport:
+    """What one :meth:`IngestDaemon.run` did."""
+
+    queued: int = 0
+    indexed: int = 0
+    skipped: int = 0  # jobs whose file was unchanged since it was indexed
+    failed: int = 0  # jobs given up on
+    retried: int = 0
+    released: int = 0  # jobs handed back by a stop
+    recovered: int = 0  # orphaned jobs of dead workers put back in the queue
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class IngestDaemon:
+    """Watch ``folders`` (may be empty: then only queued jobs are worked off)."""
+
+    def __init__(self, archive: Archive, folders: Iterable[str | Path] = (),
+                 config: DaemonConfig | None = None,
+                 progress: Callable[[DaemonEvent], None] | None = None) -> None:
+        self.archive = archive
+        self.config = config or DaemonConfig()
+        self.watcher = FolderWatcher(folders, self.config.settle_seconds, self.config.recursive)
+        self.progress = progress or (lambda event: None)
+        self.report = DaemonReport()
+        self._worker = worker_id()
+        self._running: dict[int, Job] = {}
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._wake = threading.Event()
+
+    # -- the scanner loop ---------------------------------------------------------
+    def run(self, stop: threading.Event | None = None, *, once: bool = False) -> DaemonReport:
+        """Run until ``stop`` is set, or with ``once`` until every file present has settled
+        and every queued job has finished (retries included)."""
+        stop = stop or threading.Event()
+        started = time.perf_counter()
+        jobs = self.archive.jobs
+        self.report.recovered += len(jobs.recover(self.config.stale_after_seconds))
+        self.archive.encoder  # load the model before the workers need it
+        threads = [threading.Thread(target=self._work, args=(stop,), name=f"vidseek-ingest-{n}",
+                                    daemon=True) for n in range(self.config.workers)]
+        for thread in threads:
+            thread.start()
+        last_beat = 0.0
+        try:
+            while not stop.is_set():
+                self._scan()
+                if time.monotonic() - last_beat >= self.config.heartbeat_seconds:
+                    with self._lock:
+                        jobs.heartbeat(list(self._running))
+                    self.report.recovered += len(jobs.recover(self.config.stale_after_seconds))
+                    last_beat = time.monotonic()
+                if once and not self.watcher.settling and not jobs.active():
+                    break
+                stop.wait(self.config.poll_seconds)
+        finally:
+            stop.set()
+            self._cancel.set()
+            self._wake.set()
+            for thread in threads:
+                thread.join()
+            self.archive.store.collect_garbage()
+        self.report.seconds = time.perf_counter() - started
+        return self.report
+
+    def _scan(self) -> None:
+        for state in self.watcher.scan():
+            job, created = self.archive.jobs.enqueue(
+                str(state.path), state.size, state.mtime_ns, source="watch",
+                max_attempts=self.config.max_attempts)
+            if created:
+                self.report.queued += 1
+                logger.info("queued %s (job %d)", state.path, job.id)
+                self.progress(DaemonEvent("queued", job))
+                self._wake.set()
+
+    # -- workers ------------------------------------------------------------------
+    def _work(self, stop: threading.Event) -> None:
+        jobs = self.archive.jobs
+        while not stop.is_set():
+            job = jobs.claim(self._worker)
+            if job is None:
+                self._wake.wait(min(1.0, self.config.poll_seconds))
+                self._wake.clear()
+                continue
+            with self._lock:
+                self._running[job.id] = job
+            try:
+                self._run_job(job)
+            finally:
+                with self._lock:
+                    self._running.pop(job.id, None)
+
+    def _run_job(self, job: Job) -> None:
+        jobs = self.archive.jobs
+        logger.info("indexing %s (job %d, attempt %d of %d)", job.path, job.id, job.attempts,
+                    job.max_attempts)
+        self.progress(DaemonEvent("started", job))
+        t0 = time.perf_counter()
+
+        def on_progress(event) -> None:
+            if event.stage == "frames":
+                self.progress(DaemonEvent("frames", job, event.seconds_done, event.duration))
+
+        try:
+            outcome = self.archive.ingest_file(job.path, progress=on_progress, cancel=self._cancel)
+        except IngestCancelled:
+            jobs.release(job)
+            self.report.released += 1
+            logger.info("stopped %s (job %d); it will be redone", job.path, job.id)
+            self.progress(DaemonEvent("released", job))
+            return
+        except (VidseekError, OSError, RuntimeError, MemoryError) as exc:
+            # A file FFmpeg cannot read stays unreadable: retrying only helps other errors
+            # (a busy archive, a share that went away, memory pressure).
+            retry = not isinstance(exc, VideoError) or "cannot read the file" in str(exc)
+            after = jobs.fail(job, str(exc), seconds=time.perf_counter() - t0, retry=retry,
+                              backoff_seconds=self.config.backoff_seconds)
+            if after.status == "failed":
+                self.report.failed += 1
+                self.report.errors.append(str(exc))
+                logger.error("failed: %s", exc)
+                self.progress(DaemonEvent("failed", after, message=str(exc)))
+            else:
+                self.report.retried += 1
+                logger.warning("will retry %s: %s", job.path, exc)
+                self.progress(DaemonEvent("retry", after, message=str(exc)))
+            return
+        seconds = time.perf_counter() - t0
+        if isinstance(outcome, SkippedFile):
+            record = self.archive.store.catalog.video_by_path(job.path)
+            jobs.finish(job, "skipped", record.id if record else 0, seconds)
+            self.report.skipped += 1
+        else:
+            jobs.finish(job, "indexed", outcome.id, seconds)
+            self.report.indexed += 1
+            logger.info("indexed %s in %.1fs", job.path, seconds)
+        self.progress(DaemonEvent("done", jobs.get(job.id) or job))

@@ -1,0 +1,368 @@
+"""The HTTP server: JSON search API, media, metrics and the web page (FastAPI).
+
+Models are loaded once, at start-up. The archive stays live: every search checks the
+catalog's generation and reloads the FAISS index when a daemon (in this process or another)
+has committed, so new videos are searchable without a restart. Only videos in the catalog
+are ever read from disk, looked up by id, so no request can name another path.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from io import BytesIO
+from pathlib import Path
+from typing import Literal, Optional
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import vidseek
+
+from .metrics import CONTENT_TYPE, ServerMetrics
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class IngestRequest(BaseModel):
+    paths: list[str] = Field(..., min_length=1, max_length=1000,
+                             description="Files or folders to index, on the server's disks.")
+
+
+class ServerState:
+    """What the request handlers share: the archive, the settings, the optional daemon."""
+
+    def __init__(self, settings: vidseek.ServiceSettings, watch: list[Path], ingest: bool) -> None:
+        self.settings = settings
+        self.watch = watch
+        self.ingest = ingest or bool(watch)
+        self.archive: vidseek.Archive | None = None
+        self.daemon: vidseek.IngestDaemon | None = None
+        self.daemon_thread: threading.Thread | None = None
+        self.stop = threading.Event()
+        self.ground_lock = threading.Lock()  # one grounded query at a time: it uses every core
+        self.started = time.time()
+
+    def open(self) -> None:
+        s = self.settings
+        self.archive = vidseek.Archive.open(s.archive, model=s.model, device=s.device,
+                                            create=bool(self.watch))
+        self.archive.encoder  # load the models now, not on the first request
+        if self.archive.store.manifest is not None:
+            self.archive.grounder
+            self.archive.store.refresh_index()
+        if self.ingest:
+            self.daemon = vidseek.IngestDaemon(self.archive, self.watch, s.daemon_config())
+            self.daemon_thread = threading.Thread(target=self.daemon.run, args=(self.stop,),
+                                                  name="vidseek-daemon", daemon=True)
+            self.daemon_thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.daemon_thread is not None:
+            self.daemon_thread.join(timeout=30)
+        if self.archive is not None:
+            self.archive.close()
+
+    def archive_state(self) -> dict:
+        catalog = self.archive.store.catalog  # type: ignore[union-attr]
+        totals = catalog.totals()
+        return {"videos": totals["videos"], "seconds": totals["seconds"],
+                "frames": totals["frames"], "generation": catalog.generation,
+                "jobs": self.archive.jobs.counts()}  # type: ignore[union-attr]
+
+    def ingest_roots(self) -> list[Path]:
+        roots = self.settings.ingest_roots or self.watch
+        return [Path(r).expanduser().resolve() for r in roots]
+
+
+def _moment_json(m: vidseek.Moment) -> dict:
+    return {"video": m.video, "video_id": m.video_id, "start": round(m.start, 3),
+            "end": round(m.end, 3), "score": round(float(m.score), 6), "peak": round(m.peak, 3),
+            "thumbnail": f"/api/videos/{m.video_id}/thumbnail?t={m.peak:.3f}",
+            "media": f"/api/videos/{m.video_id}/media"}
+
+
+def _video_json(v: vidseek.VideoRecord) -> dict:
+    return {"id": v.id, "name": v.name, "duration": v.duration, "frames": v.frames, "fps": v.fps,
+            "width": v.width, "height": v.height, "codec": v.codec, "size_bytes": v.size_bytes,
+            "indexed_at": v.indexed_at, "kept_fraction": v.kept_fraction,
+            "grounding_tokens": bool(v.sparse_key),
+            "thumbnail": f"/api/videos/{v.id}/thumbnail?t={v.duration / 2:.3f}",
+            "media": f"/api/videos/{v.id}/media"}
+
+
+def _job_json(job: vidseek.Job) -> dict:
+    data = job.to_dict()
+    data["name"] = Path(job.path).name
+    return data
+
+
+@lru_cache(maxsize=256)
+def _thumbnail(path: str, content_hash: str, t: float, width: int) -> bytes:
+    # content_hash is part of the key: a replaced file must not serve its old frames
+    image = vidseek.read_frame(path, t)
+    height = max(1, round(image.height * width / image.width))
+    out = BytesIO()
+    image.resize((width, height), Image.BILINEAR).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def create_app(settings: vidseek.ServiceSettings | None = None,
+               watch: list[Path] | None = None, ingest: bool = False) -> FastAPI:
+    """The server for ``settings.archive``.
+
+    With ``watch`` folders, or ``ingest``, it also runs the ingest daemon in-process (with
+    ``settings.workers`` workers): watching those folders and working off queued jobs, such
+    as those ``POST /api/ingest`` adds. Without, a separate ``vidseek watch`` does the work.
+    """
+    settings = settings or vidseek.ServiceSettings()
+    state = ServerState(settings, [Path(w).expanduser().resolve() for w in (watch or [])], ingest)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.open()
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(title="vidseek", version=vidseek.__version__, lifespan=lifespan,
+                  description="Search a video archive by text or image; stream the moments found.")
+    app.state.vidseek = state
+    metrics = ServerMetrics(state.archive_state)
+
+    # -- errors as {"error": message} ----------------------------------------------------
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body", "path", "header"))
+            problems.append(f"{where or 'request'}: {e.get('msg', 'invalid')}")
+        return JSONResponse({"error": "; ".join(problems), "detail": jsonable_errors(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(vidseek.QueryError)
+    async def query_error(request: Request, exc: vidseek.QueryError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
+    @app.middleware("http")
+    async def time_requests(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        label = getattr(route, "path", "unmatched")
+        metrics.requests.labels(request.method, label, str(response.status_code)).observe(
+            time.perf_counter() - t0)
+        return response
+
+    def archive() -> vidseek.Archive:
+        return state.archive  # type: ignore[return-value]
+
+    def find_video(video_id: int, arch: vidseek.Archive = Depends(archive)) -> vidseek.VideoRecord:
+        record = arch.store.catalog.video_by_id(video_id)
+        if record is None:
+            raise HTTPException(404, f"no video with id {video_id}")
+        return record
+
+    def check_video_name(arch: vidseek.Archive, video: str | None) -> None:
+        if video is not None and not arch.find_videos(video):
+            raise HTTPException(404, f"no indexed video named {video!r}")
+
+    # -- search ------------------------------------------------------------------------
+    @app.get("/api/search", summary="Search by text")
+    def search_text(
+        q: str = Query(..., min_length=1, max_length=1000, description="What to look for."),
+        mode: Literal["clip", "grounded"] = Query("clip", description="clip or grounded."),
+        top_k: int = Query(10, ge=1, le=settings.max_top_k, description="Moments to return."),
+        video: Optional[str] = Query(None, max_length=4096, description="Only this video (name or id)."),
+        levels: int = Query(3, ge=1, le=3, description="Grounded mode: recursion depth."),
+        arch: vidseek.Archive = Depends(archive),
+    ) -> dict:
+        if not q.strip():
+            raise HTTPException(422, "q: the text query is blank")
+        check_video_name(arch, video)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if mode == "grounded":
+            if arch.grounder is None:
+                raise HTTPException(422, "mode: the grounded mode needs a grounding checkpoint "
+                                         "(vidseek reindex --grounder CKPT)")
+            with state.ground_lock:
+                moments = arch.search(q, top_k=top_k, video=video, mode=mode, timings=timings,
+                                      grounding=vidseek.GroundingOptions(levels=levels))
+        else:
+            moments = arch.search(q, top_k=top_k, video=video, timings=timings)
+        metrics.observe_stages(timings)
+        metrics.searches.labels(mode, "text").inc()
+        return {"query": q, "mode": mode, "took_ms": round(1000 * (time.perf_counter() - t0), 2),
+                "timings_ms": {k: round(1000 * v, 2) for k, v in timings.items()},
+                "moments": [_moment_json(m) for m in moments]}
+
+    @app.post("/api/search/image", summary="Search by an uploaded image")
+    async def search_image(
+        image: UploadFile = File(..., description="A frame or crop (JPEG, PNG, WebP...)."),
+        top_k: int = Form(10, ge=1, le=settings.max_top_k),
+        video: Optional[str] = Form(None, max_length=4096),
+        arch: vidseek.Archive = Depends(archive),
+    ) -> dict:
+        data = await image.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"image: larger than the limit of {settings.max_upload_bytes} bytes")
+        try:
+            with Image.open(BytesIO(data)) as opened:
+                picture = opened.convert("RGB")
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise HTTPException(422, "image: not an image file this server can read (JPEG, PNG, WebP, ...)")
+        check_video_name(arch, video)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        from starlette.concurrency import run_in_threadpool
+
+        moments = await run_in_threadpool(arch.search, image=picture, top_k=top_k, video=video,
+                                          timings=timings)
+        metrics.observe_stages(timings)
+        metrics.searches.labels("clip", "image").inc()
+        return {"query": image.filename or "image", "mode": "clip",
+                "took_ms": round(1000 * (time.perf_counter() - t0), 2),
+                "timings_ms": {k: round(1000 * v, 2) for k, v in timings.items()},
+                "moments": [_moment_json(m) for m in moments]}
+
+    # -- videos --------------------------------------------------------------------------
+    @app.get("/api/videos", summary="Indexed videos")
+    def list_videos(arch: vidseek.Archive = Depends(archive)) -> dict:
+        return {"videos": [_video_json(v) for v in arch.videos()]}
+
+    @app.get("/api/videos/{video_id}", summary="One indexed video")
+    def video_detail(record: vidseek.VideoRecord = Depends(find_video)) -> dict:
+        return {**_video_json(record), "native_fps": record.native_fps,
+                "ingest_seconds": record.ingest_seconds, "available": Path(record.path).is_file()}
+
+    @app.get("/api/videos/{video_id}/thumbnail", summary="A frame as JPEG",
+             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+    def thumbnail(
+        t: float = Query(0.0, ge=0, description="Time in seconds."),
+        width: int = Query(320, ge=16, le=1920, description="Width in pixels."),
+        record: vidseek.VideoRecord = Depends(find_video),
+    ) -> Response:
+        if t > record.duration + 0.5:
+            raise HTTPException(422, f"t: {t:g}s is past the end of {record.name} ({record.duration:.1f}s)")
+        if not Path(record.path).is_file():
+            raise HTTPException(404, f"the file of video {record.id} is no longer at its path")
+        t0 = time.perf_counter()
+        try:
+            data = _thumbnail(record.path, record.content_hash, round(min(t, record.duration), 2), width)
+        except vidseek.VideoError as exc:
+            raise HTTPException(422, f"t: cannot decode a frame there ({exc.problem})")
+        metrics.observe_stages({"thumbnail": time.perf_counter() - t0})
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/videos/{video_id}/media", summary="The video file (HTTP Range supported)",
+             response_class=FileResponse)
+    def media(record: vidseek.VideoRecord = Depends(find_video)) -> FileResponse:
+        path = Path(record.path)
+        if not path.is_file():
+            raise HTTPException(404, f"the file of video {record.id} is no longer at its path")
+        return FileResponse(path, media_type=_media_type(path), filename=record.name,
+                            content_disposition_type="inline")
+
+    # -- jobs and ingest -------------------------------------------------------------
+    @app.get("/api/jobs", summary="Ingest jobs, newest first")
+    def list_jobs(
+        status: Optional[Literal["pending", "running", "done", "failed"]] = Query(None),
+        limit: int = Query(50, ge=1, le=1000),
+        arch: vidseek.Archive = Depends(archive),
+    ) -> dict:
+        return {"counts": arch.jobs.counts(),
+                "jobs": [_job_json(j) for j in arch.jobs.list(status=status, limit=limit)]}
+
+    @app.post("/api/ingest", status_code=202, summary="Queue files for indexing (admin token)")
+    def ingest(
+        request: IngestRequest,
+        authorization: Optional[str] = Header(None),
+        arch: vidseek.Archive = Depends(archive),
+    ) -> dict:
+        token = settings.admin_token
+        if not token:
+            raise HTTPException(403, "ingest requests are disabled: set VIDSEEK_ADMIN_TOKEN")
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "a valid admin token is required (Authorization: Bearer TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        roots = state.ingest_roots()
+        files: list[Path] = []
+        for raw in request.paths:
+            path = Path(raw).expanduser().resolve()
+            if not any(path == root or path.is_relative_to(root) for root in roots):
+                raise HTTPException(403, f"paths: {raw} is outside the folders ingest may read "
+                                         "(VIDSEEK_INGEST_ROOTS)")
+            if not path.exists():
+                raise HTTPException(422, f"paths: {raw} does not exist")
+            files += vidseek.discover_videos([path])
+        queued = []
+        for path in files:
+            st = path.stat()
+            job, _ = arch.jobs.enqueue(str(path), st.st_size, st.st_mtime_ns, source="api",
+                                       max_attempts=settings.max_attempts)
+            queued.append(_job_json(job))
+        return {"jobs": queued, "workers": bool(state.daemon)}
+
+    # -- service -----------------------------------------------------------------------
+    @app.get("/api/status", summary="Archive, models and ingest status")
+    def status(arch: vidseek.Archive = Depends(archive)) -> dict:
+        archive_state = state.archive_state()
+        manifest = arch.store.manifest or {}
+        return {"version": vidseek.__version__, "videos": archive_state["videos"],
+                "hours": archive_state["seconds"] / 3600, "frames": archive_state["frames"],
+                "encoder": manifest.get("encoder", {}).get("name", ""),
+                "modes": ["clip", "grounded"] if arch.grounder is not None else ["clip"],
+                "jobs": archive_state["jobs"],
+                "daemon": {"running": state.daemon_thread is not None and state.daemon_thread.is_alive(),
+                           "folders": [str(p) for p in state.watch]},
+                "uptime_s": round(time.time() - state.started, 1)}
+
+    @app.get("/healthz", summary="Liveness")
+    def healthz(arch: vidseek.Archive = Depends(archive)) -> dict:
+        return {"status": "ok", "generation": arch.store.catalog.generation}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict]:
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()]
+
+
+_MEDIA_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
+                ".webm": "video/webm", ".mkv": "video/x-matroska", ".ogv": "video/ogg",
+                ".avi": "video/x-msvideo", ".ts": "video/mp2t"}
+
+
+def _media_type(path: Path) -> str:
+    return _MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")

@@ -1,0 +1,57 @@
+"""Prometheus metrics of one server: request and per-stage latency histograms, archive gauges.
+
+Each app has its own registry, so several apps in one process (tests) do not collide.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+__all__ = ["ServerMetrics", "CONTENT_TYPE"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _ArchiveCollector:
+    """Gauges read at scrape time: the archive's size and the job queue."""
+
+    def __init__(self, read: Callable[[], dict]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self._read()
+        yield GaugeMetricFamily("vidseek_videos", "Videos in the archive.", value=state["videos"])
+        yield GaugeMetricFamily("vidseek_video_seconds", "Seconds of video in the archive.",
+                                value=state["seconds"])
+        yield GaugeMetricFamily("vidseek_catalog_generation", "Catalog generation (bumped per commit).",
+                                value=state["generation"])
+        jobs = GaugeMetricFamily("vidseek_jobs", "Ingest jobs by status.", labels=["status"])
+        for status, count in state["jobs"].items():
+            jobs.add_metric([status], count)
+        yield jobs
+
+
+class ServerMetrics:
+    def __init__(self, read_archive_state: Callable[[], dict]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "vidseek_http_request_seconds", "HTTP request latency by route.",
+            ["method", "route", "status"], buckets=_BUCKETS, registry=self.registry)
+        self.stages = Histogram(
+            "vidseek_stage_seconds", "Latency of each query stage (encode_query, retrieve, "
+            "ground, thumbnail).", ["stage"], buckets=_BUCKETS, registry=self.registry)
+        self.searches = Counter("vidseek_searches", "Searches answered, by mode and kind.",
+                                ["mode", "kind"], registry=self.registry)
+        self.registry.register(_ArchiveCollector(read_archive_state))
+
+    def observe_stages(self, timings: dict[str, float]) -> None:
+        for stage, seconds in timings.items():
+            self.stages.labels(stage).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,247 @@
+"""The durable ingest job queue, a ``jobs`` table in the archive's catalog.
+
+A job asks for one file to be indexed. Its life::
+
+    pending ──claim──▶ running ──▶ done
+       ▲                  │
+       └──retry (backoff)─┤──▶ failed   (attempts used up, or the file is not a video)
+
+Claiming is one ``BEGIN IMMEDIATE`` transaction, so two workers (threads or processes) never
+take the same job. A worker that dies (kill -9, power cut) leaves its job ``running``;
+:meth:`JobQueue.recover` hands such jobs back to ``pending`` when their worker process is
+gone or their heartbeat is stale. The video itself is committed atomically by the archive, so
+an interrupted job is simply redone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any, Iterator
+
+from .catalog import Catalog
+
+__all__ = ["Job", "JobQueue", "JOB_STATES"]
+
+JOB_STATES = ("pending", "running", "done", "failed")
+
+_COLUMNS = {
+    "id": int, "path": str, "size": int, "mtime_ns": int, "source": str, "status": str,
+    "attempts": int, "max_attempts": int, "error": str, "outcome": str, "video_id": int,
+    "created_at": float, "started_at": float, "finished_at": float, "next_attempt_at": float,
+    "heartbeat_at": float, "worker": str, "seconds": float,
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request to index one file."""
+
+    id: int
+    path: str  # absolute
+    size: int  # file size when the job was queued (-1 when unknown)
+    mtime_ns: int  # modification time when queued (-1 when unknown)
+    source: str  # who asked: "watch", "api" or "cli"
+    status: str  # one of JOB_STATES
+    attempts: int  # runs started so far
+    max_attempts: int
+    error: str  # the last failure ("" if none)
+    outcome: str  # "indexed" or "skipped" (unchanged) once done
+    video_id: int  # the catalog's video once done (0 otherwise)
+    created_at: float
+    started_at: float  # of the latest attempt (0 if never run)
+    finished_at: float  # 0 until done or failed
+    next_attempt_at: float  # a pending job is not claimed before this
+    heartbeat_at: float
+    worker: str  # "host:pid" of the worker running it
+    seconds: float  # wall time of the latest attempt
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Job":
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def worker_id() -> str:
+    """This process's worker name: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class JobQueue:
+    """The ``jobs`` table of one catalog."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        db = catalog.db
+        if "jobs" not in db.table_names():
+            db["jobs"].create(_COLUMNS, pk="id", not_null={"path", "status"}, if_not_exists=True)
+            db["jobs"].create_index(["status", "next_attempt_at"], if_not_exists=True)
+            db["jobs"].create_index(["path"], if_not_exists=True)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.catalog.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _rows(self, sql: str, params: list[Any]) -> list[Job]:
+        return [Job.from_row(r) for r in self.catalog.db.query(sql, params)]
+
+    # -- queueing ---------------------------------------------------------------
+    def enqueue(self, path: str, size: int = -1, mtime_ns: int = -1, *, source: str = "cli",
+                max_attempts: int = 3) -> tuple[Job, bool]:
+        """Queue ``path`` unless it already has a job for this state of the file.
+
+        Returns ``(job, created)``. A pending or running job for the path is reused (a pending
+        one takes the new size and time); a finished job with the same size and time means the
+        file was already handled and nothing is queued.
+        """
+        now = time.time()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT id, status, size, mtime_ns FROM jobs WHERE path = ? ORDER BY id DESC LIMIT 1",
+                [path]).fetchone()
+            if row is not None:
+                job_id, status, old_size, old_mtime = row
+                same_file = (old_size, old_mtime) == (size, mtime_ns) and size >= 0
+                if status == "pending":
+                    conn.execute("UPDATE jobs SET size = ?, mtime_ns = ? WHERE id = ?",
+                                 [size, mtime_ns, job_id])
+                    created = False
+                elif status == "running" or same_file:
+                    created = False
+                else:
+                    job_id, created = None, True
+            else:
+                job_id, created = None, True
+            if created:
+                cur = conn.execute(
+                    "INSERT INTO jobs (path, size, mtime_ns, source, status, attempts, max_attempts,"
+                    " error, outcome, video_id, created_at, started_at, finished_at,"
+                    " next_attempt_at, heartbeat_at, worker, seconds)"
+                    " VALUES (?, ?, ?, ?, 'pending', 0, ?, '', '', 0, ?, 0, 0, ?, 0, '', 0)",
+                    [path, size, mtime_ns, source, max_attempts, now, now])
+                job_id = cur.lastrowid
+        return self.get(int(job_id)), created  # type: ignore[arg-type, return-value]
+
+    def claim(self, worker: str | None = None) -> Job | None:
+        """Take the oldest pending job that is due, marking it running; None if none is."""
+        now = time.time()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE status = 'pending' AND next_attempt_at <= ? "
+                "ORDER BY next_attempt_at, id LIMIT 1", [now]).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?,"
+                " heartbeat_at = ?, worker = ? WHERE id = ?",
+                [now, now, worker or worker_id(), row[0]])
+        return self.get(row[0])
+
+    # -- outcomes ---------------------------------------------------------------
+    def finish(self, job: Job, outcome: str, video_id: int, seconds: float) -> None:
+        self.catalog.db.execute(
+            "UPDATE jobs SET status = 'done', outcome = ?, video_id = ?, seconds = ?,"
+            " finished_at = ?, error = '' WHERE id = ?",
+            [outcome, video_id, seconds, time.time(), job.id])
+
+    def fail(self, job: Job, error: str, *, seconds: float = 0.0, retry: bool = True,
+             backoff_seconds: float = 10.0) -> Job:
+        """Record a failed attempt: back to pending after an exponential backoff while
+        attempts remain and ``retry``, else ``failed``."""
+        now = time.time()
+        current = self.get(job.id) or job
+        if retry and current.attempts < current.max_attempts:
+            delay = backoff_seconds * 2 ** max(0, current.attempts - 1)
+            self.catalog.db.execute(
+                "UPDATE jobs SET status = 'pending', error = ?, seconds = ?, next_attempt_at = ?,"
+                " worker = '' WHERE id = ?", [error, seconds, now + delay, job.id])
+        else:
+            self.catalog.db.execute(
+                "UPDATE jobs SET status = 'failed', error = ?, seconds = ?, finished_at = ? "
+                "WHERE id = ?", [error, seconds, now, job.id])
+        return self.get(job.id)  # type: ignore[return-value]
+
+    def release(self, job: Job) -> None:
+        """Hand a job back untried (a graceful stop interrupted it): the attempt is not counted."""
+        self.catalog.db.execute(
+            "UPDATE jobs SET status = 'pending', attempts = MAX(0, attempts - 1), worker = '',"
+            " next_attempt_at = 0 WHERE id = ? AND status = 'running'", [job.id])
+
+    def heartbeat(self, job_ids: list[int]) -> None:
+        if job_ids:
+            marks = ",".join("?" * len(job_ids))
+            self.catalog.db.execute(f"UPDATE jobs SET heartbeat_at = ? WHERE id IN ({marks})",
+                                    [time.time(), *job_ids])
+
+    def recover(self, stale_after: float = 600.0) -> list[Job]:
+        """Return ``running`` jobs whose worker died to ``pending`` (or ``failed`` when that
+        was their last attempt). A worker on this host is dead when its process is gone;
+        elsewhere, when its heartbeat is older than ``stale_after`` seconds."""
+        host = socket.gethostname()
+        now = time.time()
+        recovered = []
+        for job in self.list(status="running"):
+            worker_host, _, pid = job.worker.rpartition(":")
+            if worker_host == host and pid.isdigit():
+                dead = int(pid) != os.getpid() and not _process_alive(int(pid))
+            else:
+                dead = now - job.heartbeat_at > stale_after
+            if dead:
+                recovered.append(self.fail(job, f"interrupted: worker {job.worker} stopped "
+                                           "while indexing", backoff_seconds=0.0))
+        return recovered
+
+    # -- reads ------------------------------------------------------------------
+    def get(self, job_id: int) -> Job | None:
+        found = self._rows("SELECT * FROM jobs WHERE id = ?", [job_id])
+        return found[0] if found else None
+
+    def list(self, status: str | None = None, limit: int | None = None,
+             path: str | None = None) -> list[Job]:
+        """Jobs, newest first, optionally of one status and/or one path."""
+        where, params = [], []
+        if status is not None:
+            if status not in JOB_STATES:
+                raise ValueError(f"unknown job status {status!r} (one of {', '.join(JOB_STATES)})")
+            where.append("status = ?")
+            params.append(status)
+        if path is not None:
+            where.append("path = ?")
+            params.append(path)
+        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return self._rows(sql, params)
+
+    def counts(self) -> dict[str, int]:
+        found = dict(self.catalog.db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+        return {state: int(found.get(state, 0)) for state in JOB_STATES}
+
+    def active(self) -> int:
+        """Jobs not yet finished (pending or running)."""
+        counts = self.counts()
+        return counts["pending"] + counts["running"]
