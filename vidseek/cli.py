@@ -384,6 +384,3 @@ def _clock(seconds: float) -> str:
 
 
 from . import service_cli  # noqa: E402,F401  (registers watch, jobs and serve)
-
-if __name__ == "__main__":  # pragma: no cover
-    app()

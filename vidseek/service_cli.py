@@ -83,7 +83,8 @@ def watch(
     except vidseek.VidseekError as exc:
         raise _fail(exc)
     console.print(f"{report.indexed} indexed, {report.skipped} unchanged, {report.failed} failed, "
-                  f"{report.retried} retried, {report.recovered} recovered after a crash "
+                  f"{report.retried} retried, {report.recovered} recovered after a crash, "
+                  f"{report.released} handed back unfinished "
                   f"in {report.seconds:.1f}s", markup=False)
     if once and report.failed:
         raise typer.Exit(code=1)

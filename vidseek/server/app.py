@@ -229,7 +229,7 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         try:
             with Image.open(BytesIO(data)) as opened:
                 picture = opened.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError):
             raise HTTPException(422, "image: not an image file this server can read (JPEG, PNG, WebP, ...)")
         check_video_name(arch, video)
         timings: dict[str, float] = {}

@@ -1,0 +1,5 @@
+"""``python -m vidseek`` runs the command line."""
+
+from .cli import app
+
+app()
