@@ -139,3 +139,28 @@ def test_archives_from_before_sparse_tokens_are_migrated(tmp_path):
     [video] = catalog.videos()
     assert (video.name, video.sparse_key, video.sparse_fingerprint) == ("v.mp4", "", "")
     assert catalog.windows(1) == []
+
+
+def test_server_answers_grounded_searches(tmp_path, tiny_clip_dir, world_videos, checkpoint):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from vidseek.server import create_app
+
+    root, anns = world_videos
+    with vidseek.Archive.open(tmp_path / "ar", model=tiny_clip_dir) as archive:
+        archive.ingest([root / "a.mp4"])
+        archive.set_grounder(checkpoint)
+    query = next(a.query for a in anns["a.mp4"] if a.present)
+    with TestClient(create_app(vidseek.ServiceSettings(archive=tmp_path / "ar", device="cpu"))) as client:
+        assert client.get("/api/status").json()["modes"] == ["clip", "grounded"]
+        response = client.get("/api/search", params={"q": query, "mode": "grounded", "levels": 2,
+                                                     "top_k": 2, "video": "a.mp4", "explain": True})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["mode"] == "grounded" and {"ground", "level1"} <= set(body["timings_ms"])
+        (tree,) = body["explain"]  # the recursion ran over the one video named
+        assert tree["video"] == "a.mp4" and tree["tree"] and all(n["level"] == 1 for n in tree["tree"])
+        assert len(body["moments"]) <= 2  # a barely trained checkpoint may find nothing
+        assert all(0 <= m["start"] < m["end"] <= 150.5 and m["video"] == "a.mp4" for m in body["moments"])
+        assert 'vidseek_stage_seconds_count{stage="ground"} 1.0' in client.get("/metrics").text

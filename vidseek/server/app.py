@@ -96,6 +96,13 @@ def _moment_json(m: vidseek.Moment) -> dict:
             "media": f"/api/videos/{m.video_id}/media"}
 
 
+def _tree_json(result: vidseek.GroundingResult) -> dict:
+    data = result.to_dict()
+    for moment in data["moments"]:
+        moment.pop("path", None)
+    return data
+
+
 def _video_json(v: vidseek.VideoRecord) -> dict:
     return {"id": v.id, "name": v.name, "duration": v.duration, "frames": v.frames, "fps": v.fps,
             "width": v.width, "height": v.height, "codec": v.codec, "size_bytes": v.size_bytes,
@@ -194,6 +201,7 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         top_k: int = Query(10, ge=1, le=settings.max_top_k, description="Moments to return."),
         video: Optional[str] = Query(None, max_length=4096, description="Only this video (name or id)."),
         levels: int = Query(3, ge=1, le=3, description="Grounded mode: recursion depth."),
+        explain: bool = Query(False, description="Grounded mode: include the recursion trees."),
         arch: vidseek.Archive = Depends(archive),
     ) -> dict:
         if not q.strip():
@@ -201,20 +209,27 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         check_video_name(arch, video)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        extra: dict = {}
         if mode == "grounded":
             if arch.grounder is None:
                 raise HTTPException(422, "mode: the grounded mode needs a grounding checkpoint "
                                          "(vidseek reindex --grounder CKPT)")
             with state.ground_lock:
-                moments = arch.search(q, top_k=top_k, video=video, mode=mode, timings=timings,
-                                      grounding=vidseek.GroundingOptions(levels=levels))
+                results = arch.ground(q, video=video, options=vidseek.GroundingOptions(levels=levels))
+            timings["ground"] = time.perf_counter() - t0
+            for result in results:  # per-level stages, summed over the videos grounded
+                for level, seconds in result.seconds_per_level.items():
+                    timings[f"level{level}"] = timings.get(f"level{level}", 0.0) + seconds
+            moments = vidseek.ranked_moments(results, top_k)
+            if explain:
+                extra["explain"] = [_tree_json(r) for r in results]
         else:
             moments = arch.search(q, top_k=top_k, video=video, timings=timings)
         metrics.observe_stages(timings)
         metrics.searches.labels(mode, "text").inc()
         return {"query": q, "mode": mode, "took_ms": round(1000 * (time.perf_counter() - t0), 2),
                 "timings_ms": {k: round(1000 * v, 2) for k, v in timings.items()},
-                "moments": [_moment_json(m) for m in moments]}
+                "moments": [_moment_json(m) for m in moments], **extra}
 
     @app.post("/api/search/image", summary="Search by an uploaded image")
     async def search_image(
