@@ -6,6 +6,8 @@ Nothing here downloads: HF_HUB_OFFLINE is forced and every model is built from a
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -105,3 +107,48 @@ def tiny_grounder(tiny_llm_dir):
     config = GrounderConfig(llm=str(tiny_llm_dir), tuning="full", adapter=AdapterConfig(
         embed_dim=16, cells=4, cell_width=8, hidden=32, heads=2, fine_tokens=2, coarse_tokens=4))
     return Grounder.create(config)
+
+
+class LiveServer:
+    """uvicorn in a thread, on a free loopback port (``with LiveServer(app) as server:``)."""
+
+    def __init__(self, app) -> None:
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def raw_get(self, path: str) -> tuple[int, bytes]:
+        """GET with the path sent exactly as written (no client-side normalisation)."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.putrequest("GET", path, skip_accept_encoding=True)
+            conn.endheaders()
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.client
 import io
 import shutil
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import vidseek  # noqa: E402
 from vidseek.server import create_app  # noqa: E402
+from conftest import LiveServer  # noqa: E402
 
 TOKEN = "s3cret-token"
 
@@ -144,48 +143,6 @@ def test_metrics_health_docs_and_page(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="search-form"' in page.text
     assert client.get("/static/app.js").status_code == 200
-
-
-# -- a real server on loopback -------------------------------------------------------
-class LiveServer:
-    """uvicorn in a thread, on a free loopback port."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def raw_get(self, path: str) -> tuple[int, bytes]:
-        """GET with the path sent exactly as written (no client-side normalisation)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.putrequest("GET", path, skip_accept_encoding=True)
-            conn.endheaders()
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ function renderResults(data) {
     const card = document.createElement("article");
     card.className = "card";
     card.dataset.testid = "result-card";
+    card.dataset.start = m.start;
     card.tabIndex = 0;
     const img = document.createElement("img");
     img.src = m.thumbnail;
