@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup smollm2 test test-all demo bench bench-grounding bench-query docs clean
+.PHONY: setup smollm2 test test-all demo bench bench-grounding bench-query bench-server docs clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,9 @@ bench-grounding: setup  ## CLIP-mode R1/R5/mIoU on a held-out 30-minute syntheti
 
 bench-query: setup  ## grounded-query latency per level (needs CKPT=grounding checkpoint)
 	$(PY) benchmarks/query.py --checkpoint $(CKPT)
+
+bench-server: setup  ## search server queries/s and p50/p99 under load, with and without ingest
+	$(PY) benchmarks/server.py
 
 docs: setup  ## regenerate docs/cli.md from --help
 	$(PY) scripts/cli_docs.py

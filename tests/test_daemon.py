@@ -95,7 +95,7 @@ def test_kill9_mid_ingest_then_restart_indexes_every_video_exactly_once(
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         killed_path = wait_for_running_job(archive, first)
-        time.sleep(0.15)  # into decoding
+        time.sleep(0.05)  # into decoding (a video takes about a second)
         first.send_signal(signal.SIGKILL)
     finally:
         first.wait(timeout=30)
@@ -149,7 +149,7 @@ def test_file_copied_in_slowly_is_indexed_once_and_whole(tmp_path, tiny_clip_dir
     events: list[vidseek.DaemonEvent] = []
     with vidseek.Archive.open(tmp_path / "archive", model=tiny_clip_dir, device="cpu") as archive:
         daemon = vidseek.IngestDaemon(archive, [watch], vidseek.DaemonConfig(
-            poll_seconds=0.1, settle_seconds=1.0), progress=events.append)
+            poll_seconds=0.1, settle_seconds=2.0), progress=events.append)
         stop = threading.Event()
         runner = threading.Thread(target=daemon.run, args=(stop,))
         runner.start()
@@ -184,13 +184,15 @@ def test_unreadable_files_fail_once_with_the_reason_and_others_still_index(
     watch.mkdir()
     shutil.copy(media / "carphone_pristine.mp4", watch / "good.mp4")
     (watch / "bad.mp4").write_text("not a video\n" * 50)
+    (watch / "empty.mp4").write_bytes(b"")
     with vidseek.Archive.open(tmp_path / "archive", model=tiny_clip_dir, device="cpu") as archive:
         report = vidseek.IngestDaemon(archive, [watch], vidseek.DaemonConfig(
             poll_seconds=0.05, settle_seconds=0.1, backoff_seconds=0.1)).run(once=True)
-        assert (report.indexed, report.failed, report.retried) == (1, 1, 0)
-        (failed,) = archive.jobs.list(status="failed")
+        assert (report.indexed, report.failed, report.retried) == (1, 2, 0)
+        empty, failed = archive.jobs.list(status="failed")  # newest first
         assert failed.path.endswith("bad.mp4") and failed.attempts == 1
-        assert "bad.mp4" in failed.error and failed.error.strip()
+        assert "bad.mp4" in failed.error and "not a video" in failed.error
+        assert empty.path.endswith("empty.mp4") and "empty" in empty.error
         assert [v.name for v in archive.videos()] == ["good.mp4"]
         # a second run finds nothing new to do: both files' states were handled
         again = vidseek.IngestDaemon(archive, [watch], vidseek.DaemonConfig(
@@ -201,8 +203,31 @@ def test_unreadable_files_fail_once_with_the_reason_and_others_still_index(
     from vidseek.cli import app
 
     listed = CliRunner().invoke(app, ["jobs", "--archive", str(tmp_path / "archive")])
-    assert listed.exit_code == 0 and "done 1  failed 1" in listed.output
+    assert listed.exit_code == 0 and "done 1  failed 2" in listed.output
     result = CliRunner().invoke(app, ["jobs", "--failed", "--json", "--archive", str(tmp_path / "archive")])
     assert result.exit_code == 0
-    (row,) = json.loads(result.output)
-    assert row["path"].endswith("bad.mp4") and "not a video" in row["error"]
+    rows = json.loads(result.output)
+    assert sorted(Path(r["path"]).name for r in rows) == ["bad.mp4", "empty.mp4"]
+
+
+def test_a_worker_survives_an_unexpected_error_and_the_job_is_retried(
+        tmp_path, tiny_clip_dir, media, monkeypatch):
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    shutil.copy(media / "carphone_pristine.mp4", watch / "clip.mp4")
+    with vidseek.Archive.open(tmp_path / "archive", model=tiny_clip_dir, device="cpu") as archive:
+        real = archive.ingest_file
+        calls = []
+
+        def flaky(path, **kwargs):
+            calls.append(path)
+            if len(calls) == 1:
+                raise ValueError("a bug somewhere")
+            return real(path, **kwargs)
+
+        monkeypatch.setattr(archive, "ingest_file", flaky)
+        report = vidseek.IngestDaemon(archive, [watch], vidseek.DaemonConfig(
+            poll_seconds=0.05, settle_seconds=0.1, backoff_seconds=0.1)).run(once=True)
+        assert (report.indexed, report.retried, report.failed) == (1, 1, 0)
+        (job,) = archive.jobs.list()
+        assert job.status == "done" and job.attempts == 2 and len(calls) == 2

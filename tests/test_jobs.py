@@ -11,6 +11,7 @@ import pytest
 
 from vidseek import FolderWatcher, JobQueue
 from vidseek.store.catalog import Catalog
+from vidseek.store.jobs import worker_id
 
 
 @pytest.fixture()
@@ -72,6 +73,19 @@ def test_failures_back_off_then_fail_for_good(queue):
         queue.list(status="stuck")
 
 
+def test_a_new_copy_while_indexing_is_queued_and_waits_for_the_running_job(queue):
+    queue.enqueue("/v/a.mp4", 100, 1)
+    queue.enqueue("/v/b.mp4", 100, 1)
+    running = queue.claim("h:1:t")
+    assert running.path == "/v/a.mp4"
+    newer, created = queue.enqueue("/v/a.mp4", 200, 2)  # copied over while being indexed
+    assert created and newer.status == "pending"
+    assert queue.claim("h:2:t").path == "/v/b.mp4"  # a.mp4's new job waits...
+    assert queue.claim("h:2:t") is None
+    queue.finish(running, "indexed", 1, 1.0)
+    assert queue.claim("h:2:t").id == newer.id  # ...until the running one is done
+
+
 def test_release_does_not_count_the_attempt(queue):
     queue.enqueue("/v/a.mp4", 1, 1)
     job = queue.claim()
@@ -88,15 +102,22 @@ def test_recover_requeues_jobs_of_dead_workers_only(queue):
     host = socket.gethostname()
     for n in range(3):
         queue.enqueue(f"/v/{n}.mp4", n, n)
-    orphan = queue.claim(f"{host}:{dead}")  # its process has exited
-    mine = queue.claim(f"{host}:{os.getpid()}")
-    remote = queue.claim("elsewhere:12")  # another host, fresh heartbeat
-    recovered = queue.recover(stale_after=600)
-    assert [j.id for j in recovered] == [orphan.id]
+    for n in range(3, 5):
+        queue.enqueue(f"/v/{n}.mp4", n, n)
+    orphan = queue.claim(f"{host}:{dead}:abcd1234")  # its process has exited
+    mine = queue.claim(worker_id())
+    remote = queue.claim("elsewhere:12:ffff0000")  # another host, fresh heartbeat
+    earlier_me = queue.claim(f"{host}:{os.getpid()}:00000000")  # same pid, an earlier run
+    lost = queue.claim(worker_id())  # this process, but no worker thread runs it any more
+    recovered = queue.recover(stale_after=600, keep=frozenset({mine.id}))
+    assert sorted(j.id for j in recovered) == sorted([orphan.id, earlier_me.id, lost.id])
     assert queue.get(orphan.id).status == "pending" and "interrupted" in queue.get(orphan.id).error
     assert queue.get(mine.id).status == "running" and queue.get(remote.id).status == "running"
     queue.catalog.db.execute("UPDATE jobs SET heartbeat_at = 0 WHERE id = ?", [remote.id])
-    assert [j.id for j in queue.recover(stale_after=600)] == [remote.id]
+    assert [j.id for j in queue.recover(stale_after=600, keep=frozenset({mine.id}))] == [remote.id]
+    # a recovered job's old worker can no longer finish it: the next worker owns it
+    queue.finish(remote, "indexed", 1, 1.0)
+    assert queue.get(remote.id).status == "pending"
 
 
 def test_watcher_reports_a_file_once_it_settles(tmp_path):

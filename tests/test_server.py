@@ -74,6 +74,8 @@ def test_text_and_image_search_return_cards_data(client, media):
     ("/api/search?q=x&video=missing.mp4", 404, "missing.mp4"),
     ("/api/videos/999", 404, "999"),
     ("/api/videos/abc", 422, "video_id"),
+    ("/api/videos/99999999999999999999999", 422, "video_id"),
+    ("/api/videos/0/media", 422, "video_id"),
     ("/api/videos/1/thumbnail?t=-1", 422, "t:"),
     ("/api/videos/1/thumbnail?t=500", 422, "past the end"),
     ("/api/videos/1/thumbnail?width=5", 422, "width"),
@@ -93,6 +95,32 @@ def test_uploads_are_checked(client):
     assert junk.status_code == 422 and "image" in junk.json()["error"]
     missing = client.post("/api/search/image", data={"top_k": "3"})
     assert missing.status_code == 422 and "image" in missing.json()["error"]
+
+
+def test_oversized_bodies_and_image_bombs_are_refused_before_decoding(client):
+    def chunks():  # no Content-Length: refused before any of it is read
+        for _ in range(40):
+            yield b"\0" * 10_000
+
+    chunked = client.post("/api/search/image", content=chunks(),
+                          headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert chunked.status_code == 411 and "Content-Length" in chunked.json()["error"]
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (8000, 6000)).save(out, "PNG")  # 48 MP of black: a few KB on the wire
+    assert len(out.getvalue()) < 200_000
+    bomb = client.post("/api/search/image", files={"image": ("bomb.png", out.getvalue())})
+    assert bomb.status_code == 413 and "pixels" in bomb.json()["error"]
+
+
+def test_jobs_hide_server_paths_unless_the_admin_asks(client, archive_dir):
+    with vidseek.Archive.open(archive_dir, create=False) as archive:
+        archive.jobs.enqueue("/secret/place/clip.mp4", 1, 1)
+    public = client.get("/api/jobs").json()["jobs"][0]
+    assert public["name"] == "clip.mp4" and "path" not in public and "worker" not in public
+    admin = client.get("/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"}).json()["jobs"][0]
+    assert admin["path"] == "/secret/place/clip.mp4"
 
 
 def test_ingest_requests_need_the_token_and_an_allowed_path(client, media):
@@ -123,7 +151,7 @@ def test_media_supports_range_requests_and_thumbnails_are_jpeg(client, media, ar
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     from PIL import Image
 
-    assert Image.open(io.BytesIO(thumb.content)).size[0] == 200
+    assert Image.open(io.BytesIO(thumb.content)).size[0] == 224  # rounded up to a multiple of 32
     detail = client.get(f"/api/videos/{video_id}").json()
     assert detail["name"] == "bikes.mp4" and detail["frames"] == 10 and detail["available"]
     names = [v["name"] for v in client.get("/api/videos").json()["videos"]]
@@ -161,6 +189,37 @@ def test_no_path_outside_the_archive_videos_can_be_read(live, path):
     status, body = live.raw_get(path)
     assert status in (400, 404, 422), (path, status)
     assert b"SQLite format 3" not in body and b"root:" not in body
+
+
+def test_a_video_swapped_for_a_symlink_is_not_served(tmp_path, trained_encoder_dir, media):
+    video = tmp_path / "clip.mp4"
+    shutil.copy(media / "carphone_pristine.mp4", video)
+    with vidseek.Archive.open(tmp_path / "archive", model=trained_encoder_dir, device="cpu") as archive:
+        archive.ingest([video])
+    with TestClient(create_app(settings(tmp_path / "archive"))) as client:
+        assert client.get("/api/videos/1/media").status_code == 200
+        video.unlink()
+        video.symlink_to(tmp_path / "archive" / "catalog.db")  # someone with the drop folder
+        for url in ("/api/videos/1/media", "/api/videos/1/thumbnail?t=1"):
+            response = client.get(url)
+            assert response.status_code == 404 and b"SQLite format 3" not in response.content
+
+
+def test_ingest_paths_are_confined_to_the_roots(tmp_path, trained_encoder_dir, media, archive_dir):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "escape.mp4").symlink_to(media / "bikes.mp4")  # a link out of the allowed folder
+    app = create_app(settings(archive_dir, admin_token=TOKEN, ingest_roots=[drop]))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(app) as client:
+        linked = client.post("/api/ingest", json={"paths": [str(drop)]}, headers=auth)
+        assert linked.status_code == 403 and "escape.mp4" in linked.json()["error"]
+        dotted = client.post("/api/ingest", json={"paths": [f"{drop}/../../etc/passwd"]}, headers=auth)
+        assert dotted.status_code == 403
+        nul = client.post("/api/ingest", json={"paths": [f"{drop}/a\u0000b.mp4"]}, headers=auth)
+        assert nul.status_code == 422 and "paths" in nul.json()["error"]
+        missing = client.post("/api/ingest", json={"paths": [str(drop / "nope.mp4")]}, headers=auth)
+        assert missing.status_code == 422 and "does not exist" in missing.json()["error"]
 
 
 def test_new_videos_become_searchable_without_restart_while_queries_keep_answering(

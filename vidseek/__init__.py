@@ -42,7 +42,7 @@ from .daemon import DaemonConfig, DaemonEvent, DaemonReport, IngestDaemon
 from .evaluation import EvalReport, evaluate_archive, score_predictions, temporal_iou
 from .indexer.decode import FrameSampler, VideoInfo, probe_video, read_frame
 from .indexer.dense import DenseTokens
-from .indexer.discover import discover_videos
+from .indexer.discover import VIDEO_EXTENSIONS, discover_videos
 from .indexer.watch import FileState, FolderWatcher
 from .indexer.pipeline import IngestConfig
 from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
@@ -66,7 +66,7 @@ __all__ = [
     "__version__",
     "Archive", "ArchiveInfo", "IngestConfig", "IngestProgress", "IngestReport", "FailedFile",
     "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path",
-    "Moment", "VideoRecord", "DenseTokens", "discover_videos",
+    "Moment", "VideoRecord", "DenseTokens", "discover_videos", "VIDEO_EXTENSIONS",
     "IngestDaemon", "DaemonConfig", "DaemonEvent", "DaemonReport", "Job", "JobQueue",
     "JOB_STATES", "FolderWatcher", "FileState", "ServiceSettings",
     "FrameEncoder", "EncoderInfo", "DEFAULT_MODEL",

@@ -15,6 +15,7 @@ committed whole or not at all.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -101,9 +102,10 @@ class IngestDaemon:
         """Run until ``stop`` is set, or with ``once`` until every file present has settled
         and every queued job has finished (retries included)."""
         stop = stop or threading.Event()
+        self._cancel.clear()  # a daemon may be run again after a stop
         started = time.perf_counter()
         jobs = self.archive.jobs
-        self.report.recovered += len(jobs.recover(self.config.stale_after_seconds))
+        self._recover()
         self.archive.encoder  # load the model before the workers need it
         threads = [threading.Thread(target=self._work, args=(stop,), name=f"vidseek-ingest-{n}",
                                     daemon=True) for n in range(self.config.workers)]
@@ -116,7 +118,7 @@ class IngestDaemon:
                 if time.monotonic() - last_beat >= self.config.heartbeat_seconds:
                     with self._lock:
                         jobs.heartbeat(list(self._running))
-                    self.report.recovered += len(jobs.recover(self.config.stale_after_seconds))
+                    self._recover()
                     last_beat = time.monotonic()
                 if once and not self.watcher.settling and not jobs.active():
                     break
@@ -130,6 +132,13 @@ class IngestDaemon:
             self.archive.store.collect_garbage()
         self.report.seconds = time.perf_counter() - started
         return self.report
+
+    def _recover(self) -> None:
+        # under the lock workers claim with, so a job just claimed is already in _running
+        with self._lock:
+            found = self.archive.jobs.recover(self.config.stale_after_seconds,
+                                              frozenset(self._running))
+        self.report.recovered += len(found)
 
     def _scan(self) -> None:
         for state in self.watcher.scan():
@@ -146,15 +155,24 @@ class IngestDaemon:
     def _work(self, stop: threading.Event) -> None:
         jobs = self.archive.jobs
         while not stop.is_set():
-            job = jobs.claim(self._worker)
+            try:
+                with self._lock:
+                    job = jobs.claim(self._worker)
+                    if job is not None:
+                        self._running[job.id] = job
+            except sqlite3.Error as exc:  # e.g. the catalog locked for longer than its timeout
+                logger.warning("cannot claim a job (%s); trying again", exc)
+                stop.wait(self.config.poll_seconds)
+                continue
             if job is None:
                 self._wake.wait(min(1.0, self.config.poll_seconds))
                 self._wake.clear()
                 continue
-            with self._lock:
-                self._running[job.id] = job
             try:
                 self._run_job(job)
+            except Exception as exc:  # a bug or an unforeseen error: the worker must live on
+                logger.exception("job %d (%s) failed unexpectedly", job.id, job.path)
+                self._record_failure(job, f"unexpected error: {exc!r}", 0.0, retry=True)
             finally:
                 with self._lock:
                     self._running.pop(job.id, None)
@@ -180,19 +198,9 @@ class IngestDaemon:
             return
         except (VidseekError, OSError, RuntimeError, MemoryError) as exc:
             # A file FFmpeg cannot read stays unreadable: retrying only helps other errors
-            # (a busy archive, a share that went away, memory pressure).
-            retry = not isinstance(exc, VideoError) or "cannot read the file" in str(exc)
-            after = jobs.fail(job, str(exc), seconds=time.perf_counter() - t0, retry=retry,
-                              backoff_seconds=self.config.backoff_seconds)
-            if after.status == "failed":
-                self.report.failed += 1
-                self.report.errors.append(str(exc))
-                logger.error("failed: %s", exc)
-                self.progress(DaemonEvent("failed", after, message=str(exc)))
-            else:
-                self.report.retried += 1
-                logger.warning("will retry %s: %s", job.path, exc)
-                self.progress(DaemonEvent("retry", after, message=str(exc)))
+            # (a busy archive, an I/O error on a share, memory pressure).
+            retry = not isinstance(exc, VideoError) or exc.problem.startswith("cannot read the file")
+            self._record_failure(job, str(exc), time.perf_counter() - t0, retry)
             return
         seconds = time.perf_counter() - t0
         if isinstance(outcome, SkippedFile):
@@ -204,3 +212,16 @@ class IngestDaemon:
             self.report.indexed += 1
             logger.info("indexed %s in %.1fs", job.path, seconds)
         self.progress(DaemonEvent("done", jobs.get(job.id) or job))
+
+    def _record_failure(self, job: Job, error: str, seconds: float, retry: bool) -> None:
+        after = self.archive.jobs.fail(job, error, seconds=seconds, retry=retry,
+                                       backoff_seconds=self.config.backoff_seconds)
+        if after.status == "failed":
+            self.report.failed += 1
+            self.report.errors.append(error)
+            logger.error("failed: %s", error)
+            self.progress(DaemonEvent("failed", after, message=error))
+        elif after.status == "pending":
+            self.report.retried += 1
+            logger.warning("will retry %s: %s", job.path, error)
+            self.progress(DaemonEvent("retry", after, message=error))

@@ -66,7 +66,7 @@ class FolderWatcher:
             if first is None or first[0] != state:
                 self._first_seen[path] = (state, now)  # new, or still changing
                 continue
-            if now - first[1] >= self.settle_seconds and state.size > 0:
+            if now - first[1] >= self.settle_seconds:  # empty files too: they fail, visibly
                 settled.append(state)
                 self._reported[path] = state
                 del self._first_seen[path]

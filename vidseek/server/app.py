@@ -13,28 +13,33 @@ import logging
 import threading
 import time
 from contextlib import asynccontextmanager
-from functools import lru_cache
-from io import BytesIO
 from pathlib import Path
 from typing import Literal, Optional
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import vidseek
 
+from .media import media_type, servable_path, thumbnail_jpeg
 from .metrics import CONTENT_TYPE, ServerMetrics
+from .uploads import UploadLimit, read_upload_image
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
+# A grounded query waiting longer than this for the one before it gets 503 instead of
+# holding a request thread (the pool also serves media and health checks).
+_GROUND_WAIT_SECONDS = 30.0
+_MAX_VIDEO_ID = 2**63 - 1
 
 
 class IngestRequest(BaseModel):
@@ -112,20 +117,14 @@ def _video_json(v: vidseek.VideoRecord) -> dict:
             "media": f"/api/videos/{v.id}/media"}
 
 
-def _job_json(job: vidseek.Job) -> dict:
+def _job_json(job: vidseek.Job, full: bool) -> dict:
     data = job.to_dict()
     data["name"] = Path(job.path).name
+    if not full:
+        for key in ("path", "worker"):
+            data.pop(key)
+        data["error"] = data["error"].replace(job.path, data["name"])
     return data
-
-
-@lru_cache(maxsize=256)
-def _thumbnail(path: str, content_hash: str, t: float, width: int) -> bytes:
-    # content_hash is part of the key: a replaced file must not serve its old frames
-    image = vidseek.read_frame(path, t)
-    height = max(1, round(image.height * width / image.width))
-    out = BytesIO()
-    image.resize((width, height), Image.BILINEAR).save(out, "JPEG", quality=80)
-    return out.getvalue()
 
 
 def create_app(settings: vidseek.ServiceSettings | None = None,
@@ -170,6 +169,10 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
     async def query_error(request: Request, exc: vidseek.QueryError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=422)
 
+    @app.exception_handler(vidseek.ArchiveLockedError)
+    async def archive_busy(request: Request, exc: vidseek.ArchiveLockedError) -> JSONResponse:
+        return JSONResponse({"error": f"busy: {exc}"}, status_code=503, headers={"Retry-After": "5"})
+
     @app.middleware("http")
     async def time_requests(request: Request, call_next):
         t0 = time.perf_counter()
@@ -183,11 +186,17 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
     def archive() -> vidseek.Archive:
         return state.archive  # type: ignore[return-value]
 
-    def find_video(video_id: int, arch: vidseek.Archive = Depends(archive)) -> vidseek.VideoRecord:
+    def find_video(video_id: int = FastPath(..., ge=1, le=_MAX_VIDEO_ID),
+                   arch: vidseek.Archive = Depends(archive)) -> vidseek.VideoRecord:
         record = arch.store.catalog.video_by_id(video_id)
         if record is None:
             raise HTTPException(404, f"no video with id {video_id}")
         return record
+
+    def is_admin(authorization: str | None) -> bool:
+        token = settings.admin_token
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        return bool(token) and hmac.compare_digest(given.encode(), token.encode())
 
     def check_video_name(arch: vidseek.Archive, video: str | None) -> None:
         if video is not None and not arch.find_videos(video):
@@ -214,8 +223,13 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
             if arch.grounder is None:
                 raise HTTPException(422, "mode: the grounded mode needs a grounding checkpoint "
                                          "(vidseek reindex --grounder CKPT)")
-            with state.ground_lock:
+            if not state.ground_lock.acquire(timeout=_GROUND_WAIT_SECONDS):
+                raise HTTPException(503, "busy: grounded queries are queued; try again shortly",
+                                    headers={"Retry-After": "5"})
+            try:
                 results = arch.ground(q, video=video, options=vidseek.GroundingOptions(levels=levels))
+            finally:
+                state.ground_lock.release()
             timings["ground"] = time.perf_counter() - t0
             for result in results:  # per-level stages, summed over the videos grounded
                 for level, seconds in result.seconds_per_level.items():
@@ -241,16 +255,10 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         data = await image.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise HTTPException(413, f"image: larger than the limit of {settings.max_upload_bytes} bytes")
-        try:
-            with Image.open(BytesIO(data)) as opened:
-                picture = opened.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError):
-            raise HTTPException(422, "image: not an image file this server can read (JPEG, PNG, WebP, ...)")
-        check_video_name(arch, video)
+        picture = await run_in_threadpool(read_upload_image, data)
+        await run_in_threadpool(check_video_name, arch, video)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        from starlette.concurrency import run_in_threadpool
-
         moments = await run_in_threadpool(arch.search, image=picture, top_k=top_k, video=video,
                                           timings=timings)
         metrics.observe_stages(timings)
@@ -279,11 +287,11 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
     ) -> Response:
         if t > record.duration + 0.5:
             raise HTTPException(422, f"t: {t:g}s is past the end of {record.name} ({record.duration:.1f}s)")
-        if not Path(record.path).is_file():
-            raise HTTPException(404, f"the file of video {record.id} is no longer at its path")
+        path = servable_path(record)
         t0 = time.perf_counter()
+        width = min(1920, -(-width // 32) * 32)  # a few sizes and 0.1 s steps keep the cache useful
         try:
-            data = _thumbnail(record.path, record.content_hash, round(min(t, record.duration), 2), width)
+            data = thumbnail_jpeg(str(path), record.content_hash, round(min(t, record.duration), 1), width)
         except vidseek.VideoError as exc:
             raise HTTPException(422, f"t: cannot decode a frame there ({exc.problem})")
         metrics.observe_stages({"thumbnail": time.perf_counter() - t0})
@@ -292,10 +300,8 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
     @app.get("/api/videos/{video_id}/media", summary="The video file (HTTP Range supported)",
              response_class=FileResponse)
     def media(record: vidseek.VideoRecord = Depends(find_video)) -> FileResponse:
-        path = Path(record.path)
-        if not path.is_file():
-            raise HTTPException(404, f"the file of video {record.id} is no longer at its path")
-        return FileResponse(path, media_type=_media_type(path), filename=record.name,
+        path = servable_path(record)
+        return FileResponse(path, media_type=media_type(path), filename=record.name,
                             content_disposition_type="inline")
 
     # -- jobs and ingest -------------------------------------------------------------
@@ -303,10 +309,12 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
     def list_jobs(
         status: Optional[Literal["pending", "running", "done", "failed"]] = Query(None),
         limit: int = Query(50, ge=1, le=1000),
+        authorization: Optional[str] = Header(None),
         arch: vidseek.Archive = Depends(archive),
     ) -> dict:
+        full = is_admin(authorization)  # server paths and worker names only for the admin
         return {"counts": arch.jobs.counts(),
-                "jobs": [_job_json(j) for j in arch.jobs.list(status=status, limit=limit)]}
+                "jobs": [_job_json(j, full) for j in arch.jobs.list(status=status, limit=limit)]}
 
     @app.post("/api/ingest", status_code=202, summary="Queue files for indexing (admin token)")
     def ingest(
@@ -314,29 +322,42 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         authorization: Optional[str] = Header(None),
         arch: vidseek.Archive = Depends(archive),
     ) -> dict:
-        token = settings.admin_token
-        if not token:
+        if not settings.admin_token:
             raise HTTPException(403, "ingest requests are disabled: set VIDSEEK_ADMIN_TOKEN")
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not is_admin(authorization):
             raise HTTPException(401, "a valid admin token is required (Authorization: Bearer TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
         roots = state.ingest_roots()
+
+        def allowed(path: Path) -> bool:
+            return any(path == root or path.is_relative_to(root) for root in roots)
+
         files: list[Path] = []
         for raw in request.paths:
-            path = Path(raw).expanduser().resolve()
-            if not any(path == root or path.is_relative_to(root) for root in roots):
-                raise HTTPException(403, f"paths: {raw} is outside the folders ingest may read "
-                                         "(VIDSEEK_INGEST_ROOTS)")
-            if not path.exists():
-                raise HTTPException(422, f"paths: {raw} does not exist")
-            files += vidseek.discover_videos([path])
+            try:
+                path = Path(raw).resolve()
+                if not allowed(path):
+                    raise HTTPException(403, f"paths: {raw} is outside the folders ingest may read "
+                                             "(VIDSEEK_INGEST_ROOTS)")
+                if not path.exists():
+                    raise HTTPException(422, f"paths: {raw} does not exist")
+                found = {f: f.resolve() for f in vidseek.discover_videos([path])}
+            except (ValueError, OSError, RuntimeError) as exc:  # NUL bytes, loops, permissions
+                raise HTTPException(422, f"paths: {raw!r} is not a usable path ({exc})")
+            outside = [f for f, real in found.items() if not allowed(real)]  # symlinks out
+            if outside:
+                raise HTTPException(403, f"paths: {outside[0].name} under {raw} links outside the "
+                                         "folders ingest may read")
+            files += found.values()
         queued = []
         for path in files:
-            st = path.stat()
+            try:
+                st = path.stat()
+            except OSError:  # removed since it was listed
+                continue
             job, _ = arch.jobs.enqueue(str(path), st.st_size, st.st_mtime_ns, source="api",
                                        max_attempts=settings.max_attempts)
-            queued.append(_job_json(job))
+            queued.append(_job_json(job, True))
         return {"jobs": queued, "workers": bool(state.daemon)}
 
     # -- service -----------------------------------------------------------------------
@@ -366,18 +387,11 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # multipart framing around the largest image upload
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)
     return app
 
 
 def jsonable_errors(exc: RequestValidationError) -> list[dict]:
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()]
-
-
-_MEDIA_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
-                ".webm": "video/webm", ".mkv": "video/x-matroska", ".ogv": "video/ogg",
-                ".avi": "video/x-msvideo", ".ts": "video/mp2t"}
-
-
-def _media_type(path: Path) -> str:
-    return _MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")

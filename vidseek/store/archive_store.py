@@ -102,9 +102,11 @@ class ArchiveStore:
         index = self._frame_index()
         if index.generation == self.catalog.generation:
             return index
-        index.load()  # another process may have committed and saved
+        with index.lock:  # a writer of this process may be mid-update: wait for its save
+            if index.generation != self.catalog.generation:
+                index.load()  # another process may have committed and saved
         if index.generation != self.catalog.generation:
-            with self.lock:
+            with self.lock, index.lock:
                 index.load()
                 generation = self.catalog.generation
                 if index.generation != generation:
@@ -147,15 +149,16 @@ class ArchiveStore:
                 # looked up under the lock: another process may have changed it meanwhile
                 replace = self.catalog.video_by_path(fields["path"])
                 index = self.refresh_index()
-                record, ids = self.catalog.commit_video(
-                    {**fields, "features_key": key, "sparse_key": sparse_key,
-                     "sparse_fingerprint": sparse.fingerprint if sparse is not None else ""},
-                    features.times, replace=replace, windows=windows)
-                visible = True
-                if replace is not None:
-                    index.remove(frame_ids(replace.id, replace.frames))
-                index.add(ids, features.embeddings)
-                index.save(self.catalog.generation)
+                with index.lock:  # readers of this process wait until the index is saved
+                    record, ids = self.catalog.commit_video(
+                        {**fields, "features_key": key, "sparse_key": sparse_key,
+                         "sparse_fingerprint": sparse.fingerprint if sparse is not None else ""},
+                        features.times, replace=replace, windows=windows)
+                    visible = True
+                    if replace is not None:
+                        index.remove(frame_ids(replace.id, replace.frames))
+                    index.add(ids, features.embeddings)
+                    index.save(self.catalog.generation)
         finally:
             if not visible:
                 self.files.path(key).unlink(missing_ok=True)
@@ -195,9 +198,10 @@ class ArchiveStore:
     def delete_video(self, video: VideoRecord) -> None:
         with self.lock:
             index = self.refresh_index()
-            self.catalog.delete_video(video)
-            index.remove(frame_ids(video.id, video.frames))
-            index.save(self.catalog.generation)
+            with index.lock:
+                self.catalog.delete_video(video)
+                index.remove(frame_ids(video.id, video.frames))
+                index.save(self.catalog.generation)
         self._unlink_files(video)
 
     def collect_garbage(self, min_age_s: float = 3600.0) -> int:

@@ -80,7 +80,9 @@ class Catalog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # (thread, connection): a thread pool retires idle threads, whose connections are
+        # then closed here rather than kept open (and their file handles) for good
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
         self.db.enable_wal()
         self._create_schema()
@@ -95,7 +97,13 @@ class Catalog:
             db = sqlite_utils.Database(conn)
             self._local.db = db
             with self._connections_lock:
-                self._connections.append(conn)
+                alive = []
+                for thread, other in self._connections:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        other.close()
+                self._connections = alive + [(threading.current_thread(), conn)]
         return db
 
     def _create_schema(self) -> None:
@@ -120,7 +128,7 @@ class Catalog:
 
     def close(self) -> None:
         with self._connections_lock:
-            for conn in self._connections:
+            for _, conn in self._connections:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()

@@ -49,7 +49,9 @@ class FrameIndex:
     """FAISS index of frame vectors with persistence and automatic index-type choice.
 
     Thread-safe: FAISS must not search an index while another thread adds to it, so every
-    operation holds one lock (searches take milliseconds).
+    operation holds :attr:`lock` (searches take milliseconds). A writer holds it across its
+    whole update (catalog commit, add, save) so that no reader of this process reloads the
+    older saved file in between.
     """
 
     def __init__(self, path: Path, dim: int, ivf_threshold: int = 200_000, nprobe: int = 32) -> None:
@@ -61,6 +63,10 @@ class FrameIndex:
         self.generation = -1
         self._index = self._new_flat()
         self._lock = threading.RLock()
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
 
     # -- construction -----------------------------------------------------------
     def _new_flat(self) -> faiss.Index:

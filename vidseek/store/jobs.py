@@ -19,6 +19,7 @@ import os
 import socket
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
@@ -57,7 +58,7 @@ class Job:
     finished_at: float  # 0 until done or failed
     next_attempt_at: float  # a pending job is not claimed before this
     heartbeat_at: float
-    worker: str  # "host:pid" of the worker running it
+    worker: str  # "host:pid:token" of the worker running it
     seconds: float  # wall time of the latest attempt
 
     @classmethod
@@ -68,9 +69,13 @@ class Job:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+_PROCESS_TOKEN = uuid.uuid4().hex[:8]
+
+
 def worker_id() -> str:
-    """This process's worker name: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process's worker name: ``host:pid:token``. The random token tells this process
+    from an earlier one that had the same pid (a restarted container is often pid 1 again)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_PROCESS_TOKEN}"
 
 
 def _process_alive(pid: int) -> bool:
@@ -122,19 +127,18 @@ class JobQueue:
             row = conn.execute(
                 "SELECT id, status, size, mtime_ns FROM jobs WHERE path = ? ORDER BY id DESC LIMIT 1",
                 [path]).fetchone()
+            job_id, created = None, True
             if row is not None:
-                job_id, status, old_size, old_mtime = row
+                last_id, status, old_size, old_mtime = row
                 same_file = (old_size, old_mtime) == (size, mtime_ns) and size >= 0
                 if status == "pending":
                     conn.execute("UPDATE jobs SET size = ?, mtime_ns = ? WHERE id = ?",
-                                 [size, mtime_ns, job_id])
-                    created = False
-                elif status == "running" or same_file:
-                    created = False
-                else:
-                    job_id, created = None, True
-            else:
-                job_id, created = None, True
+                                 [size, mtime_ns, last_id])
+                    job_id, created = last_id, False
+                elif same_file or (status == "running" and size < 0):
+                    job_id, created = last_id, False
+                # else: a new state of the file (even while it is being indexed): a new job,
+                # which claim() holds back until the running one has finished
             if created:
                 cur = conn.execute(
                     "INSERT INTO jobs (path, size, mtime_ns, source, status, attempts, max_attempts,"
@@ -151,6 +155,7 @@ class JobQueue:
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT id FROM jobs WHERE status = 'pending' AND next_attempt_at <= ? "
+                "AND path NOT IN (SELECT path FROM jobs WHERE status = 'running') "
                 "ORDER BY next_attempt_at, id LIMIT 1", [now]).fetchone()
             if row is None:
                 return None
@@ -161,11 +166,15 @@ class JobQueue:
         return self.get(row[0])
 
     # -- outcomes ---------------------------------------------------------------
+    # Outcomes apply only to a job still running under the same worker: a job recovered
+    # meanwhile (its worker presumed dead) belongs to whoever runs it next.
+    _MINE = "id = ? AND status = 'running' AND worker = ?"
+
     def finish(self, job: Job, outcome: str, video_id: int, seconds: float) -> None:
         self.catalog.db.execute(
             "UPDATE jobs SET status = 'done', outcome = ?, video_id = ?, seconds = ?,"
-            " finished_at = ?, error = '' WHERE id = ?",
-            [outcome, video_id, seconds, time.time(), job.id])
+            f" finished_at = ?, error = '' WHERE {self._MINE}",
+            [outcome, video_id, seconds, time.time(), job.id, job.worker])
 
     def fail(self, job: Job, error: str, *, seconds: float = 0.0, retry: bool = True,
              backoff_seconds: float = 10.0) -> Job:
@@ -177,18 +186,18 @@ class JobQueue:
             delay = backoff_seconds * 2 ** max(0, current.attempts - 1)
             self.catalog.db.execute(
                 "UPDATE jobs SET status = 'pending', error = ?, seconds = ?, next_attempt_at = ?,"
-                " worker = '' WHERE id = ?", [error, seconds, now + delay, job.id])
+                f" worker = '' WHERE {self._MINE}", [error, seconds, now + delay, job.id, job.worker])
         else:
             self.catalog.db.execute(
                 "UPDATE jobs SET status = 'failed', error = ?, seconds = ?, finished_at = ? "
-                "WHERE id = ?", [error, seconds, now, job.id])
+                f"WHERE {self._MINE}", [error, seconds, now, job.id, job.worker])
         return self.get(job.id)  # type: ignore[return-value]
 
     def release(self, job: Job) -> None:
         """Hand a job back untried (a graceful stop interrupted it): the attempt is not counted."""
         self.catalog.db.execute(
             "UPDATE jobs SET status = 'pending', attempts = MAX(0, attempts - 1), worker = '',"
-            " next_attempt_at = 0 WHERE id = ? AND status = 'running'", [job.id])
+            f" next_attempt_at = 0 WHERE {self._MINE}", [job.id, job.worker])
 
     def heartbeat(self, job_ids: list[int]) -> None:
         if job_ids:
@@ -196,19 +205,26 @@ class JobQueue:
             self.catalog.db.execute(f"UPDATE jobs SET heartbeat_at = ? WHERE id IN ({marks})",
                                     [time.time(), *job_ids])
 
-    def recover(self, stale_after: float = 600.0) -> list[Job]:
+    def recover(self, stale_after: float = 600.0, keep: frozenset[int] = frozenset()) -> list[Job]:
         """Return ``running`` jobs whose worker died to ``pending`` (or ``failed`` when that
-        was their last attempt). A worker on this host is dead when its process is gone;
-        elsewhere, when its heartbeat is older than ``stale_after`` seconds."""
+        was their last attempt).
+
+        A worker is dead when its heartbeat is older than ``stale_after`` seconds, or, on this
+        host, as soon as its process is gone or is this process under another token (an
+        earlier run with the same pid). Jobs of this process are recovered unless their ids
+        are in ``keep`` (the ones its workers are running).
+        """
         host = socket.gethostname()
+        me = worker_id()
         now = time.time()
         recovered = []
         for job in self.list(status="running"):
-            worker_host, _, pid = job.worker.rpartition(":")
-            if worker_host == host and pid.isdigit():
-                dead = int(pid) != os.getpid() and not _process_alive(int(pid))
-            else:
-                dead = now - job.heartbeat_at > stale_after
+            worker_host, pid, _token = (job.worker.split(":") + ["", "", ""])[:3]
+            dead = now - job.heartbeat_at > stale_after
+            if job.worker == me:
+                dead = job.id not in keep
+            elif worker_host == host and pid.isdigit():
+                dead = dead or int(pid) == os.getpid() or not _process_alive(int(pid))
             if dead:
                 recovered.append(self.fail(job, f"interrupted: worker {job.worker} stopped "
                                            "while indexing", backoff_seconds=0.0))
