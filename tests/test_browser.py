@@ -53,7 +53,7 @@ def test_search_renders_cards_and_a_click_plays_the_moment(page_server):
             page.goto(page_server.url + "/")
             # the status panel: archive figures and the job list
             page.wait_for_selector("#archive-status dd")
-            assert "3" in page.inner_text("#archive-status")
+            assert page.inner_text("#archive-status dd >> nth=0") == "3"  # videos
             page.wait_for_selector('[data-testid="job"]')
             assert "pending" in page.inner_text("#jobs") and "incoming.mp4" in page.inner_text("#jobs")
 
@@ -88,6 +88,22 @@ def test_search_renders_cards_and_a_click_plays_the_moment(page_server):
             assert first.locator(".name").inner_text() in caption
             assert "playing" in (first.get_attribute("class") or "")
             page.screenshot(path=str(SCREENSHOTS / "search-page.png"), full_page=True)
+
+            # object query: drag a box over the paused frame, object hits show their box
+            page.click("#object-button")
+            assert page.is_visible("#draw-layer")
+            stage = page.locator("#draw-layer").bounding_box()
+            page.mouse.move(stage["x"] + stage["width"] * 0.35, stage["y"] + stage["height"] * 0.3)
+            page.mouse.down()
+            page.mouse.move(stage["x"] + stage["width"] * 0.65, stage["y"] + stage["height"] * 0.7, steps=5)
+            page.mouse.up()
+            page.wait_for_selector('[data-kind="object"]')
+            assert "moments for" in page.inner_text("#message")
+            marks = page.locator('[data-testid="hit-box"]')
+            assert marks.count() == page.locator('[data-testid="result-card"]').count() >= 1
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
+            page.screenshot(path=str(SCREENSHOTS / "object-search.png"), full_page=True)
 
             # a blank query is refused on the page, an API error is shown, not thrown
             page.fill("#query", "   ")

@@ -88,6 +88,30 @@ def test_invalid_requests_get_clear_errors(client, url, status, says):
     assert says in response.json()["error"]
 
 
+def test_object_search_over_http(client, archive_dir, media):
+    with vidseek.Archive.open(archive_dir, create=False) as archive:
+        bikes = archive.find_video("bikes.mp4")
+    params = {"video_id": bikes.id, "t": 4.0, "box": "200,60,440,260", "top_k": 3}
+    response = client.get("/api/search/object", params=params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["mode"] == "object" and body["moments"][0]["video"] == "bikes.mp4"
+    top = body["moments"][0]
+    assert top["width"] == bikes.width and len(top["box"]) == 4 and top["track"]
+    assert all(0 <= p["box"][0] < p["box"][2] <= bikes.width for p in top["track"])
+    own = client.get("/api/search/object", params={**params, "within_id": bikes.id}).json()
+    assert {m["video"] for m in own["moments"]} == {"bikes.mp4"}
+    picture = client.post("/api/search/object", files={"image": ("f.png", frame_png(media / "bikes.mp4", 4.0))},
+                          data={"box": "200,60,440,260", "top_k": "2"})
+    assert picture.status_code == 200 and picture.json()["moments"][0]["video"] == "bikes.mp4"
+    for bad, status, says in [({"box": "1,2,3"}, 422, "box"), ({"box": "0,0,9999,10"}, 422, "box"),
+                              ({"t": 99}, 422, "time"), ({"within_id": 999}, 404, "within_id"),
+                              ({"video_id": 999}, 404, "999")]:
+        response = client.get("/api/search/object", params={**params, **bad})
+        assert response.status_code == status and says in response.json()["error"], (bad, response.text)
+    assert 'vidseek_stage_seconds_count{stage="object"}' in client.get("/metrics").text
+
+
 def test_uploads_are_checked(client):
     big = client.post("/api/search/image", files={"image": ("big.png", b"\0" * 300_000)})
     assert big.status_code == 413 and "limit" in big.json()["error"]

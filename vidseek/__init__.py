@@ -50,6 +50,7 @@ from .models.grounder import STAGES as GROUNDING_STAGES
 from .models.grounder import Grounder, GrounderConfig, WindowConfig
 from .query.grounded import GroundingNode, GroundingOptions, GroundingResult, ranked_moments
 from .query.moments import Moment
+from .query.objects import ObjectHit, Region, TrackPoint
 from .settings import ServiceSettings
 from .store.catalog import VideoRecord
 from .store.jobs import JOB_STATES, Job, JobQueue
@@ -66,7 +67,7 @@ __all__ = [
     "__version__",
     "Archive", "ArchiveInfo", "IngestConfig", "IngestProgress", "IngestReport", "FailedFile",
     "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path",
-    "Moment", "VideoRecord", "DenseTokens", "discover_videos", "VIDEO_EXTENSIONS",
+    "Moment", "ObjectHit", "TrackPoint", "Region", "VideoRecord", "DenseTokens", "discover_videos", "VIDEO_EXTENSIONS",
     "IngestDaemon", "DaemonConfig", "DaemonEvent", "DaemonReport", "Job", "JobQueue",
     "JOB_STATES", "FolderWatcher", "FileState", "ServiceSettings",
     "FrameEncoder", "EncoderInfo", "DEFAULT_MODEL",

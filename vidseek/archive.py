@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -27,6 +27,8 @@ from .indexer.sparse import compute_sparse_tokens
 from .models.grounder import Grounder
 from .query.grounded import GroundingOptions, GroundingResult, ground_video, ranked_moments
 from .query.moments import Moment
+from .indexer.dense import pool_2x2
+from .query.objects import ObjectHit, Region, find_object, object_token
 from .query.search import search_moments
 from .store.archive_store import ArchiveStore
 from .store.catalog import VideoRecord
@@ -129,14 +131,15 @@ class Archive:
         self._device = device
         self._encoder = encoder
         self._grounder: Grounder | None = None
-        self._grounder_lock = threading.Lock()
+        self._grounder_lock = threading.Lock()  # also guards creating the job queue
         self._computed_sparse: dict[tuple[int, str], np.ndarray] = {}
         self._jobs: JobQueue | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, model: str | os.PathLike | None = None, *,
              device: str | None = None, config: IngestConfig | None = None,
-             create: bool = True, ivf_threshold: int = 200_000) -> "Archive":
+             create: bool = True, ivf_threshold: int = 200_000,
+             patch_threshold: int = 100_000) -> "Archive":
         """Open (or create) an archive.
 
         ``model`` is a CLIP/SigLIP hub id or local directory. A new archive adopts it (default
@@ -145,7 +148,8 @@ class Archive:
         ``config`` sets the ingest defaults of a new archive; an existing one keeps its own.
         """
         store = ArchiveStore(path if path is not None else default_archive_path(),
-                             create=create, ivf_threshold=ivf_threshold)
+                             create=create, ivf_threshold=ivf_threshold,
+                             patch_threshold=patch_threshold)
         manifest = store.manifest
         if manifest is None:
             config = config or IngestConfig()
@@ -430,6 +434,84 @@ class Archive:
                                         text, query_vector, options))
         return results
 
+    # -- object queries ------------------------------------------------------------
+    def search_object(self, box: str | Sequence[float] | None = None, *,
+                      mask: str | os.PathLike | np.ndarray | None = None,
+                      video: str | None = None, time: float | None = None,
+                      image: str | os.PathLike | Image.Image | np.ndarray | None = None,
+                      top_k: int = 10, within: str | None = None) -> list[ObjectHit]:
+        """Find where the object in a region appears (VideoRefer mask pooling).
+
+        The region is a ``box`` (``"x0,y0,x1,y1"`` or four numbers, in pixels) or a binary
+        ``mask`` (an image path or a boolean array), on the frame of indexed ``video`` at
+        ``time`` seconds, or on an ``image``. ``within`` limits the search to one video: its
+        hits then form that video's track of the object. Each hit lists, per sampled frame,
+        the box of the best-matching dense-token cell.
+        """
+        if top_k < 1:
+            raise QueryError(f"top_k must be at least 1, got {top_k}")
+        token = self.object_token(box, mask=mask, video=video, time=time, image=image)
+        videos = self._resolve_videos(within) if within is not None else None
+        return find_object(self.store, token, self._encoder_grid(), top_k=top_k, videos=videos)
+
+    def _encoder_grid(self) -> tuple[int, int]:
+        manifest = self.store.manifest
+        if manifest is None:
+            raise QueryError(f"{self.store.root}: the archive is empty")
+        return EncoderInfo.from_dict(manifest["encoder"]).grid
+
+    def object_token(self, box: str | Sequence[float] | None = None, *,
+                     mask: str | os.PathLike | np.ndarray | None = None,
+                     video: str | None = None, time: float | None = None,
+                     image: str | os.PathLike | Image.Image | np.ndarray | None = None) -> np.ndarray:
+        """The unit object token of a region (see :meth:`search_object` for the arguments)."""
+        if (video is None) == (image is None):
+            raise QueryError("give the region's picture as exactly one of an indexed video "
+                             "(with a time) or an image")
+        grid = self._encoder_grid()
+        if image is not None:
+            picture = self._open_image(image)
+            width, height = picture.size
+            patches = self.encoder.encode_frames(self.encoder.prepare_images([picture])).patches
+            cells = pool_2x2(patches)[0]
+        else:
+            record = self.find_video(video)  # type: ignore[arg-type]
+            if time is None or not 0 <= time <= record.duration + 1e-6:
+                raise QueryError(f"give a time between 0 and {record.duration:.2f}s of {record.name} "
+                                 f"for the region's frame (got {time})")
+            width, height = record.width, record.height
+            features = self.store.video_features(record)
+            frame = int(np.clip(np.searchsorted(features.times, time + 1e-6) - 1, 0, len(features.times) - 1))
+            cells = features.dense.grid(frame, frame + 1)[0]
+        region = self._region(box, mask, width, height)
+        return object_token(cells, region.cell_mask(cells.shape[:2], grid))
+
+    @staticmethod
+    def _region(box, mask, width: int, height: int) -> Region:
+        if (box is None) == (mask is None):
+            raise QueryError("give the region as exactly one of a box or a mask")
+        if isinstance(box, str):
+            return Region.parse_box(box, width, height)
+        if box is not None:
+            if len(box) != 4:
+                raise QueryError(f"a box is four numbers x0,y0,x1,y1 in pixels, got {list(box)}")
+            return Region(width, height, box=tuple(float(v) for v in box))  # type: ignore[arg-type]
+        if isinstance(mask, np.ndarray):
+            return Region(width, height, mask=mask.astype(bool))
+        return Region.from_mask_image(mask, width, height)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _open_image(image: str | os.PathLike | Image.Image | np.ndarray) -> Image.Image:
+        if isinstance(image, np.ndarray):
+            return Image.fromarray(image).convert("RGB")
+        if isinstance(image, Image.Image):
+            return image.convert("RGB")
+        try:
+            with Image.open(image) as opened:
+                return opened.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise QueryError(f"{image}: cannot read the query image: {exc}") from exc
+
     def embed_query(self, text: str | None = None,
                     image: str | os.PathLike | Image.Image | np.ndarray | None = None) -> np.ndarray:
         """The normalised query vector for a text or an image."""
@@ -470,8 +552,9 @@ class Archive:
     @property
     def jobs(self) -> JobQueue:
         """The archive's durable ingest job queue (see :class:`~vidseek.IngestDaemon`)."""
-        if self._jobs is None:
-            self._jobs = JobQueue(self.store.catalog)
+        with self._grounder_lock:  # one JobQueue (and one schema check) per archive
+            if self._jobs is None:
+                self._jobs = JobQueue(self.store.catalog)
         return self._jobs
 
     # -- catalog ----------------------------------------------------------------

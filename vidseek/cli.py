@@ -121,14 +121,28 @@ def search(
     levels: int = typer.Option(3, "--levels", min=1, max=3, help="Grounded mode: 1 = level 1 only, 2 = level 1 then dense, 3 = level 1, fine, dense."),
     explain: bool = typer.Option(False, "--explain", help="Grounded mode: print the recursion tree (level, span, answer, R, P(Not))."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {video, start, end, score, peak, video_id, path} (with --explain: the trees too)."),
+    object_query: bool = typer.Option(False, "--object", help="Object query: find where the object in --box/--mask appears; the region is on --video at --time, or on --image."),
+    time: Optional[float] = typer.Option(None, "--time", help="Object query: seconds into --video of the frame the region is on."),
+    box: Optional[str] = typer.Option(None, "--box", help="Object query: the region as x0,y0,x1,y1 in pixels of that frame."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Object query: the region as a binary mask image (white = object)."),
+    within: Optional[str] = typer.Option(None, "--within", help="Object query: only search this video; its hits are the object's track there."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
-    """Find the moments that match a text query or an image.
+    """Find the moments that match a text query, an image, or an object on a frame.
 
     In grounded mode a moment's score is R x (1 - P(Not)): the confidence R (1 / mean token
     entropy of the answer) weighted by the probability the event is present. Without --video,
     the videos coarse retrieval ranks best are grounded.
+
+    With --object, --video and --time name the frame the --box or --mask is drawn on (or
+    --image gives the picture); each hit lists the matching box per sampled frame.
     """
+    if object_query:
+        _search_object(archive, video, time, image, box, mask, within, top_k, as_json, device)
+        return
+    if query is None and image is None and (box or mask):
+        err.print("error: --box/--mask need --object")
+        raise typer.Exit(code=2)
     if (query is None) == (image is None):
         err.print("error: give a QUERY or --image (exactly one)")
         raise typer.Exit(code=2)
@@ -161,6 +175,35 @@ def search(
     table = Table("#", "video", "start", "end", "score")
     for n, m in enumerate(moments, 1):
         table.add_row(str(n), m.video, _clock(m.start), _clock(m.end), f"{m.score:.3f}")
+    console.print(table)
+
+
+def _search_object(archive: Optional[Path], video: Optional[str], time: Optional[float],
+                   image: Optional[Path], box: Optional[str], mask: Optional[Path],
+                   within: Optional[str], top_k: int, as_json: bool, device: Optional[str]) -> None:
+    if (box is None) == (mask is None):
+        err.print("error: --object needs the region as --box x0,y0,x1,y1 or --mask IMAGE (exactly one)")
+        raise typer.Exit(code=2)
+    if (video is None) == (image is None) or (video is not None and time is None):
+        err.print("error: --object needs the region's picture: --video V --time T, or --image IMG")
+        raise typer.Exit(code=2)
+    try:
+        with vidseek.Archive.open(archive, device=device, create=False) as arch:
+            hits = arch.search_object(box, mask=mask, video=video, time=time, image=image,
+                                      top_k=top_k, within=within)
+    except vidseek.VidseekError as exc:
+        raise _fail(exc)
+    if as_json:
+        console.print(json.dumps([h.to_dict() for h in hits], indent=2), markup=False)
+        return
+    if not hits:
+        console.print("no results")
+        return
+    table = Table("#", "video", "start", "end", "score", "box at peak")
+    for n, h in enumerate(hits, 1):
+        at_peak = min(h.track, key=lambda p: abs(p.time - h.peak)).box if h.track else ()
+        table.add_row(str(n), h.video, _clock(h.start), _clock(h.end), f"{h.score:.3f}",
+                      ",".join(map(str, at_peak)))
     console.print(table)
 
 

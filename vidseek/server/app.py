@@ -101,6 +101,18 @@ def _moment_json(m: vidseek.Moment) -> dict:
             "media": f"/api/videos/{m.video_id}/media"}
 
 
+def _hit_json(hit: vidseek.ObjectHit, record: vidseek.VideoRecord | None) -> dict:
+    at_peak = min(hit.track, key=lambda p: abs(p.time - hit.peak)).box if hit.track else None
+    return {"video": hit.video, "video_id": hit.video_id, "start": round(hit.start, 3),
+            "end": round(hit.end, 3), "score": round(float(hit.score), 6), "peak": round(hit.peak, 3),
+            "box": at_peak, "width": record.width if record else None,
+            "height": record.height if record else None,
+            "track": [{"time": round(p.time, 3), "box": p.box, "score": round(p.score, 6)}
+                      for p in hit.track],
+            "thumbnail": f"/api/videos/{hit.video_id}/thumbnail?t={hit.peak:.3f}",
+            "media": f"/api/videos/{hit.video_id}/media"}
+
+
 def _tree_json(result: vidseek.GroundingResult) -> dict:
     data = result.to_dict()
     for moment in data["moments"]:
@@ -269,6 +281,51 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
                 "moments": [_moment_json(m) for m in moments]}
 
     # -- videos --------------------------------------------------------------------------
+    def object_answer(arch: vidseek.Archive, hits: list[vidseek.ObjectHit], t0: float, query: str) -> dict:
+        seconds = time.perf_counter() - t0
+        metrics.observe_stages({"object": seconds})
+        metrics.searches.labels("object", "region").inc()
+        records = {h.video_id: arch.store.catalog.video_by_id(h.video_id) for h in hits}
+        return {"query": query, "mode": "object", "took_ms": round(1000 * seconds, 2),
+                "moments": [_hit_json(h, records[h.video_id]) for h in hits]}
+
+    def within_name(arch: vidseek.Archive, within_id: int | None) -> str | None:
+        if within_id is None:
+            return None
+        if arch.store.catalog.video_by_id(within_id) is None:
+            raise HTTPException(404, f"within_id: no video with id {within_id}")
+        return str(within_id)
+
+    @app.get("/api/search/object", summary="Where does the object in a box on a frame appear?")
+    def search_object(
+        video_id: int = Query(..., ge=1, le=_MAX_VIDEO_ID, description="The video the box is drawn on."),
+        t: float = Query(..., ge=0, description="Seconds into that video."),
+        box: str = Query(..., max_length=100, description="x0,y0,x1,y1 in the video's pixels."),
+        top_k: int = Query(10, ge=1, le=settings.max_top_k),
+        within_id: Optional[int] = Query(None, ge=1, le=_MAX_VIDEO_ID, description="Only this video (its track)."),
+        arch: vidseek.Archive = Depends(archive),
+    ) -> dict:
+        record = find_video(video_id, arch)
+        t0 = time.perf_counter()
+        hits = arch.search_object(box, video=str(record.id), time=t, top_k=top_k,
+                                  within=within_name(arch, within_id))
+        return object_answer(arch, hits, t0, f"{record.name} at {t:g}s, box {box}")
+
+    @app.post("/api/search/object", summary="Where does the object in a box on an uploaded image appear?")
+    async def search_object_image(
+        image: UploadFile = File(...),
+        box: str = Form(..., max_length=100, description="x0,y0,x1,y1 in the image's pixels."),
+        top_k: int = Form(10, ge=1, le=settings.max_top_k),
+        arch: vidseek.Archive = Depends(archive),
+    ) -> dict:
+        data = await image.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"image: larger than the limit of {settings.max_upload_bytes} bytes")
+        picture = await run_in_threadpool(read_upload_image, data)
+        t0 = time.perf_counter()
+        hits = await run_in_threadpool(arch.search_object, box, image=picture, top_k=top_k)
+        return object_answer(arch, hits, t0, f"{image.filename or 'image'}, box {box}")
+
     @app.get("/api/videos", summary="Indexed videos")
     def list_videos(arch: vidseek.Archive = Depends(archive)) -> dict:
         return {"videos": [_video_json(v) for v in arch.videos()]}

@@ -44,7 +44,8 @@ class ServerMetrics:
             ["method", "route", "status"], buckets=_BUCKETS, registry=self.registry)
         self.stages = Histogram(
             "vidseek_stage_seconds", "Latency of each query stage: encode_query and "
-            "retrieve (clip mode); ground, level1, level2, level3 (grounded mode); thumbnail.", ["stage"], buckets=_BUCKETS, registry=self.registry)
+            "retrieve (clip mode); ground, level1, level2, level3 (grounded mode); object; "
+            "thumbnail.", ["stage"], buckets=_BUCKETS, registry=self.registry)
         self.searches = Counter("vidseek_searches", "Searches answered, by mode and kind.",
                                 ["mode", "kind"], registry=self.registry)
         self.registry.register(_ArchiveCollector(read_archive_state))

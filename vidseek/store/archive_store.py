@@ -8,6 +8,7 @@ Layout::
       sparse/KEY.npz      per-video level-1 sparse tokens of the grounding checkpoint
       frames.faiss        FAISS index of frame embeddings
       frames.json         generation of the catalog the index reflects
+      patches.faiss       FAISS index of dense patch tokens (object queries), + patches.json
       .write.lock         inter-process write lock
 
 Commit order for a video: feature file (atomic rename) → catalog transaction (the video
@@ -23,7 +24,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from ..errors import ArchiveError
 from .catalog import Catalog, VideoRecord, frame_ids
 from .files import FeatureFileStore, VideoFeatures
 from .frame_index import FrameIndex
+from .patch_index import TOKEN_ID_BITS, PatchIndex, normalised_tokens, patch_ids
 from .lock import WriteLock
 from .sparse_tokens import SparseTokenFiles, SparseTokens
 
@@ -49,7 +51,8 @@ class FrameHit:
 class ArchiveStore:
     """Storage of one archive directory. Knows nothing about models or decoding."""
 
-    def __init__(self, root: str | Path, create: bool = True, ivf_threshold: int = 200_000) -> None:
+    def __init__(self, root: str | Path, create: bool = True, ivf_threshold: int = 200_000,
+                 patch_threshold: int = 100_000) -> None:
         self.root = Path(root)
         if not self.root.exists():
             if not create:
@@ -63,7 +66,9 @@ class ArchiveStore:
         self.files = FeatureFileStore(self.root / "features")
         self.sparse = SparseTokenFiles(self.root / "sparse")
         self._ivf_threshold = ivf_threshold
-        self._index: FrameIndex | None = None
+        self._patch_threshold = patch_threshold
+        self._frames: FrameIndex | None = None
+        self._patches: PatchIndex | None = None
         self._index_lock = threading.Lock()
         self.lock = WriteLock(self.root)
 
@@ -81,25 +86,36 @@ class ArchiveStore:
             if self.catalog.get_meta("manifest") is None:
                 self.catalog.set_meta("manifest", manifest)
 
-    # -- index ------------------------------------------------------------------
-    def _frame_index(self) -> FrameIndex:
+    # -- indexes ----------------------------------------------------------------
+    def _indexes(self) -> tuple[FrameIndex, PatchIndex]:
         manifest = self.manifest
         if manifest is None:
             raise ArchiveError(f"{self.root}: archive has no encoder manifest yet")
         with self._index_lock:  # two threads must not each build their own
-            if self._index is None:
-                self._index = FrameIndex(self.root / "frames.faiss", manifest["encoder"]["embed_dim"],
-                                         ivf_threshold=self._ivf_threshold)
-                self._index.load()
-        return self._index
+            if self._frames is None or self._patches is None:
+                encoder = manifest["encoder"]
+                self._frames = FrameIndex(self.root / "frames.faiss", encoder["embed_dim"],
+                                          ivf_threshold=self._ivf_threshold)
+                self._frames.load()
+                self._patches = PatchIndex(self.root / "patches.faiss", encoder["vision_width"],
+                                           compress_threshold=self._patch_threshold)
+                self._patches.load()
+        return self._frames, self._patches
 
     def refresh_index(self) -> FrameIndex:
-        """Return the index, reloading it if another process committed since.
+        """Return the frame index, reloading it if another process committed since.
 
         If the saved index is behind the catalog (a writer crashed between its catalog commit
-        and its index save), it is rebuilt from the feature files under the write lock.
+        and its index save, or the archive predates the index), it is rebuilt from the
+        feature files under the write lock.
         """
-        index = self._frame_index()
+        return self._refresh(self._indexes()[0], self._frame_vectors)
+
+    def refresh_patch_index(self) -> PatchIndex:
+        """The dense patch-token index (object queries), current as :meth:`refresh_index`."""
+        return self._refresh(self._indexes()[1], self._patch_vectors)
+
+    def _refresh(self, index: FrameIndex, vectors_of: Callable) -> FrameIndex:
         if index.generation == self.catalog.generation:
             return index
         with index.lock:  # a writer of this process may be mid-update: wait for its save
@@ -110,25 +126,33 @@ class ArchiveStore:
                 index.load()
                 generation = self.catalog.generation
                 if index.generation != generation:
-                    self._rebuild_index(index, generation)
+                    self._rebuild_index(index, generation, vectors_of)
         return index
 
-    def _rebuild_index(self, index: FrameIndex, generation: int) -> None:
+    def _frame_vectors(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
+        _, emb = self.files.load_embeddings(video.features_key)
+        return frame_ids(video.id, len(emb)), emb
+
+    def _patch_vectors(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
+        tokens = self.files.load_tokens(video.features_key)
+        return patch_ids(video.id, len(tokens)), normalised_tokens(tokens)
+
+    def _rebuild_index(self, index: FrameIndex, generation: int, vectors_of: Callable) -> None:
         if index.ntotal == 0 and not self.catalog.totals()["videos"]:  # new archive
             index.save(generation)
             return
-        logger.warning("%s: frame index at generation %d, catalog at %d: rebuilding",
-                       self.root, index.generation, generation)
+        logger.warning("%s: %s at generation %d, catalog at %d: rebuilding", self.root,
+                       index.path.name, index.generation, generation)
         ids, vectors = [], []
         for video in self.catalog.videos():
             try:
-                _, emb = self.files.load_embeddings(video.features_key)
-            except (OSError, ValueError) as exc:  # lost to a power cut or damaged on disk
+                video_ids, video_vectors = vectors_of(video)
+            except (OSError, ValueError, KeyError) as exc:  # lost to a power cut or damaged
                 logger.error("%s: features of %s unreadable (%s); re-ingest it", self.root,
                              video.path, exc)
                 continue
-            ids.append(frame_ids(video.id, len(emb)))
-            vectors.append(emb)
+            ids.append(video_ids)
+            vectors.append(video_vectors)
         index.rebuild(np.concatenate(ids) if ids else np.zeros(0, np.int64),
                       np.concatenate(vectors) if vectors else np.zeros((0, index.dim), np.float32))
         index.save(generation)
@@ -148,17 +172,20 @@ class ArchiveStore:
             with self.lock:
                 # looked up under the lock: another process may have changed it meanwhile
                 replace = self.catalog.video_by_path(fields["path"])
-                index = self.refresh_index()
-                with index.lock:  # readers of this process wait until the index is saved
+                frames, patches = self.refresh_index(), self.refresh_patch_index()
+                with frames.lock, patches.lock:  # readers of this process wait for the saves
                     record, ids = self.catalog.commit_video(
                         {**fields, "features_key": key, "sparse_key": sparse_key,
                          "sparse_fingerprint": sparse.fingerprint if sparse is not None else ""},
                         features.times, replace=replace, windows=windows)
                     visible = True
                     if replace is not None:
-                        index.remove(frame_ids(replace.id, replace.frames))
-                    index.add(ids, features.embeddings)
-                    index.save(self.catalog.generation)
+                        self._remove_vectors(replace, frames, patches)
+                    frames.add(ids, features.embeddings)
+                    tokens = features.dense.tokens
+                    patches.add(patch_ids(record.id, len(tokens)), normalised_tokens(tokens))
+                    frames.save(self.catalog.generation)
+                    patches.save(self.catalog.generation)
         finally:
             if not visible:
                 self.files.path(key).unlink(missing_ok=True)
@@ -167,6 +194,11 @@ class ArchiveStore:
         if replace is not None:
             self._unlink_files(replace)  # keys are unique
         return record
+
+    @staticmethod
+    def _remove_vectors(video: VideoRecord, frames: FrameIndex, patches: PatchIndex) -> None:
+        frames.remove(frame_ids(video.id, video.frames))
+        patches.remove_range(video.id << TOKEN_ID_BITS, (video.id + 1) << TOKEN_ID_BITS)
 
     def _unlink_files(self, video: VideoRecord) -> None:
         self.files.path(video.features_key).unlink(missing_ok=True)
@@ -197,11 +229,12 @@ class ArchiveStore:
 
     def delete_video(self, video: VideoRecord) -> None:
         with self.lock:
-            index = self.refresh_index()
-            with index.lock:
+            frames, patches = self.refresh_index(), self.refresh_patch_index()
+            with frames.lock, patches.lock:
                 self.catalog.delete_video(video)
-                index.remove(frame_ids(video.id, video.frames))
-                index.save(self.catalog.generation)
+                self._remove_vectors(video, frames, patches)
+                frames.save(self.catalog.generation)
+                patches.save(self.catalog.generation)
         self._unlink_files(video)
 
     def collect_garbage(self, min_age_s: float = 3600.0) -> int:
@@ -218,6 +251,29 @@ class ArchiveStore:
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
         where = self.catalog.frame_locations(i for i, _ in found)
         return [FrameHit(where[i][0], where[i][1], s) for i, s in found if i in where]
+
+    def search_patches(self, token: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """``(video id, frame time)`` of the top-``k`` stored dense tokens for a unit vector."""
+        index = self.refresh_patch_index()
+        _, ids = index.search(np.asarray(token, np.float32).reshape(1, -1), k)
+        by_video: dict[int, list[int]] = {}
+        for i in ids[0]:
+            if i >= 0:
+                by_video.setdefault(int(i) >> TOKEN_ID_BITS, []).append(int(i) & ((1 << TOKEN_ID_BITS) - 1))
+        found = []
+        for video_id, token_indices in by_video.items():
+            video = self.catalog.video_by_id(video_id)
+            if video is None:
+                continue
+            try:
+                times, kept = self.files.load_token_layout(video.features_key)
+            except (OSError, ValueError):  # replaced meanwhile
+                continue
+            cells = int(np.prod(kept.shape[1:]))
+            frame_of_token = np.flatnonzero(kept.reshape(-1)) // cells
+            valid = [t for t in token_indices if t < len(frame_of_token)]
+            found += [(video_id, float(times[frame_of_token[t]])) for t in valid]
+        return found
 
     def video_embeddings(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
         return self.files.load_embeddings(video.features_key)

@@ -107,6 +107,18 @@ class Catalog:
         return db
 
     def _create_schema(self) -> None:
+        # One immediate transaction: it waits for other writers (a daemon and a server may
+        # open the archive at once) instead of failing on a stale schema read.
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._create_tables()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _create_tables(self) -> None:
         if "meta" not in self.db.table_names():
             self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         if "videos" not in self.db.table_names():

@@ -91,6 +91,16 @@ class FeatureFileStore:
         with np.load(self.path(key)) as data:
             return data["times"], data["embeddings"]
 
+    def load_tokens(self, key: str) -> np.ndarray:
+        """Only the stored dense tokens ``[K, C]`` (float16)."""
+        with np.load(self.path(key)) as data:
+            return data["dense_tokens"]
+
+    def load_token_layout(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, kept mask)``: which frame each stored dense token belongs to."""
+        with np.load(self.path(key)) as data:
+            return data["times"], data["dense_kept"]
+
     def keys(self) -> set[str]:
         return {p.name[: -len(".npz")] for p in self.root.glob("*.npz") if ".tmp" not in p.name}
 

@@ -144,6 +144,11 @@ class FrameIndex:
         if len(ids):
             self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
+    @_locked
+    def remove_range(self, lo: int, hi: int) -> None:
+        """Remove every id in ``[lo, hi)``."""
+        self._index.remove_ids(faiss.IDSelectorRange(lo, hi))
+
     def _flat_contents(self) -> tuple[np.ndarray, np.ndarray]:
         ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         vectors = self._index.index.reconstruct_n(0, self._index.ntotal)

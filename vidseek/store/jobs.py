@@ -95,9 +95,12 @@ class JobQueue:
         self.catalog = catalog
         db = catalog.db
         if "jobs" not in db.table_names():
-            db["jobs"].create(_COLUMNS, pk="id", not_null={"path", "status"}, if_not_exists=True)
-            db["jobs"].create_index(["status", "next_attempt_at"], if_not_exists=True)
-            db["jobs"].create_index(["path"], if_not_exists=True)
+            # BEGIN IMMEDIATE waits for other writers; a bare CREATE could fail at once with
+            # "database is locked" when another connection wrote since it read the schema
+            with self._transaction():
+                db["jobs"].create(_COLUMNS, pk="id", not_null={"path", "status"}, if_not_exists=True)
+                db["jobs"].create_index(["status", "next_attempt_at"], if_not_exists=True)
+                db["jobs"].create_index(["path"], if_not_exists=True)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

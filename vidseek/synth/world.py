@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["COLOURS", "SHAPES", "SIZES", "BACKGROUNDS", "EVENT_KINDS", "Thing", "Event",
+__all__ = ["COLOURS", "SHAPES", "SIZES", "BACKGROUNDS", "EVENT_KINDS", "Thing", "Event", "object_boxes",
            "ClipSpec", "random_clip", "render_clip", "static_caption", "all_things"]
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -195,17 +195,38 @@ def visible_things(spec: ClipSpec, t: float) -> list[Thing]:
     return [Thing(p.thing.shape, p.colour, p.thing.size) for p in _placements(spec, t) if p.visible]
 
 
-def render_clip(spec: ClipSpec, fps: float = 10.0, size: int = 128) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield ``(time, frame)`` for the clip; frames are uint8 RGB ``[size, size, 3]``."""
+def _clip_layout(spec: ClipSpec, size: int) -> tuple[np.random.Generator, np.ndarray | None,
+                                                    tuple[float, float]]:
+    """The clip's random parts, drawn in a fixed order from its seed: texture, anchor."""
     rng = np.random.default_rng(spec.seed)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    bg = np.empty((size, size, 3), np.uint8)
-    bg[:] = spec.bg_colour
     texture = None
     if spec.background in ("textured", "moving"):
         cells = rng.integers(-35, 36, (size // 8 + 2, size // 8 + 2, 3))
         texture = np.repeat(np.repeat(cells, 8, 0), 8, 1)
     anchor = (float(rng.uniform(0.4, 0.6)), float(rng.uniform(0.4, 0.6)))
+    return rng, texture, anchor
+
+
+def object_boxes(spec: ClipSpec, t: float, size: int = 128) -> list[tuple[Thing, tuple[float, float, float, float]]]:
+    """The visible objects at ``t`` with their bounding boxes ``(x0, y0, x1, y1)`` in pixels
+    of a ``size``-pixel frame (ground truth for object queries)."""
+    _, _, anchor = _clip_layout(spec, size)
+    out = []
+    for p in _placements(spec, t, anchor=anchor):
+        if p.visible:
+            half = SIZES[p.thing.size] * size / 2
+            cx, cy = p.x * size, p.y * size
+            box = (max(0.0, cx - half), max(0.0, cy - half), min(size, cx + half), min(size, cy + half))
+            out.append((Thing(p.thing.shape, p.colour, p.thing.size), box))
+    return out
+
+
+def render_clip(spec: ClipSpec, fps: float = 10.0, size: int = 128) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(time, frame)`` for the clip; frames are uint8 RGB ``[size, size, 3]``."""
+    rng, texture, anchor = _clip_layout(spec, size)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    bg = np.empty((size, size, 3), np.uint8)
+    bg[:] = spec.bg_colour
     n_frames = int(round(spec.seconds * fps))
     for i in range(n_frames):
         t = i / fps

@@ -40,13 +40,29 @@ function renderResults(data) {
     img.src = m.thumbnail;
     img.alt = `${m.video} at ${clock(m.peak)}`;
     img.loading = "lazy";
+    const thumb = document.createElement("div");
+    thumb.className = "thumb";
+    thumb.append(img);
+    if (m.box && m.width && m.height) {  // object hits: where the object is at the peak
+      card.classList.add("object");
+      card.dataset.kind = "object";
+      const [x0, y0, x1, y1] = m.box;
+      const mark = document.createElement("div");
+      mark.className = "hit-box";
+      mark.dataset.testid = "hit-box";
+      Object.assign(mark.style, {
+        left: `${(100 * x0) / m.width}%`, top: `${(100 * y0) / m.height}%`,
+        width: `${(100 * (x1 - x0)) / m.width}%`, height: `${(100 * (y1 - y0)) / m.height}%`,
+      });
+      thumb.append(mark);
+    }
     const body = document.createElement("div");
     body.className = "body";
     body.innerHTML = '<div class="name"></div><div class="range"></div><div class="score"></div>';
     body.querySelector(".name").textContent = m.video;
     body.querySelector(".range").textContent = `${clock(m.start)} – ${clock(m.end)}`;
     body.querySelector(".score").textContent = `score ${m.score.toFixed(3)}`;
-    card.append(img, body);
+    card.append(thumb, body);
     const open = () => play(m, card);
     card.addEventListener("click", open);
     card.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
@@ -55,8 +71,10 @@ function renderResults(data) {
 }
 
 let stopAt = null;
+let current = null;  // the moment in the player
 
 function play(moment, card) {
+  current = moment;
   document.querySelectorAll(".card.playing").forEach((c) => c.classList.remove("playing"));
   card.classList.add("playing");
   const player = $("player");
@@ -82,6 +100,65 @@ $("player").addEventListener("timeupdate", () => {
   if (stopAt !== null && player.currentTime >= stopAt) {
     player.pause();
     stopAt = null;
+  }
+});
+
+// Object queries: pause, drag a box over the frame, search where that object appears.
+function videoRect(player) {
+  // the picture inside the element (letterboxed to keep its aspect ratio)
+  const r = player.getBoundingClientRect();
+  const scale = Math.min(r.width / player.videoWidth, r.height / player.videoHeight);
+  const w = player.videoWidth * scale, h = player.videoHeight * scale;
+  return { left: r.left + (r.width - w) / 2, top: r.top + (r.height - h) / 2, scale };
+}
+
+let dragFrom = null;
+
+$("object-button").addEventListener("click", () => {
+  const player = $("player");
+  if (!current || !player.videoWidth) { say("Play a result first.", true); return; }
+  player.pause();
+  $("draw-layer").hidden = false;
+  say("Drag a box around the object to look for.");
+});
+
+$("draw-layer").addEventListener("mousedown", (e) => {
+  dragFrom = [e.clientX, e.clientY];
+  Object.assign($("draw-box").style, { left: "0px", top: "0px", width: "0px", height: "0px" });
+  $("draw-box").hidden = false;
+});
+
+$("draw-layer").addEventListener("mousemove", (e) => {
+  if (!dragFrom) return;
+  const layer = $("draw-layer").getBoundingClientRect();
+  const [x0, y0] = dragFrom;
+  Object.assign($("draw-box").style, {
+    left: `${Math.min(x0, e.clientX) - layer.left}px`, top: `${Math.min(y0, e.clientY) - layer.top}px`,
+    width: `${Math.abs(e.clientX - x0)}px`, height: `${Math.abs(e.clientY - y0)}px`,
+  });
+});
+
+$("draw-layer").addEventListener("mouseup", async (e) => {
+  if (!dragFrom) return;
+  const player = $("player");
+  const pic = videoRect(player);
+  const clampX = (x) => Math.round(Math.min(player.videoWidth, Math.max(0, (x - pic.left) / pic.scale)));
+  const clampY = (y) => Math.round(Math.min(player.videoHeight, Math.max(0, (y - pic.top) / pic.scale)));
+  const xs = [clampX(dragFrom[0]), clampX(e.clientX)].sort((a, b) => a - b);
+  const ys = [clampY(dragFrom[1]), clampY(e.clientY)].sort((a, b) => a - b);
+  dragFrom = null;
+  $("draw-layer").hidden = true;
+  $("draw-box").hidden = true;
+  if (xs[1] - xs[0] < 2 || ys[1] - ys[0] < 2) { say("That box is too small; try again.", true); return; }
+  const params = new URLSearchParams({
+    video_id: current.video_id, t: player.currentTime.toFixed(2),
+    box: `${xs[0]},${ys[0]},${xs[1]},${ys[1]}`, top_k: $("top-k").value,
+  });
+  say("Looking for that object…");
+  try {
+    renderResults(await requestJSON(`/api/search/object?${params}`));
+  } catch (err) {
+    say(err.message, true);
   }
 });
 
