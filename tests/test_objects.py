@@ -155,3 +155,56 @@ def test_a_box_on_bikes_is_found_again_in_a_video_that_splices_it_in(
             archive.search_object(box, video="bikes.mp4", time=99.0)
         with pytest.raises(QueryError, match="exactly one"):
             archive.search_object(box, top_k=3)
+
+
+# -- the patch index --------------------------------------------------------------------
+def test_patch_index_compresses_past_its_threshold_and_survives_save_load(tmp_path):
+    from vidseek.store.patch_index import PatchIndex, patch_ids
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="compress_threshold"):
+        PatchIndex(tmp_path / "x.faiss", 32, compress_threshold=100)
+    index = PatchIndex(tmp_path / "p.faiss", 32, compress_threshold=10_000)
+    vectors = rng.normal(size=(12_000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index.add(patch_ids(1, 6_000), vectors[:6_000])
+    assert index.kind == "flat"
+    index.add(patch_ids(2, 6_000), vectors[6_000:])  # crosses the threshold: trained once
+    assert index.kind == "ivfpq" and index.ntotal == 12_000
+    index.save(7)
+    loaded = PatchIndex(tmp_path / "p.faiss", 32, compress_threshold=10_000)
+    assert loaded.load() and loaded.kind == "ivfpq" and loaded.generation == 7
+    _, ids = loaded.search(vectors[6_100:6_101], 10)
+    assert int(patch_ids(2, 6_000)[100]) in ids[0].tolist()  # found its own (compressed) copy
+    loaded.remove_range(2 << 32, 3 << 32)  # every token of video 2
+    assert loaded.ntotal == 6_000
+    _, ids = loaded.search(vectors[6_100:6_101], 50)
+    assert all(i >> 32 == 1 for i in ids[0].tolist() if i >= 0)
+
+
+def test_patch_vectors_follow_commits_deletes_and_crashes(tmp_path, tiny_clip_dir, media):
+    import json
+
+    with vidseek.Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as archive:
+        archive.ingest([media / "bikes.mp4", media / "carphone_pristine.mp4"])
+        store = archive.store
+        stored = {v.name: len(store.files.load_tokens(v.features_key)) for v in archive.videos()}
+        patches = store.refresh_patch_index()
+        assert patches.ntotal == sum(stored.values())
+        # token ids map back to the right frames
+        bikes = archive.find_video("bikes.mp4")
+        times, kept = store.files.load_token_layout(bikes.features_key)
+        first_of_frame_3 = int(kept[:3].sum())
+        token = store.files.load_tokens(bikes.features_key)[first_of_frame_3].astype(np.float32)
+        found = store.search_patches(token / np.linalg.norm(token), 1)
+        assert found == [(bikes.id, float(times[3]))]
+        archive.remove("carphone_pristine.mp4")
+        assert store.refresh_patch_index().ntotal == stored["bikes.mp4"]
+    # a crash between the frame index save and the patch index save: rebuilt on open
+    sidecar = tmp_path / "a" / "patches.json"
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "generation": meta["generation"] - 1}))
+    with vidseek.Archive.open(tmp_path / "a", create=False) as archive:
+        rebuilt = archive.store.refresh_patch_index()
+        assert rebuilt.ntotal == stored["bikes.mp4"]
+        assert rebuilt.generation == archive.store.catalog.generation

@@ -437,9 +437,9 @@ class Archive:
     # -- object queries ------------------------------------------------------------
     def search_object(self, box: str | Sequence[float] | None = None, *,
                       mask: str | os.PathLike | np.ndarray | None = None,
-                      video: str | None = None, time: float | None = None,
+                      video: str | int | None = None, time: float | None = None,
                       image: str | os.PathLike | Image.Image | np.ndarray | None = None,
-                      top_k: int = 10, within: str | None = None) -> list[ObjectHit]:
+                      top_k: int = 10, within: str | int | None = None) -> list[ObjectHit]:
         """Find where the object in a region appears (VideoRefer mask pooling).
 
         The region is a ``box`` (``"x0,y0,x1,y1"`` or four numbers, in pixels) or a binary
@@ -462,7 +462,7 @@ class Archive:
 
     def object_token(self, box: str | Sequence[float] | None = None, *,
                      mask: str | os.PathLike | np.ndarray | None = None,
-                     video: str | None = None, time: float | None = None,
+                     video: str | int | None = None, time: float | None = None,
                      image: str | os.PathLike | Image.Image | np.ndarray | None = None) -> np.ndarray:
         """The unit object token of a region (see :meth:`search_object` for the arguments)."""
         if (video is None) == (image is None):
@@ -480,8 +480,12 @@ class Archive:
                 raise QueryError(f"give a time between 0 and {record.duration:.2f}s of {record.name} "
                                  f"for the region's frame (got {time})")
             width, height = record.width, record.height
-            features = self.store.video_features(record)
-            frame = int(np.clip(np.searchsorted(features.times, time + 1e-6) - 1, 0, len(features.times) - 1))
+            try:
+                features = self.store.video_features(record)
+            except (OSError, ValueError) as exc:  # replaced or removed meanwhile
+                raise QueryError(f"{record.name}: its features are unavailable ({exc}); try again") from exc
+            # the sampled frame nearest the time asked for (dense tokens exist per sampled frame)
+            frame = int(np.argmin(np.abs(features.times - time)))
             cells = features.dense.grid(frame, frame + 1)[0]
         region = self._region(box, mask, width, height)
         return object_token(cells, region.cell_mask(cells.shape[:2], grid))
@@ -527,14 +531,18 @@ class Archive:
                 raise QueryError(f"{image}: cannot read the query image: {exc}") from exc
         return self.encoder.encode_images([image])[0]
 
-    def find_videos(self, video: str) -> list[VideoRecord]:
-        """Indexed videos whose file name, path or id is ``video`` (several may share a name)."""
+    def find_videos(self, video: str | int) -> list[VideoRecord]:
+        """Indexed videos whose file name, path or id is ``video`` (several may share a name);
+        an ``int`` is an id only."""
+        if isinstance(video, int):
+            record = self.store.catalog.video_by_id(video)
+            return [record] if record is not None else []
         found = self.store.catalog.find_videos(video)
         if not found:
             found = self.store.catalog.find_videos(str(Path(video).expanduser().resolve()))
         return found
 
-    def find_video(self, video: str) -> VideoRecord:
+    def find_video(self, video: str | int) -> VideoRecord:
         """The one indexed video ``video`` names; QueryError if none or several."""
         found = self._resolve_videos(video)
         if len(found) > 1:
@@ -542,7 +550,7 @@ class Archive:
             raise QueryError(f"{video!r} names {len(found)} videos ({paths}); give a path or id")
         return found[0]
 
-    def _resolve_videos(self, video: str) -> list[VideoRecord]:
+    def _resolve_videos(self, video: str | int) -> list[VideoRecord]:
         found = self.find_videos(video)
         if not found:
             raise QueryError(f"no indexed video named {video!r}")

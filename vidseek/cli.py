@@ -138,10 +138,13 @@ def search(
     --image gives the picture); each hit lists the matching box per sampled frame.
     """
     if object_query:
+        if query is not None or mode != "clip" or explain:
+            err.print("error: --object takes no QUERY, --mode or --explain: the region is the query")
+            raise typer.Exit(code=2)
         _search_object(archive, video, time, image, box, mask, within, top_k, as_json, device)
         return
-    if query is None and image is None and (box or mask):
-        err.print("error: --box/--mask need --object")
+    if any(v is not None for v in (box, mask, time, within)):
+        err.print("error: --box, --mask, --time and --within belong to --object")
         raise typer.Exit(code=2)
     if (query is None) == (image is None):
         err.print("error: give a QUERY or --image (exactly one)")

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 # of one appearance match at once).
 _TOKENS_PER_HIT = 64
 _MIN_TOKENS = 256
+_MAX_TOKENS = 65_536
 _CHUNK_FRAMES = 512  # frames scored at once (bounds memory on long videos)
 
 
@@ -201,6 +202,21 @@ def _video_hits(store: ArchiveStore, video: VideoRecord, token: np.ndarray, grid
     return hits
 
 
+def _candidates(store: ArchiveStore, token: np.ndarray, top_k: int) -> dict[int, list[float]]:
+    """Candidate frame times per video from the patch index. The search deepens (×4, up to
+    ``_MAX_TOKENS``) while its tokens name fewer than ``top_k`` videos: one long appearance
+    (every cell of every frame of the source video) must not crowd out the others."""
+    k = max(_MIN_TOKENS, _TOKENS_PER_HIT * top_k)
+    while True:
+        found = store.search_patches(token, k)
+        by_video: dict[int, list[float]] = defaultdict(list)
+        for video_id, time in found:
+            by_video[video_id].append(time)
+        if len(by_video) >= top_k or len(found) < k or k >= _MAX_TOKENS:
+            return by_video
+        k *= 4
+
+
 def find_object(store: ArchiveStore, token: np.ndarray, grid: tuple[int, int], top_k: int = 10,
                 videos: list[VideoRecord] | None = None) -> list[ObjectHit]:
     """Rank moments where the object of ``token`` appears.
@@ -218,9 +234,7 @@ def find_object(store: ArchiveStore, token: np.ndarray, grid: tuple[int, int], t
         for video in videos:
             hits += _video_hits(store, video, token, grid, None, n_seeds)
     else:
-        by_video: dict[int, list[float]] = defaultdict(list)
-        for video_id, time in store.search_patches(token, max(_MIN_TOKENS, _TOKENS_PER_HIT * top_k)):
-            by_video[video_id].append(time)
+        by_video = _candidates(store, token, top_k)
         for video_id, seed_times in by_video.items():
             video = store.catalog.video_by_id(video_id)
             if video is not None:

@@ -94,8 +94,9 @@ class ServerState:
         return [Path(r).expanduser().resolve() for r in roots]
 
 
-def _moment_json(m: vidseek.Moment) -> dict:
+def _moment_json(m: vidseek.Moment, record: vidseek.VideoRecord | None = None) -> dict:
     return {"video": m.video, "video_id": m.video_id, "start": round(m.start, 3),
+            "width": record.width if record else None, "height": record.height if record else None,
             "end": round(m.end, 3), "score": round(float(m.score), 6), "peak": round(m.peak, 3),
             "thumbnail": f"/api/videos/{m.video_id}/thumbnail?t={m.peak:.3f}",
             "media": f"/api/videos/{m.video_id}/media"}
@@ -255,7 +256,7 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         metrics.searches.labels(mode, "text").inc()
         return {"query": q, "mode": mode, "took_ms": round(1000 * (time.perf_counter() - t0), 2),
                 "timings_ms": {k: round(1000 * v, 2) for k, v in timings.items()},
-                "moments": [_moment_json(m) for m in moments], **extra}
+                "moments": moments_json(arch, moments), **extra}
 
     @app.post("/api/search/image", summary="Search by an uploaded image")
     async def search_image(
@@ -278,9 +279,13 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         return {"query": image.filename or "image", "mode": "clip",
                 "took_ms": round(1000 * (time.perf_counter() - t0), 2),
                 "timings_ms": {k: round(1000 * v, 2) for k, v in timings.items()},
-                "moments": [_moment_json(m) for m in moments]}
+                "moments": moments_json(arch, moments)}
 
     # -- videos --------------------------------------------------------------------------
+    def moments_json(arch: vidseek.Archive, moments: list[vidseek.Moment]) -> list[dict]:
+        records = {m.video_id: arch.store.catalog.video_by_id(m.video_id) for m in moments}
+        return [_moment_json(m, records[m.video_id]) for m in moments]
+
     def object_answer(arch: vidseek.Archive, hits: list[vidseek.ObjectHit], t0: float, query: str) -> dict:
         seconds = time.perf_counter() - t0
         metrics.observe_stages({"object": seconds})
@@ -289,12 +294,10 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         return {"query": query, "mode": "object", "took_ms": round(1000 * seconds, 2),
                 "moments": [_hit_json(h, records[h.video_id]) for h in hits]}
 
-    def within_name(arch: vidseek.Archive, within_id: int | None) -> str | None:
-        if within_id is None:
-            return None
-        if arch.store.catalog.video_by_id(within_id) is None:
+    def within_video(arch: vidseek.Archive, within_id: int | None) -> int | None:
+        if within_id is not None and arch.store.catalog.video_by_id(within_id) is None:
             raise HTTPException(404, f"within_id: no video with id {within_id}")
-        return str(within_id)
+        return within_id
 
     @app.get("/api/search/object", summary="Where does the object in a box on a frame appear?")
     def search_object(
@@ -307,8 +310,8 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
     ) -> dict:
         record = find_video(video_id, arch)
         t0 = time.perf_counter()
-        hits = arch.search_object(box, video=str(record.id), time=t, top_k=top_k,
-                                  within=within_name(arch, within_id))
+        hits = arch.search_object(box, video=record.id, time=t, top_k=top_k,
+                                  within=within_video(arch, within_id))
         return object_answer(arch, hits, t0, f"{record.name} at {t:g}s, box {box}")
 
     @app.post("/api/search/object", summary="Where does the object in a box on an uploaded image appear?")

@@ -109,13 +109,13 @@ class ArchiveStore:
         and its index save, or the archive predates the index), it is rebuilt from the
         feature files under the write lock.
         """
-        return self._refresh(self._indexes()[0], self._frame_vectors)
+        return self._refresh(self._indexes()[0], self._frame_vectors, lambda video: video.frames)
 
     def refresh_patch_index(self) -> PatchIndex:
         """The dense patch-token index (object queries), current as :meth:`refresh_index`."""
-        return self._refresh(self._indexes()[1], self._patch_vectors)
+        return self._refresh(self._indexes()[1], self._patch_vectors, self._patch_count)
 
-    def _refresh(self, index: FrameIndex, vectors_of: Callable) -> FrameIndex:
+    def _refresh(self, index: FrameIndex, vectors_of: Callable, count_of: Callable) -> FrameIndex:
         if index.generation == self.catalog.generation:
             return index
         with index.lock:  # a writer of this process may be mid-update: wait for its save
@@ -126,7 +126,7 @@ class ArchiveStore:
                 index.load()
                 generation = self.catalog.generation
                 if index.generation != generation:
-                    self._rebuild_index(index, generation, vectors_of)
+                    self._rebuild_index(index, generation, vectors_of, count_of)
         return index
 
     def _frame_vectors(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -137,24 +137,34 @@ class ArchiveStore:
         tokens = self.files.load_tokens(video.features_key)
         return patch_ids(video.id, len(tokens)), normalised_tokens(tokens)
 
-    def _rebuild_index(self, index: FrameIndex, generation: int, vectors_of: Callable) -> None:
-        if index.ntotal == 0 and not self.catalog.totals()["videos"]:  # new archive
+    def _patch_count(self, video: VideoRecord) -> int:
+        _, kept = self.files.load_token_layout(video.features_key)
+        return int(kept.sum())
+
+    def _rebuild_index(self, index: FrameIndex, generation: int, vectors_of: Callable,
+                       count_of: Callable) -> None:
+        videos = self.catalog.videos()
+        if index.ntotal == 0 and not videos:  # new archive
             index.save(generation)
             return
         logger.warning("%s: %s at generation %d, catalog at %d: rebuilding", self.root,
                        index.path.name, index.generation, generation)
-        ids, vectors = [], []
-        for video in self.catalog.videos():
+        readable = []
+        for video in videos:  # sizes first, so a large index can train on a sample
             try:
-                video_ids, video_vectors = vectors_of(video)
+                readable.append((video, count_of(video)))
             except (OSError, ValueError, KeyError) as exc:  # lost to a power cut or damaged
                 logger.error("%s: features of %s unreadable (%s); re-ingest it", self.root,
                              video.path, exc)
-                continue
-            ids.append(video_ids)
-            vectors.append(video_vectors)
-        index.rebuild(np.concatenate(ids) if ids else np.zeros(0, np.int64),
-                      np.concatenate(vectors) if vectors else np.zeros((0, index.dim), np.float32))
+
+        def batches():
+            for video, _ in readable:
+                try:
+                    yield vectors_of(video)
+                except (OSError, ValueError, KeyError) as exc:
+                    logger.error("%s: features of %s unreadable (%s)", self.root, video.path, exc)
+
+        index.rebuild_from(batches, sum(count for _, count in readable))
         index.save(generation)
 
     # -- writes -----------------------------------------------------------------
@@ -173,18 +183,23 @@ class ArchiveStore:
                 # looked up under the lock: another process may have changed it meanwhile
                 replace = self.catalog.video_by_path(fields["path"])
                 frames, patches = self.refresh_index(), self.refresh_patch_index()
-                with frames.lock, patches.lock:  # readers of this process wait for the saves
+                # Each index under its own lock, one after the other: a reader of this process
+                # that finds an index behind meanwhile waits for the write lock, then reloads.
+                with frames.lock:
                     record, ids = self.catalog.commit_video(
                         {**fields, "features_key": key, "sparse_key": sparse_key,
                          "sparse_fingerprint": sparse.fingerprint if sparse is not None else ""},
                         features.times, replace=replace, windows=windows)
                     visible = True
                     if replace is not None:
-                        self._remove_vectors(replace, frames, patches)
+                        frames.remove(frame_ids(replace.id, replace.frames))
                     frames.add(ids, features.embeddings)
+                    frames.save(self.catalog.generation)
+                with patches.lock:
+                    if replace is not None:
+                        patches.remove_range(*self._token_id_range(replace))
                     tokens = features.dense.tokens
                     patches.add(patch_ids(record.id, len(tokens)), normalised_tokens(tokens))
-                    frames.save(self.catalog.generation)
                     patches.save(self.catalog.generation)
         finally:
             if not visible:
@@ -196,9 +211,8 @@ class ArchiveStore:
         return record
 
     @staticmethod
-    def _remove_vectors(video: VideoRecord, frames: FrameIndex, patches: PatchIndex) -> None:
-        frames.remove(frame_ids(video.id, video.frames))
-        patches.remove_range(video.id << TOKEN_ID_BITS, (video.id + 1) << TOKEN_ID_BITS)
+    def _token_id_range(video: VideoRecord) -> tuple[int, int]:
+        return video.id << TOKEN_ID_BITS, (video.id + 1) << TOKEN_ID_BITS
 
     def _unlink_files(self, video: VideoRecord) -> None:
         self.files.path(video.features_key).unlink(missing_ok=True)
@@ -230,10 +244,12 @@ class ArchiveStore:
     def delete_video(self, video: VideoRecord) -> None:
         with self.lock:
             frames, patches = self.refresh_index(), self.refresh_patch_index()
-            with frames.lock, patches.lock:
+            with frames.lock:
                 self.catalog.delete_video(video)
-                self._remove_vectors(video, frames, patches)
+                frames.remove(frame_ids(video.id, video.frames))
                 frames.save(self.catalog.generation)
+            with patches.lock:
+                patches.remove_range(*self._token_id_range(video))
                 patches.save(self.catalog.generation)
         self._unlink_files(video)
 

@@ -19,6 +19,7 @@ import math
 import os
 import threading
 from pathlib import Path
+from typing import Callable, Iterator
 
 import faiss
 import numpy as np
@@ -123,8 +124,34 @@ class FrameIndex:
     @_locked
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the contents with exactly these vectors."""
-        self._index = self._new_flat()
-        self.add(ids, vectors)
+        self.rebuild_from(lambda: iter([(ids, vectors)]), len(ids))
+
+    @_locked
+    def rebuild_from(self, batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+                     total: int) -> None:
+        """Replace the contents with the ``(ids, vectors)`` batches that ``batches()`` yields,
+        ``total`` vectors in all, without holding them all in memory: one pass when the
+        index stays exact; past the threshold, a pass drawing a training sample, then a pass
+        adding the vectors to the trained index."""
+        if total < self.ivf_threshold:
+            self._index = self._new_flat()
+            for ids, vectors in batches():
+                self._add_raw(ids, vectors)
+            return
+        quota = self._training_size(total)
+        rng = np.random.default_rng(0)
+        sample = []
+        for _, vectors in batches():
+            take = min(len(vectors), int(np.ceil(quota * len(vectors) / total)))
+            sample.append(np.asarray(vectors, np.float32)[rng.choice(len(vectors), take, replace=False)])
+        self._index = self._new_trained(np.concatenate(sample), total)
+        for ids, vectors in batches():
+            self._add_raw(ids, vectors)
+
+    def _add_raw(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids):
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                     np.ascontiguousarray(ids, dtype=np.int64))
 
     # -- updates ----------------------------------------------------------------
     @_locked
@@ -135,7 +162,7 @@ class FrameIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if self.kind == "flat" and self.ntotal + len(ids) >= self.ivf_threshold:
             old_ids, old_vectors = self._flat_contents()
-            self._build_ivf(np.concatenate([old_ids, ids]), np.concatenate([old_vectors, vectors]))
+            self.rebuild(np.concatenate([old_ids, ids]), np.concatenate([old_vectors, vectors]))
         else:
             self._index.add_with_ids(vectors, ids)
 
@@ -154,15 +181,21 @@ class FrameIndex:
         vectors = self._index.index.reconstruct_n(0, self._index.ntotal)
         return ids, vectors
 
-    def _build_ivf(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        nlist = max(16, int(4 * math.sqrt(len(ids))))
-        logger.info("switching frame index to IVF-Flat (%d vectors, %d lists)", len(ids), nlist)
+    def _lists(self, total: int) -> int:
+        return max(16, int(4 * math.sqrt(total)))
+
+    def _training_size(self, total: int) -> int:
+        return min(total, 256 * self._lists(total))
+
+    def _new_trained(self, sample: np.ndarray, total: int) -> faiss.Index:
+        """An empty compressed index trained on ``sample`` (for ``total`` vectors)."""
+        nlist = self._lists(total)
+        logger.info("switching %s to IVF-Flat (%d vectors, %d lists)", self.path.name, total, nlist)
         quantizer = faiss.IndexFlatIP(self.dim)
         index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.add_with_ids(vectors, ids)
+        index.train(sample)
         index.nprobe = self.nprobe
-        self._index = index
+        return index
 
     # -- search -----------------------------------------------------------------
     @_locked

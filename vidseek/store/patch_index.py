@@ -43,35 +43,32 @@ def pq_bytes(dim: int) -> int:
 class PatchIndex(FrameIndex):
     """Like :class:`FrameIndex`, but compressing to IVF-PQ past ``compress_threshold``."""
 
+    # Product quantisation trains 256 centroids per sub-space and wants ~39 points each.
+    MIN_COMPRESS_THRESHOLD = 256 * 39
+
     def __init__(self, path, dim: int, compress_threshold: int = 100_000, nprobe: int = 32) -> None:
+        if compress_threshold < self.MIN_COMPRESS_THRESHOLD:
+            raise ValueError(f"compress_threshold must be at least {self.MIN_COMPRESS_THRESHOLD} "
+                             f"(IVF-PQ needs that many training vectors), got {compress_threshold}")
         super().__init__(path, dim, ivf_threshold=compress_threshold, nprobe=nprobe)
 
     @property
     def kind(self) -> str:
         return "ivfpq" if isinstance(self._index, faiss.IndexIVFPQ) else super().kind
 
-    def _build_ivf(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        n = len(ids)
-        nlist = max(16, min(int(4 * math.sqrt(n)), n // 39))  # FAISS wants ≥ 39 points per list
+    def _lists(self, total: int) -> int:
+        return max(16, min(int(4 * math.sqrt(total)), total // 39))
+
+    def _new_trained(self, sample: np.ndarray, total: int) -> faiss.Index:
+        nlist = self._lists(total)
         m = pq_bytes(self.dim)
-        logger.info("compressing the patch index to IVF-PQ (%d vectors, %d lists, %d bytes each)",
-                    n, nlist, m)
+        logger.info("compressing %s to IVF-PQ (%d vectors, %d lists, %d bytes each)",
+                    self.path.name, total, nlist, m)
         quantizer = faiss.IndexFlatIP(self.dim)
         index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors if n <= 256 * nlist else vectors[np.random.default_rng(0).choice(n, 256 * nlist, replace=False)]
         index.train(sample)
-        index.add_with_ids(vectors, ids)
         index.nprobe = self.nprobe
-        self._index = index
-
-    def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Replace the contents, compressing at once when they are past the threshold."""
-        with self._lock:
-            if len(ids) >= self.ivf_threshold:
-                self._build_ivf(np.ascontiguousarray(ids, dtype=np.int64),
-                                np.ascontiguousarray(vectors, dtype=np.float32))
-            else:
-                super().rebuild(ids, vectors)
+        return index
 
 
 def normalised_tokens(tokens: np.ndarray) -> np.ndarray:

@@ -142,8 +142,12 @@ $("draw-layer").addEventListener("mouseup", async (e) => {
   if (!dragFrom) return;
   const player = $("player");
   const pic = videoRect(player);
-  const clampX = (x) => Math.round(Math.min(player.videoWidth, Math.max(0, (x - pic.left) / pic.scale)));
-  const clampY = (y) => Math.round(Math.min(player.videoHeight, Math.max(0, (y - pic.top) / pic.scale)));
+  // the browser's picture size may differ from the stored one (rotation, aspect ratio):
+  // boxes go to the server in the stored video's pixels
+  const sx = (current.width || player.videoWidth) / player.videoWidth;
+  const sy = (current.height || player.videoHeight) / player.videoHeight;
+  const clampX = (x) => Math.round(sx * Math.min(player.videoWidth, Math.max(0, (x - pic.left) / pic.scale)));
+  const clampY = (y) => Math.round(sy * Math.min(player.videoHeight, Math.max(0, (y - pic.top) / pic.scale)));
   const xs = [clampX(dragFrom[0]), clampX(e.clientX)].sort((a, b) => a - b);
   const ys = [clampY(dragFrom[1]), clampY(e.clientY)].sort((a, b) => a - b);
   dragFrom = null;
