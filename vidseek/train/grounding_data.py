@@ -122,7 +122,8 @@ class ExampleSampler:
         None if every known caption happens there."""
         inside = video.captions_overlapping(start, stop)
         if self.rng.random() < 0.5:
-            candidates = [r for c in inside if (r := reversed_caption(c)) and r not in inside]
+            # sorted: set order follows the per-process hash seed, and training must not
+            candidates = [r for c in sorted(inside) if (r := reversed_caption(c)) and r not in inside]
             if candidates:
                 return candidates[self.rng.integers(len(candidates))]
         for _ in range(20):
