@@ -38,6 +38,7 @@ from .errors import (
     VideoError,
     VidseekError,
 )
+from .exports import EXPORT_FORMATS, ExportItem, export_results
 from .daemon import DaemonConfig, DaemonEvent, DaemonReport, IngestDaemon
 from .evaluation import EvalReport, evaluate_archive, score_predictions, temporal_iou
 from .indexer.decode import FrameSampler, VideoInfo, probe_video, read_frame
@@ -67,6 +68,7 @@ __all__ = [
     "__version__",
     "Archive", "ArchiveInfo", "IngestConfig", "IngestProgress", "IngestReport", "FailedFile",
     "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path",
+    "EXPORT_FORMATS", "ExportItem", "export_results",
     "Moment", "ObjectHit", "TrackPoint", "Region", "VideoRecord", "DenseTokens", "discover_videos", "VIDEO_EXTENSIONS",
     "IngestDaemon", "DaemonConfig", "DaemonEvent", "DaemonReport", "Job", "JobQueue",
     "JOB_STATES", "FolderWatcher", "FileState", "ServiceSettings",

@@ -27,6 +27,7 @@ from .indexer.sparse import compute_sparse_tokens
 from .models.grounder import Grounder
 from .query.grounded import GroundingOptions, GroundingResult, ground_video, ranked_moments
 from .query.moments import Moment
+from .exports import ExportItem, export_results
 from .indexer.dense import pool_2x2
 from .query.objects import ObjectHit, Region, find_object, object_token
 from .query.search import search_moments
@@ -555,6 +556,18 @@ class Archive:
         if not found:
             raise QueryError(f"no indexed video named {video!r}")
         return found
+
+    # -- exports ------------------------------------------------------------------
+    def export(self, results: Sequence[Moment | ObjectHit], path: str | os.PathLike,
+               title: str = "vidseek results") -> Path:
+        """Write search results for media tools; the suffix picks the format: ``.otio``
+        (OpenTimelineIO timeline), ``.edl`` (CMX 3600) or ``.jpg`` (contact sheet)."""
+        items = []
+        for result in results:
+            record = self.store.catalog.video_by_id(result.video_id)
+            if record is not None:  # removed since the search: nothing to point at
+                items.append(ExportItem(record, result.start, result.end, float(result.score), result.peak))
+        return export_results(items, path, title)
 
     # -- job queue ----------------------------------------------------------------
     @property

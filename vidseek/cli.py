@@ -126,6 +126,7 @@ def search(
     box: Optional[str] = typer.Option(None, "--box", help="Object query: the region as x0,y0,x1,y1 in pixels of that frame."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Object query: the region as a binary mask image (white = object)."),
     within: Optional[str] = typer.Option(None, "--within", help="Object query: only search this video; its hits are the object's track there."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Also write the results for media tools: .otio (OpenTimelineIO), .edl (CMX 3600) or .jpg (contact sheet)."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Find the moments that match a text query, an image, or an object on a frame.
@@ -137,11 +138,14 @@ def search(
     With --object, --video and --time name the frame the --box or --mask is drawn on (or
     --image gives the picture); each hit lists the matching box per sampled frame.
     """
+    if export is not None and export.suffix.lower() not in vidseek.EXPORT_FORMATS:
+        err.print(f"error: --export {export}: use a file ending in {', '.join(vidseek.EXPORT_FORMATS)}")
+        raise typer.Exit(code=2)
     if object_query:
         if query is not None or mode != "clip" or explain:
             err.print("error: --object takes no QUERY, --mode or --explain: the region is the query")
             raise typer.Exit(code=2)
-        _search_object(archive, video, time, image, box, mask, within, top_k, as_json, device)
+        _search_object(archive, video, time, image, box, mask, within, top_k, as_json, device, export)
         return
     if any(v is not None for v in (box, mask, time, within)):
         err.print("error: --box, --mask, --time and --within belong to --object")
@@ -162,6 +166,8 @@ def search(
             else:
                 moments = arch.search(query, image=image, top_k=top_k, video=video, mode=mode,
                                       grounding=options)
+            if export is not None:
+                _export(arch, moments, export, query or f"image {image.name}")  # type: ignore[union-attr]
     except vidseek.VidseekError as exc:
         raise _fail(exc)
     if as_json:
@@ -181,9 +187,16 @@ def search(
     console.print(table)
 
 
+def _export(arch: "vidseek.Archive", results: list, path: Path, what: str) -> None:
+    written = arch.export(results, path, title=f"vidseek: {what}")
+    err.print(f"wrote {written} ({vidseek.EXPORT_FORMATS[written.suffix.lower()]}, "
+              f"{len(results)} results)", markup=False)
+
+
 def _search_object(archive: Optional[Path], video: Optional[str], time: Optional[float],
                    image: Optional[Path], box: Optional[str], mask: Optional[Path],
-                   within: Optional[str], top_k: int, as_json: bool, device: Optional[str]) -> None:
+                   within: Optional[str], top_k: int, as_json: bool, device: Optional[str],
+                   export: Optional[Path]) -> None:
     if (box is None) == (mask is None):
         err.print("error: --object needs the region as --box x0,y0,x1,y1 or --mask IMAGE (exactly one)")
         raise typer.Exit(code=2)
@@ -194,6 +207,8 @@ def _search_object(archive: Optional[Path], video: Optional[str], time: Optional
         with vidseek.Archive.open(archive, device=device, create=False) as arch:
             hits = arch.search_object(box, mask=mask, video=video, time=time, image=image,
                                       top_k=top_k, within=within)
+            if export is not None:
+                _export(arch, hits, export, f"object {box or mask} on {video or image}")
     except vidseek.VidseekError as exc:
         raise _fail(exc)
     if as_json:

@@ -1,0 +1,87 @@
+"""Exports for media tools: OpenTimelineIO round trip, CMX 3600 EDL, contact sheet, CLI."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import vidseek
+from vidseek.cli import app
+from vidseek.exports import edl_timecode
+
+otio = pytest.importorskip("opentimelineio")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, trained_encoder_dir, media):
+    root = tmp_path_factory.mktemp("exports")
+    archive = vidseek.Archive.open(root / "archive", model=trained_encoder_dir, device="cpu")
+    archive.ingest([media])
+    frame = root / "frame.png"
+    vidseek.read_frame(media / "bikes.mp4", 5.0).save(frame)
+    moments = archive.search(image=frame, top_k=4)
+    assert len(moments) >= 2
+    yield archive, moments, root
+    archive.close()
+
+
+def test_otio_timeline_reads_back_with_the_same_ranges(results):
+    archive, moments, root = results
+    path = archive.export(moments, root / "results.otio", title="bikes")
+    timeline = otio.adapters.read_from_file(str(path))
+    clips = list(timeline.find_clips())
+    assert timeline.name == "bikes" and len(clips) == len(moments)
+    for clip, moment in zip(clips, moments):
+        record = archive.find_video(moment.video_id)
+        rate = record.native_fps
+        rng = clip.source_range
+        assert rng.start_time.to_seconds() == pytest.approx(moment.start, abs=1 / rate)
+        assert rng.end_time_exclusive().to_seconds() == pytest.approx(moment.end, abs=1 / rate)
+        assert rng.start_time.rate == pytest.approx(rate)
+        assert clip.media_reference.target_url.endswith("/" + moment.video)
+        assert clip.media_reference.available_range.duration.to_seconds() == pytest.approx(record.duration, abs=1 / rate)
+        assert clip.metadata["vidseek"]["score"] == pytest.approx(moment.score)
+        (marker,) = clip.markers
+        assert marker.marked_range.start_time.to_seconds() == pytest.approx(moment.peak, abs=1 / rate)
+    # the whole timeline is the results end to end
+    total = sum(m.end - m.start for m in moments)
+    assert timeline.duration().to_seconds() == pytest.approx(total, abs=len(moments) / 24)
+
+
+def test_edl_lists_each_result_as_a_cut(results):
+    archive, moments, root = results
+    path = archive.export(moments, root / "results.edl")
+    text = path.read_bytes().decode("ascii")
+    assert text.startswith("TITLE: vidseek results\r\nFCM: NON-DROP FRAME")
+    events = re.findall(r"^(\d{3})  AX\s+V\s+C\s+(\S+) (\S+) (\S+) (\S+)\r$", text, re.M)
+    assert [int(e[0]) for e in events] == list(range(1, len(moments) + 1))
+    fps = round(archive.find_video(moments[0].video_id).native_fps)
+    assert events[0][3] == "01:00:00:00"
+    for (_, src_in, src_out, rec_in, rec_out), nxt in zip(events, events[1:] + [None]):
+        assert src_in < src_out and rec_in < rec_out
+        if nxt is not None:
+            assert nxt[3] == rec_out  # cuts laid end to end
+    assert events[0][1] == edl_timecode(moments[0].start, fps)
+    assert text.count("* FROM CLIP NAME: ") == len(moments)
+    assert edl_timecode(3723.48, 25) == "01:02:03:12"  # 93,087 frames
+
+
+def test_contact_sheet_and_cli_export(results, media):
+    archive, moments, root = results
+    sheet = archive.export(moments, root / "sheet.jpg")
+    with Image.open(sheet) as image:
+        assert image.format == "JPEG" and image.width >= 2 * 320
+        assert len(set(image.convert("L").getdata())) > 50  # real pictures, not a blank canvas
+    with pytest.raises(vidseek.QueryError, match="unknown export format"):
+        archive.export(moments, root / "results.xml")
+    runner = CliRunner()
+    out = root / "cli.otio"
+    result = runner.invoke(app, ["search", "--image", str(root / "frame.png"), "-a",
+                                 str(archive.store.root), "-k", "3", "--export", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(list(otio.adapters.read_from_file(str(out)).find_clips())) == 3
+    bad = runner.invoke(app, ["search", "x", "-a", str(archive.store.root), "--export", "r.mov"])
+    assert bad.exit_code == 2 and "--export" in bad.output
