@@ -37,7 +37,7 @@ def synthetic_tokens(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
 def measure(kind: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray,
             planted: set[int], hours: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        threshold = 1 << 62 if kind == "flat" else 1
+        threshold = 1 << 62 if kind == "flat" else PatchIndex.MIN_COMPRESS_THRESHOLD
         index = PatchIndex(Path(tmp) / "p.faiss", vectors.shape[1], compress_threshold=threshold)
         t0 = time.perf_counter()
         index.rebuild(ids, vectors)

@@ -58,15 +58,25 @@ def test_edl_lists_each_result_as_a_cut(results):
     assert text.startswith("TITLE: vidseek results\r\nFCM: NON-DROP FRAME")
     events = re.findall(r"^(\d{3})  AX\s+V\s+C\s+(\S+) (\S+) (\S+) (\S+)\r$", text, re.M)
     assert [int(e[0]) for e in events] == list(range(1, len(moments) + 1))
-    fps = round(archive.find_video(moments[0].video_id).native_fps)
+    first = archive.find_video(moments[0].video_id)
+    base = round(first.native_fps)
+
+    def frames(tc: str, b: int) -> int:
+        h, m, sec, f = map(int, tc.split(":"))
+        return ((h * 60 + m) * 60 + sec) * b + f
+
     assert events[0][3] == "01:00:00:00"
-    for (_, src_in, src_out, rec_in, rec_out), nxt in zip(events, events[1:] + [None]):
-        assert src_in < src_out and rec_in < rec_out
+    for (_, src_in, src_out, rec_in, rec_out), nxt, moment in zip(events, events[1:] + [None], moments):
+        src_base = round(archive.find_video(moment.video_id).native_fps)
+        length = frames(src_out, src_base) - frames(src_in, src_base)
+        assert length >= 1 and frames(rec_out, base) - frames(rec_in, base) == length  # same cut
+        assert abs(frames(src_in, src_base) / archive.find_video(moment.video_id).native_fps
+                   - moment.start) <= 1 / src_base
         if nxt is not None:
             assert nxt[3] == rec_out  # cuts laid end to end
-    assert events[0][1] == edl_timecode(moments[0].start, fps)
     assert text.count("* FROM CLIP NAME: ") == len(moments)
-    assert edl_timecode(3723.48, 25) == "01:02:03:12"  # 93,087 frames
+    assert edl_timecode(93_087, 25) == "01:02:03:12"
+    assert edl_timecode(17_982, 30) == "00:09:59:12"  # 600 s of 29.97 fps, labelled NDF
 
 
 def test_contact_sheet_and_cli_export(results, media):
@@ -77,6 +87,8 @@ def test_contact_sheet_and_cli_export(results, media):
         assert len(set(image.convert("L").getdata())) > 50  # real pictures, not a blank canvas
     with pytest.raises(vidseek.QueryError, match="unknown export format"):
         archive.export(moments, root / "results.xml")
+    with pytest.raises(vidseek.QueryError, match="cannot write"):
+        archive.export(moments, root / "missing-folder" / "results.edl")
     runner = CliRunner()
     out = root / "cli.otio"
     result = runner.invoke(app, ["search", "--image", str(root / "frame.png"), "-a",

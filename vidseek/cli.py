@@ -166,10 +166,14 @@ def search(
             else:
                 moments = arch.search(query, image=image, top_k=top_k, video=video, mode=mode,
                                       grounding=options)
-            if export is not None:
+            _show_moments(moments, trees, as_json)
+            if export is not None:  # after the results are shown: a failed export loses nothing
                 _export(arch, moments, export, query or f"image {image.name}")  # type: ignore[union-attr]
     except vidseek.VidseekError as exc:
         raise _fail(exc)
+
+
+def _show_moments(moments: list, trees: list, as_json: bool) -> None:
     if as_json:
         payload: object = [m.to_dict() for m in moments]
         if trees:
@@ -207,10 +211,14 @@ def _search_object(archive: Optional[Path], video: Optional[str], time: Optional
         with vidseek.Archive.open(archive, device=device, create=False) as arch:
             hits = arch.search_object(box, mask=mask, video=video, time=time, image=image,
                                       top_k=top_k, within=within)
+            _show_hits(hits, as_json)
             if export is not None:
                 _export(arch, hits, export, f"object {box or mask} on {video or image}")
     except vidseek.VidseekError as exc:
         raise _fail(exc)
+
+
+def _show_hits(hits: list, as_json: bool) -> None:
     if as_json:
         console.print(json.dumps([h.to_dict() for h in hits], indent=2), markup=False)
         return

@@ -49,19 +49,36 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def export_results(items: Sequence[ExportItem], path: str | os.PathLike, title: str = "vidseek results") -> Path:
-    """Write ``items`` to ``path`` in the format its suffix names."""
+    """Write ``items`` to ``path`` in the format its suffix names.
+
+    Raises :class:`~vidseek.errors.QueryError` for an unknown suffix, too many results for the
+    format, or a file that cannot be written (the message names the file).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in EXPORT_FORMATS:
         raise QueryError(f"{path}: unknown export format {suffix or '(none)'} "
                          f"(use {', '.join(EXPORT_FORMATS)})")
-    if suffix == ".otio":
-        export_otio(items, path, title)
-    elif suffix == ".edl":
-        export_edl(items, path, title)
-    else:
-        export_contact_sheet(items, path, title)
+    limit = _LIMITS.get(suffix)
+    if limit is not None and len(items) > limit:
+        raise QueryError(f"{path}: a {EXPORT_FORMATS[suffix]} holds at most {limit} results, "
+                         f"not {len(items)}; ask for fewer")
+    try:
+        if suffix == ".otio":
+            export_otio(items, path, title)
+        elif suffix == ".edl":
+            export_edl(items, path, title)
+        else:
+            export_contact_sheet(items, path, title)
+    except OSError as exc:
+        raise QueryError(f"{path}: cannot write the export: {exc.strerror or exc}") from exc
+    finally:
+        path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
     return path
+
+
+# EDL event numbers have three digits; a contact sheet must stay under JPEG's 65,535 pixels.
+_LIMITS = {".edl": 999, ".jpg": 400, ".jpeg": 400}
 
 
 # -- OpenTimelineIO ------------------------------------------------------------------
@@ -97,35 +114,38 @@ def export_otio(items: Sequence[ExportItem], path: str | os.PathLike, title: str
 
 
 # -- CMX 3600 ------------------------------------------------------------------------
-def edl_timecode(seconds: float, fps: int) -> str:
-    """``HH:MM:SS:FF`` non-drop-frame at integer ``fps``."""
-    frames = round(seconds * fps)
-    hours, rest = divmod(frames, 3600 * fps)
-    minutes, rest = divmod(rest, 60 * fps)
-    secs, frame = divmod(rest, fps)
+def edl_timecode(frames: int, base: int) -> str:
+    """``HH:MM:SS:FF`` non-drop-frame label of a frame count at an integer timecode ``base``
+    (30 for 29.97 fps material: NDF counts frames, it does not track the wall clock)."""
+    hours, rest = divmod(int(frames), 3600 * base)
+    minutes, rest = divmod(rest, 60 * base)
+    secs, frame = divmod(rest, base)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}:{frame:02d}"
 
 
 def export_edl(items: Sequence[ExportItem], path: str | os.PathLike, title: str = "vidseek results",
-               record_start: float = 3600.0) -> None:
+               record_start_frames: int | None = None) -> None:
     """A CMX 3600 EDL, one cut per result, laid end to end on the record side from 01:00:00:00.
 
-    CMX 3600 has no frame rate field and 8-character reels: the timecodes use the first
-    result's rate rounded to an integer (non-drop frame), the reel is ``AX`` and the file is
-    named in a ``FROM CLIP NAME`` comment, as editing tools expect.
+    Source timecodes count frames of each file at its own rate from 00:00:00:00 (the file's
+    own start, not any camera timecode it carries), labelled non-drop-frame at the rate
+    rounded to an integer. The record side counts frames at the first result's rate; source
+    and record lengths of a cut are the same number of frames. CMX 3600 has 8-character reels:
+    the reel is ``AX`` and the file is named in a ``FROM CLIP NAME`` comment.
     """
-    fps = max(1, round(items[0].rate)) if items else 25
+    record_base = max(1, round(items[0].rate)) if items else 25
+    record = 3600 * record_base if record_start_frames is None else record_start_frames
     lines = [f"TITLE: {title[:70]}", "FCM: NON-DROP FRAME", ""]
-    record = record_start
     for n, item in enumerate(items, 1):
-        length = max(1, round((item.end - item.start) * fps)) / fps
-        src_in, src_out = item.start, item.start + length
-        lines.append(f"{n:03d}  AX       V     C        {edl_timecode(src_in, fps)} "
-                     f"{edl_timecode(src_out, fps)} {edl_timecode(record, fps)} "
-                     f"{edl_timecode(record + length, fps)}")
+        base = max(1, round(item.rate))
+        src_in = int(math.floor(item.start * item.rate + 0.5))
+        length = max(1, int(math.floor((item.end - item.start) * item.rate + 0.5)))
+        lines.append(f"{n:03d}  AX       V     C        {edl_timecode(src_in, base)} "
+                     f"{edl_timecode(src_in + length, base)} {edl_timecode(record, record_base)} "
+                     f"{edl_timecode(record + length, record_base)}")
         lines.append(f"* FROM CLIP NAME: {item.video.name}")
         lines.append(f"* COMMENT: vidseek rank {n}, score {item.score:.3f}, best frame at "
-                     f"{edl_timecode(item.peak, fps)}")
+                     f"{edl_timecode(int(math.floor(item.peak * item.rate + 0.5)), base)}")
         lines.append("")
         record += length
     _write_atomically(Path(path), "\r\n".join(lines).encode("ascii", "replace"))

@@ -73,7 +73,7 @@ class Region:
 
     @classmethod
     def from_mask_image(cls, path: str | Path, width: int, height: int) -> "Region":
-        """A binary mask picture (any non-black pixel is inside), resized to the frame if needed."""
+        """A binary mask picture (pixels above mid-grey are inside), resized to the frame if needed."""
         try:
             with Image.open(path) as opened:
                 grey = opened.convert("L")
@@ -207,12 +207,14 @@ def _candidates(store: ArchiveStore, token: np.ndarray, top_k: int) -> dict[int,
     ``_MAX_TOKENS``) while its tokens name fewer than ``top_k`` videos: one long appearance
     (every cell of every frame of the source video) must not crowd out the others."""
     k = max(_MIN_TOKENS, _TOKENS_PER_HIT * top_k)
+    stored = store.refresh_patch_index().ntotal
     while True:
-        found = store.search_patches(token, k)
         by_video: dict[int, list[float]] = defaultdict(list)
-        for video_id, time in found:
+        for video_id, time in store.search_patches(token, k):
             by_video[video_id].append(time)
-        if len(by_video) >= top_k or len(found) < k or k >= _MAX_TOKENS:
+        # (a compressed index returns fewer than k when its probed lists run out: deepening
+        # still helps up to the cap, so the test is against what is stored, not what came back)
+        if len(by_video) >= top_k or k >= min(stored, _MAX_TOKENS):
             return by_video
         k *= 4
 

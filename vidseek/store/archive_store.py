@@ -65,6 +65,9 @@ class ArchiveStore:
         self.catalog = Catalog(self.root / "catalog.db")
         self.files = FeatureFileStore(self.root / "features")
         self.sparse = SparseTokenFiles(self.root / "sparse")
+        if patch_threshold < PatchIndex.MIN_COMPRESS_THRESHOLD:
+            raise ArchiveError(f"patch_threshold must be at least {PatchIndex.MIN_COMPRESS_THRESHOLD} "
+                               f"(IVF-PQ needs that many training vectors), got {patch_threshold}")
         self._ivf_threshold = ivf_threshold
         self._patch_threshold = patch_threshold
         self._frames: FrameIndex | None = None

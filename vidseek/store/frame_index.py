@@ -144,7 +144,13 @@ class FrameIndex:
         for _, vectors in batches():
             take = min(len(vectors), int(np.ceil(quota * len(vectors) / total)))
             sample.append(np.asarray(vectors, np.float32)[rng.choice(len(vectors), take, replace=False)])
-        self._index = self._new_trained(np.concatenate(sample), total)
+        sample = np.concatenate(sample) if sample else np.zeros((0, self.dim), np.float32)
+        if len(sample) < self._min_training(total):  # files unreadable meanwhile: stay exact
+            logger.warning("%s: only %d training vectors; keeping the index exact", self.path.name,
+                           len(sample))
+            self._index = self._new_flat()
+        else:
+            self._index = self._new_trained(sample, total)
         for ids, vectors in batches():
             self._add_raw(ids, vectors)
 
@@ -184,8 +190,15 @@ class FrameIndex:
     def _lists(self, total: int) -> int:
         return max(16, int(4 * math.sqrt(total)))
 
+    # Training vectors: ~64 per list (FAISS asks for at least 39), capped so a rebuild of a
+    # large archive holds a sample in memory, not the archive.
+    _MAX_TRAINING = 300_000
+
     def _training_size(self, total: int) -> int:
-        return min(total, 256 * self._lists(total))
+        return min(total, max(64 * self._lists(total), 10_000), self._MAX_TRAINING)
+
+    def _min_training(self, total: int) -> int:
+        return 39 * self._lists(total)
 
     def _new_trained(self, sample: np.ndarray, total: int) -> faiss.Index:
         """An empty compressed index trained on ``sample`` (for ``total`` vectors)."""

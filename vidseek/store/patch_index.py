@@ -59,6 +59,9 @@ class PatchIndex(FrameIndex):
     def _lists(self, total: int) -> int:
         return max(16, min(int(4 * math.sqrt(total)), total // 39))
 
+    def _min_training(self, total: int) -> int:
+        return max(39 * self._lists(total), self.MIN_COMPRESS_THRESHOLD)
+
     def _new_trained(self, sample: np.ndarray, total: int) -> faiss.Index:
         nlist = self._lists(total)
         m = pq_bytes(self.dim)
