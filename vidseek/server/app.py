@@ -215,6 +215,12 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         if video is not None and not arch.find_videos(video):
             raise HTTPException(404, f"no indexed video named {video!r}")
 
+    async def uploaded_picture(image: UploadFile):
+        data = await image.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"image: larger than the limit of {settings.max_upload_bytes} bytes")
+        return await run_in_threadpool(read_upload_image, data)  # decoding off the event loop
+
     # -- search ------------------------------------------------------------------------
     @app.get("/api/search", summary="Search by text")
     def search_text(
@@ -265,10 +271,7 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         video: Optional[str] = Form(None, max_length=4096),
         arch: vidseek.Archive = Depends(archive),
     ) -> dict:
-        data = await image.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            raise HTTPException(413, f"image: larger than the limit of {settings.max_upload_bytes} bytes")
-        picture = await run_in_threadpool(read_upload_image, data)
+        picture = await uploaded_picture(image)
         await run_in_threadpool(check_video_name, arch, video)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -321,10 +324,7 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
         top_k: int = Form(10, ge=1, le=settings.max_top_k),
         arch: vidseek.Archive = Depends(archive),
     ) -> dict:
-        data = await image.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            raise HTTPException(413, f"image: larger than the limit of {settings.max_upload_bytes} bytes")
-        picture = await run_in_threadpool(read_upload_image, data)
+        picture = await uploaded_picture(image)
         t0 = time.perf_counter()
         hits = await run_in_threadpool(arch.search_object, box, image=picture, top_k=top_k)
         return object_answer(arch, hits, t0, f"{image.filename or 'image'}, box {box}")

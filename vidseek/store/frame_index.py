@@ -198,7 +198,7 @@ class FrameIndex:
         return min(total, max(64 * self._lists(total), 10_000), self._MAX_TRAINING)
 
     def _min_training(self, total: int) -> int:
-        return 39 * self._lists(total)
+        return self._lists(total)  # k-means needs a point per list (FAISS warns below 39)
 
     def _new_trained(self, sample: np.ndarray, total: int) -> faiss.Index:
         """An empty compressed index trained on ``sample`` (for ``total`` vectors)."""

@@ -60,7 +60,7 @@ class PatchIndex(FrameIndex):
         return max(16, min(int(4 * math.sqrt(total)), total // 39))
 
     def _min_training(self, total: int) -> int:
-        return max(39 * self._lists(total), self.MIN_COMPRESS_THRESHOLD)
+        return max(self._lists(total), 256)  # and 256 per product-quantiser codebook
 
     def _new_trained(self, sample: np.ndarray, total: int) -> faiss.Index:
         nlist = self._lists(total)
