@@ -524,13 +524,7 @@ class Archive:
             if not text.strip():
                 raise QueryError("the text query is empty")
             return self.encoder.encode_text([text])[0]
-        if isinstance(image, (str, os.PathLike)):
-            try:
-                with Image.open(image) as opened:
-                    image = opened.convert("RGB")
-            except (OSError, ValueError) as exc:
-                raise QueryError(f"{image}: cannot read the query image: {exc}") from exc
-        return self.encoder.encode_images([image])[0]
+        return self.encoder.encode_images([self._open_image(image)])[0]  # type: ignore[arg-type]
 
     def find_videos(self, video: str | int) -> list[VideoRecord]:
         """Indexed videos whose file name, path or id is ``video`` (several may share a name);

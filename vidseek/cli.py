@@ -227,9 +227,8 @@ def _show_hits(hits: list, as_json: bool) -> None:
         return
     table = Table("#", "video", "start", "end", "score", "box at peak")
     for n, h in enumerate(hits, 1):
-        at_peak = min(h.track, key=lambda p: abs(p.time - h.peak)).box if h.track else ()
         table.add_row(str(n), h.video, _clock(h.start), _clock(h.end), f"{h.score:.3f}",
-                      ",".join(map(str, at_peak)))
+                      ",".join(map(str, h.box_at_peak or ())))
     console.print(table)
 
 

@@ -160,6 +160,11 @@ class ObjectHit:
     peak: float  # time of the best frame
     track: list[TrackPoint]
 
+    @property
+    def box_at_peak(self) -> tuple[int, int, int, int] | None:
+        """The matching box in the frame nearest the peak (None for an empty track)."""
+        return min(self.track, key=lambda p: abs(p.time - self.peak)).box if self.track else None
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -103,15 +103,10 @@ def _moment_json(m: vidseek.Moment, record: vidseek.VideoRecord | None = None) -
 
 
 def _hit_json(hit: vidseek.ObjectHit, record: vidseek.VideoRecord | None) -> dict:
-    at_peak = min(hit.track, key=lambda p: abs(p.time - hit.peak)).box if hit.track else None
-    return {"video": hit.video, "video_id": hit.video_id, "start": round(hit.start, 3),
-            "end": round(hit.end, 3), "score": round(float(hit.score), 6), "peak": round(hit.peak, 3),
-            "box": at_peak, "width": record.width if record else None,
-            "height": record.height if record else None,
+    # an object hit is a moment (same fields) plus where the object is
+    return {**_moment_json(hit, record), "box": hit.box_at_peak,  # type: ignore[arg-type]
             "track": [{"time": round(p.time, 3), "box": p.box, "score": round(p.score, 6)}
-                      for p in hit.track],
-            "thumbnail": f"/api/videos/{hit.video_id}/thumbnail?t={hit.peak:.3f}",
-            "media": f"/api/videos/{hit.video_id}/media"}
+                      for p in hit.track]}
 
 
 def _tree_json(result: vidseek.GroundingResult) -> dict:
