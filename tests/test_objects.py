@@ -164,19 +164,25 @@ def test_patch_index_compresses_past_its_threshold_and_survives_save_load(tmp_pa
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="compress_threshold"):
         PatchIndex(tmp_path / "x.faiss", 32, compress_threshold=100)
-    index = PatchIndex(tmp_path / "p.faiss", 32, compress_threshold=10_000)
+    from vidseek.store.frame_index import ArraySource
+
     vectors = rng.normal(size=(12_000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    all_ids = np.concatenate([patch_ids(1, 6_000), patch_ids(2, 6_000)])
+    index = PatchIndex(tmp_path / "p.faiss", 32, compress_threshold=10_000,
+                       source=ArraySource(all_ids, vectors))
     index.add(patch_ids(1, 6_000), vectors[:6_000])
-    assert index.kind == "flat"
-    index.add(patch_ids(2, 6_000), vectors[6_000:])  # crosses the threshold: trained once
-    assert index.kind == "ivfpq" and index.ntotal == 12_000
+    index.save(6)
+    assert index.maintain() is None and index.kind == "flat"
+    index.add(patch_ids(2, 6_000), vectors[6_000:])
     index.save(7)
+    assert index.maintain() == "retrained"  # crossed the threshold: trained once
+    assert index.kind == "ivfpq" and index.ntotal == 12_000
     loaded = PatchIndex(tmp_path / "p.faiss", 32, compress_threshold=10_000)
     assert loaded.load() and loaded.kind == "ivfpq" and loaded.generation == 7
     _, ids = loaded.search(vectors[6_100:6_101], 10)
     assert int(patch_ids(2, 6_000)[100]) in ids[0].tolist()  # found its own (compressed) copy
-    loaded.remove_range(2 << 32, 3 << 32)  # every token of video 2
+    loaded.remove_video(2, 6_000)  # every token of video 2
     assert loaded.ntotal == 6_000
     _, ids = loaded.search(vectors[6_100:6_101], 50)
     assert all(i >> 32 == 1 for i in ids[0].tolist() if i >= 0)

@@ -18,10 +18,14 @@ def clustered(n, dim, rng, centres=50):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def video_ids(video_id, count, bits=24):
+    return (np.int64(video_id) << bits) + np.arange(count, dtype=np.int64)
+
+
 def test_flat_index_is_exact_and_persists(tmp_path):
     rng = np.random.default_rng(0)
     vectors = clustered(500, 32, rng)
-    ids = np.arange(500, dtype=np.int64) * 7 + 3
+    ids = np.concatenate([video_ids(1, 100), video_ids(2, 400)])
     index = FrameIndex(tmp_path / "f.faiss", 32)
     index.add(ids, vectors)
     scores, found = index.search(vectors[:5], 1)
@@ -30,28 +34,77 @@ def test_flat_index_is_exact_and_persists(tmp_path):
     index.save(generation=4)
     again = FrameIndex(tmp_path / "f.faiss", 32)
     assert again.load() and again.generation == 4 and again.ntotal == 500
-    index.remove(ids[:100])
+    index.remove_video(1, 100)
     assert index.ntotal == 400 and index.search(vectors[:1], 1)[1][0, 0] != ids[0]
 
 
-def test_index_switches_to_ivf_past_threshold_with_high_recall(tmp_path):
+def test_saves_write_logs_and_compaction_writes_a_memory_mapped_base(tmp_path):
+    """A save writes only its own vectors; compaction folds them (minus removed videos)
+    into a new base; a reader in another process sees each state exactly."""
+    rng = np.random.default_rng(3)
+    vectors = clustered(30_000, 32, rng)
+    index = FrameIndex(tmp_path / "f.faiss", 32)
+    for v in range(30):  # 30 videos of 1,000 frames, one save each
+        index.add(video_ids(v, 1000), vectors[v * 1000:(v + 1) * 1000])
+        index.save(v + 1)
+        logs = sorted(p.name for p in (tmp_path / "f.d").glob("log-*"))
+        if index.maintain():
+            assert v + 1 == 20  # 20,000 vectors in the delta: compacted once
+            assert not list((tmp_path / "f.d").glob("log-*"))
+        else:
+            assert len(logs) == (v + 1 if v < 20 else v - 19)
+    assert index.ntotal == 30_000 and index._base_ntotal == 20_000 and index.delta_ntotal == 10_000
+    reader = FrameIndex(tmp_path / "f.faiss", 32)
+    assert reader.load() and reader.ntotal == 30_000 and reader.generation == 30
+    # removals: a video in the base is tombstoned, one in the delta dropped
+    index.remove_video(3, 1000)
+    index.remove_video(25, 1000)
+    index.save(31)
+    assert reader.load() and reader.ntotal == 28_000
+    for idx in (index, reader):
+        _, got = idx.search(vectors[3_000:3_010], 5)
+        assert not np.isin(got >> 24, [3, 25]).any()
+        _, got = idx.search(vectors[4_000:4_010], 1)
+        np.testing.assert_array_equal(got[:, 0], video_ids(4, 10))
+    exact = FrameIndex(tmp_path / "x.faiss", 32)
+    keep = ~np.isin(np.arange(30_000) // 1000, [3, 25])
+    exact.add(np.arange(30_000)[keep], vectors[keep])
+    queries = clustered(50, 32, rng)
+    for idx in (index, reader):  # still exact: same scores as one flat index
+        np.testing.assert_allclose(idx.search(queries, 10)[0], exact.search(queries, 10)[0], atol=1e-5)
+
+
+def test_index_retrains_as_ivf_past_threshold_with_high_recall(tmp_path):
     rng = np.random.default_rng(1)
     vectors = clustered(6000, 32, rng)
-    ids = np.arange(6000, dtype=np.int64)
-    index = FrameIndex(tmp_path / "f.faiss", 32, ivf_threshold=4000, nprobe=16)
-    index.add(ids[:3000], vectors[:3000])
-    assert index.kind == "flat"
-    index.add(ids[3000:], vectors[3000:])
-    assert index.kind == "ivf" and index.ntotal == 6000
+    ids = np.concatenate([video_ids(v, 1000) for v in range(6)])
+    held = {"n": 0}
+    source = type("Source", (), {
+        "count": lambda self: held["n"],
+        "batches": lambda self: iter([(ids[:held["n"]], vectors[:held["n"]])])})()
+    index = FrameIndex(tmp_path / "f.faiss", 32, ivf_threshold=4000, nprobe=16, source=source)
+    for v in range(6):
+        index.add(ids[v * 1000:(v + 1) * 1000], vectors[v * 1000:(v + 1) * 1000])
+        held["n"] += 1000
+        index.save(v + 1)
+        done = index.maintain()
+        assert done == ("retrained" if v == 3 else None)
+        assert index.kind == ("flat" if v < 3 else "ivf")
+    assert index.ntotal == 6000 and index.delta_ntotal == 2000  # added to the trained lists
     queries = clustered(100, 32, rng)
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     _, got = index.search(queries, 10)
-    recall = np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, exact)])
+    recall = np.mean([len(set(g) & set(ids[e])) / 10 for g, e in zip(got, exact)])
     assert recall >= 0.95
-    index.save(1)
-    again = FrameIndex(tmp_path / "f.faiss", 32)
-    again.load()
-    assert again.kind == "ivf" and again.ntotal == 6000
+    again = FrameIndex(tmp_path / "f.faiss", 32, nprobe=16)
+    assert again.load() and again.kind == "ivf" and again.ntotal == 6000
+    np.testing.assert_array_equal(again.search(queries, 10)[1], got)
+
+
+def test_older_index_format_is_reported_for_rebuild(tmp_path):
+    (tmp_path / "f.json").write_text('{"generation": 3, "kind": "flat", "ntotal": 0, "dim": 32}')
+    index = FrameIndex(tmp_path / "f.faiss", 32)
+    assert not index.load() and index.generation == -1
 
 
 def test_feature_files_round_trip_and_garbage_collection(tmp_path):

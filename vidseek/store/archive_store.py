@@ -6,16 +6,18 @@ Layout::
       catalog.db          SQLite (WAL): manifest, videos, frames
       features/KEY.npz    per-video frame times, embeddings, dense tokens
       sparse/KEY.npz      per-video level-1 sparse tokens of the grounding checkpoint
-      frames.faiss        FAISS index of frame embeddings
-      frames.json         generation of the catalog the index reflects
-      patches.faiss       FAISS index of dense patch tokens (object queries), + patches.json
+      frames.json         manifest of the frame index: catalog generation, segments
+      frames.d/           its segment files: base (memory-mapped), logs, trained lists
+      patches.json        the same for the index of dense patch tokens (object queries)
+      patches.d/
       .write.lock         inter-process write lock
 
 Commit order for a video: feature file (atomic rename) → catalog transaction (the video
 becomes visible) → index update and save (atomic rename). A crash before the catalog
 transaction leaves only an unreferenced feature file, removed later; a crash after it is
 repaired on the next open, which sees the index's generation behind the catalog's and
-rebuilds the index from the feature files.
+rebuilds the index from the feature files. Index saves write only the video's own vectors
+(a log segment); compaction and retraining run after the save, when due.
 """
 
 from __future__ import annotations
@@ -48,11 +50,39 @@ class FrameHit:
     score: float
 
 
+class _StoredVectors:
+    """Every vector of one index, read from the feature files of the catalog's videos
+    (a :class:`~vidseek.store.frame_index.VectorSource`)."""
+
+    def __init__(self, store: "ArchiveStore", vectors_of: Callable, count_of: Callable) -> None:
+        self.store, self.vectors_of, self.count_of = store, vectors_of, count_of
+        self._readable: list[VideoRecord] = []
+
+    def count(self) -> int:
+        """Sizes first, so a large index can train on a sample; unreadable files skipped."""
+        self._readable, total = [], 0
+        for video in self.store.catalog.videos():
+            try:
+                total += self.count_of(video)
+                self._readable.append(video)
+            except (OSError, ValueError, KeyError) as exc:  # lost to a power cut or damaged
+                logger.error("%s: features of %s unreadable (%s); re-ingest it", self.store.root,
+                             video.path, exc)
+        return total
+
+    def batches(self):
+        for video in self._readable:
+            try:
+                yield self.vectors_of(video)
+            except (OSError, ValueError, KeyError) as exc:
+                logger.error("%s: features of %s unreadable (%s)", self.store.root, video.path, exc)
+
+
 class ArchiveStore:
     """Storage of one archive directory. Knows nothing about models or decoding."""
 
     def __init__(self, root: str | Path, create: bool = True, ivf_threshold: int = 200_000,
-                 patch_threshold: int = 100_000) -> None:
+                 patch_threshold: int = 100_000, compress_threshold: int = 1_000_000) -> None:
         self.root = Path(root)
         if not self.root.exists():
             if not create:
@@ -69,6 +99,7 @@ class ArchiveStore:
             raise ArchiveError(f"patch_threshold must be at least {PatchIndex.MIN_COMPRESS_THRESHOLD} "
                                f"(IVF-PQ needs that many training vectors), got {patch_threshold}")
         self._ivf_threshold = ivf_threshold
+        self._compress_threshold = compress_threshold
         self._patch_threshold = patch_threshold
         self._frames: FrameIndex | None = None
         self._patches: PatchIndex | None = None
@@ -97,11 +128,15 @@ class ArchiveStore:
         with self._index_lock:  # two threads must not each build their own
             if self._frames is None or self._patches is None:
                 encoder = manifest["encoder"]
-                self._frames = FrameIndex(self.root / "frames.faiss", encoder["embed_dim"],
-                                          ivf_threshold=self._ivf_threshold)
+                self._frames = FrameIndex(
+                    self.root / "frames.faiss", encoder["embed_dim"],
+                    ivf_threshold=self._ivf_threshold, compress_threshold=self._compress_threshold,
+                    source=_StoredVectors(self, self._frame_vectors, lambda video: video.frames))
                 self._frames.load()
-                self._patches = PatchIndex(self.root / "patches.faiss", encoder["vision_width"],
-                                           compress_threshold=self._patch_threshold)
+                self._patches = PatchIndex(
+                    self.root / "patches.faiss", encoder["vision_width"],
+                    compress_threshold=self._patch_threshold,
+                    source=_StoredVectors(self, self._patch_vectors, self._patch_count))
                 self._patches.load()
         return self._frames, self._patches
 
@@ -109,27 +144,27 @@ class ArchiveStore:
         """Return the frame index, reloading it if another process committed since.
 
         If the saved index is behind the catalog (a writer crashed between its catalog commit
-        and its index save, or the archive predates the index), it is rebuilt from the
-        feature files under the write lock.
+        and its index save, or the archive predates the index's format), it is rebuilt from
+        the feature files under the write lock.
         """
-        return self._refresh(self._indexes()[0], self._frame_vectors, lambda video: video.frames)
+        return self._refresh(self._indexes()[0])
 
     def refresh_patch_index(self) -> PatchIndex:
         """The dense patch-token index (object queries), current as :meth:`refresh_index`."""
-        return self._refresh(self._indexes()[1], self._patch_vectors, self._patch_count)
+        return self._refresh(self._indexes()[1])
 
-    def _refresh(self, index: FrameIndex, vectors_of: Callable, count_of: Callable) -> FrameIndex:
+    def _refresh(self, index: FrameIndex) -> FrameIndex:
         if index.generation == self.catalog.generation:
             return index
         with index.lock:  # a writer of this process may be mid-update: wait for its save
             if index.generation != self.catalog.generation:
                 index.load()  # another process may have committed and saved
         if index.generation != self.catalog.generation:
-            with self.lock, index.lock:
+            with self.lock:
                 index.load()
                 generation = self.catalog.generation
                 if index.generation != generation:
-                    self._rebuild_index(index, generation, vectors_of, count_of)
+                    self._rebuild_index(index, generation)
         return index
 
     def _frame_vectors(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -144,31 +179,20 @@ class ArchiveStore:
         _, kept = self.files.load_token_layout(video.features_key)
         return int(kept.sum())
 
-    def _rebuild_index(self, index: FrameIndex, generation: int, vectors_of: Callable,
-                       count_of: Callable) -> None:
-        videos = self.catalog.videos()
-        if index.ntotal == 0 and not videos:  # new archive
+    def _rebuild_index(self, index: FrameIndex, generation: int) -> None:
+        if index.ntotal == 0 and not self.catalog.videos():  # new archive
             index.save(generation)
             return
         logger.warning("%s: %s at generation %d, catalog at %d: rebuilding", self.root,
                        index.path.name, index.generation, generation)
-        readable = []
-        for video in videos:  # sizes first, so a large index can train on a sample
-            try:
-                readable.append((video, count_of(video)))
-            except (OSError, ValueError, KeyError) as exc:  # lost to a power cut or damaged
-                logger.error("%s: features of %s unreadable (%s); re-ingest it", self.root,
-                             video.path, exc)
+        index.rebuild(generation)
 
-        def batches():
-            for video, _ in readable:
-                try:
-                    yield vectors_of(video)
-                except (OSError, ValueError, KeyError) as exc:
-                    logger.error("%s: features of %s unreadable (%s)", self.root, video.path, exc)
-
-        index.rebuild_from(batches, sum(count for _, count in readable))
-        index.save(generation)
+    def _maintain(self, index: FrameIndex) -> None:
+        """Compact or retrain an index after a write, if due (the caller holds the write lock)."""
+        done = index.maintain()
+        if done:
+            logger.info("%s: %s %s (%d vectors, %s)", self.root, index.path.name, done,
+                        index.ntotal, index.kind)
 
     # -- writes -----------------------------------------------------------------
     def commit_video(self, fields: dict[str, Any], features: VideoFeatures,
@@ -195,15 +219,17 @@ class ArchiveStore:
                         features.times, replace=replace, windows=windows)
                     visible = True
                     if replace is not None:
-                        frames.remove(frame_ids(replace.id, replace.frames))
+                        frames.remove_video(replace.id, replace.frames)
                     frames.add(ids, features.embeddings)
                     frames.save(self.catalog.generation)
                 with patches.lock:
                     if replace is not None:
-                        patches.remove_range(*self._token_id_range(replace))
+                        patches.remove_video(replace.id, self._patch_count_or_zero(replace))
                     tokens = features.dense.tokens
                     patches.add(patch_ids(record.id, len(tokens)), normalised_tokens(tokens))
                     patches.save(self.catalog.generation)
+                self._maintain(frames)
+                self._maintain(patches)
         finally:
             if not visible:
                 self.files.path(key).unlink(missing_ok=True)
@@ -213,9 +239,12 @@ class ArchiveStore:
             self._unlink_files(replace)  # keys are unique
         return record
 
-    @staticmethod
-    def _token_id_range(video: VideoRecord) -> tuple[int, int]:
-        return video.id << TOKEN_ID_BITS, (video.id + 1) << TOKEN_ID_BITS
+    def _patch_count_or_zero(self, video: VideoRecord) -> int:
+        """Tokens of a video about to be removed (only the index's count depends on it)."""
+        try:
+            return self._patch_count(video)
+        except (OSError, ValueError, KeyError):
+            return 0
 
     def _unlink_files(self, video: VideoRecord) -> None:
         self.files.path(video.features_key).unlink(missing_ok=True)
@@ -249,11 +278,13 @@ class ArchiveStore:
             frames, patches = self.refresh_index(), self.refresh_patch_index()
             with frames.lock:
                 self.catalog.delete_video(video)
-                frames.remove(frame_ids(video.id, video.frames))
+                frames.remove_video(video.id, video.frames)
                 frames.save(self.catalog.generation)
             with patches.lock:
-                patches.remove_range(*self._token_id_range(video))
+                patches.remove_video(video.id, self._patch_count_or_zero(video))
                 patches.save(self.catalog.generation)
+            self._maintain(frames)
+            self._maintain(patches)
         self._unlink_files(video)
 
     def collect_garbage(self, min_age_s: float = 3600.0) -> int:

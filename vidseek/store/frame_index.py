@@ -1,13 +1,27 @@
 """The FAISS index of frame embeddings (inner product = cosine on normalised vectors).
 
-Index kind by size: an exact ``IndexFlatIP`` (wrapped in ``IndexIDMap2``) while the archive
-holds fewer than ``ivf_threshold`` vectors (default 200,000 ≈ 55 hours at 1 fps); past it, the
-index is rebuilt once as ``IndexIVFFlat`` with ``nlist = 4·√n`` lists trained on the vectors
-present, searched with ``nprobe`` lists. Ids are frame ids from the catalog.
+**Kind by size.** Exact (``IndexFlatIP``) while the archive holds fewer than
+``ivf_threshold`` vectors (default 200,000 ≈ 55 hours at 1 fps); then ``IndexIVFFlat``;
+from ``compress_threshold`` (default 1,000,000 ≈ 280 hours) ``IndexIVFScalarQuantizer``
+with 8-bit codes (a quarter of the bytes). IVF kinds use ``4·√n`` lists (at most
+``max_lists``), trained on a sample, searched with ``nprobe`` lists. Ids pack the video id
+in their high bits (``id >> id_bits``).
 
-The index is saved with write-then-rename, next to a small JSON sidecar holding the catalog
-generation it reflects; a mismatch on open means a crash between the catalog commit and the
-index save, and the index is rebuilt from the feature files.
+**Segments.** The index is a read-only *base*, memory-mapped from disk, plus a *delta* in
+memory that takes every addition since the base was written, plus *tombstones*: videos
+removed from the base, filtered out of its results. A save writes one small *log* file
+(this save's additions and removals) and the manifest — never the base — so a commit costs
+the size of its video, not of the archive. When the delta grows past a fraction of the base
+(or the tombstones do), :meth:`maintain` *compacts*: the base minus tombstones plus the delta
+becomes a new base file, written under a fresh name. When the size calls for another kind, or
+has grown 4× since the lists were trained, it *retrains* from the :class:`VectorSource`
+(the archive's feature files), streaming.
+
+Files, for ``path = ARCHIVE/frames.faiss``: ``frames.json`` (manifest: catalog generation,
+base, trained-empty index, logs, tombstones) and ``frames.d/`` (segment files). Every file is
+written under a temporary name, fsynced and renamed; the manifest is renamed last, so a
+crash leaves either the old or the new state. A manifest behind the catalog's generation
+means a crash between the catalog commit and the save: the archive rebuilds the index.
 """
 
 from __future__ import annotations
@@ -18,15 +32,19 @@ import logging
 import math
 import os
 import threading
+import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import faiss
 import numpy as np
 
-__all__ = ["FrameIndex", "fsync_directory"]
+__all__ = ["FrameIndex", "VectorSource", "ArraySource", "fsync_directory"]
 
 logger = logging.getLogger(__name__)
+
+_FORMAT = 2
+_KIND_ORDER = ("flat", "ivf", "ivfsq8", "ivfpq")
 
 
 def _locked(method):
@@ -46,149 +64,138 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-class FrameIndex:
-    """FAISS index of frame vectors with persistence and automatic index-type choice.
+def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(str(tmp))
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
-    Thread-safe: FAISS must not search an index while another thread adds to it, so every
-    operation holds :attr:`lock` (searches take milliseconds). A writer holds it across its
-    whole update (catalog commit, add, save) so that no reader of this process reloads the
-    older saved file in between.
+
+class VectorSource(Protocol):
+    """Every vector the index should hold, for a rebuild: a count, then ``(ids, vectors)``
+    batches (read twice when training: once for a sample, once to add)."""
+
+    def count(self) -> int: ...
+
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+
+class ArraySource:
+    """A :class:`VectorSource` over arrays in memory (tests, benchmarks)."""
+
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray, batch: int = 100_000) -> None:
+        self.ids, self.vectors, self.batch = ids, vectors, batch
+
+    def count(self) -> int:
+        return len(self.ids)
+
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for lo in range(0, len(self.ids), self.batch):
+            yield self.ids[lo:lo + self.batch], self.vectors[lo:lo + self.batch]
+
+
+class FrameIndex:
+    """A segmented FAISS index with persistence and automatic choice of index kind.
+
+    Thread-safe: every operation holds :attr:`lock` (searches take milliseconds). A writer
+    holds it from its catalog commit to its :meth:`save`, so that no reader of this process
+    reloads an older manifest in between; :meth:`maintain` builds off the lock and swaps in.
     """
 
-    def __init__(self, path: Path, dim: int, ivf_threshold: int = 200_000, nprobe: int = 32) -> None:
+    LOG_DTYPE: type = np.float32  # vectors as stored in log files (and the delta)
+    COMPRESSED_KIND = "ivfsq8"
+
+    def __init__(self, path: Path, dim: int, *, ivf_threshold: int = 200_000,
+                 compress_threshold: int = 1_000_000, nprobe: int = 32, max_lists: int = 4096,
+                 id_bits: int = 24, source: VectorSource | None = None) -> None:
         self.path = Path(path)
         self.sidecar = self.path.with_suffix(".json")
+        self.segments = self.path.with_suffix(".d")
         self.dim = dim
         self.ivf_threshold = ivf_threshold
+        self.compress_threshold = max(compress_threshold, ivf_threshold)
         self.nprobe = nprobe
+        self.max_lists = max_lists
+        self.id_bits = id_bits
+        self.source = source
         self.generation = -1
-        self._index = self._new_flat()
         self._lock = threading.RLock()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._base: faiss.Index | None = None
+        self._base_file: str | None = None
+        self._base_ntotal = 0
+        self._trained_file: str | None = None
+        self._trained_for = 0
+        self._delta = self._new_flat()
+        self._tombstones: dict[int, int] = {}  # video id → its vectors in the base
+        self._logs: list[str] = []
+        self._pending_ids: list[np.ndarray] = []
+        self._pending_vectors: list[np.ndarray] = []
+        self._pending_removed: dict[int, int] = {}
 
     @property
     def lock(self) -> threading.RLock:
         return self._lock
 
+    # -- what it holds -----------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self._kind_of(self._base) if self._base is not None else self._kind_of(self._delta)
+
+    @property
+    def ntotal(self) -> int:
+        return self._base_ntotal - sum(self._tombstones.values()) + int(self._delta.ntotal)
+
+    @property
+    def delta_ntotal(self) -> int:
+        return int(self._delta.ntotal)
+
+    def _kind_of(self, index: faiss.Index) -> str:
+        if isinstance(index, faiss.IndexIVFPQ):
+            return "ivfpq"
+        if isinstance(index, faiss.IndexIVFScalarQuantizer):
+            return "ivfsq8"
+        if isinstance(index, faiss.IndexIVF):
+            return "ivf"
+        return "flat"
+
+    def wanted_kind(self, total: int) -> str:
+        if total < self.ivf_threshold:
+            return "flat"
+        return "ivf" if total < self.compress_threshold else self.COMPRESSED_KIND
+
+    def _threshold_of(self, kind: str) -> int:
+        return {"flat": 0, "ivf": self.ivf_threshold}.get(kind, self.compress_threshold)
+
+    @property
+    def needs_retraining(self) -> bool:
+        """True when the size calls for another kind (with hysteresis on the way down), or
+        the IVF lists were trained for a quarter of today's vectors or fewer."""
+        n, kind = self.ntotal, self.kind
+        wanted = self.wanted_kind(n)
+        if _KIND_ORDER.index(wanted) > _KIND_ORDER.index(kind):
+            return True
+        if _KIND_ORDER.index(wanted) < _KIND_ORDER.index(kind) and n < self._threshold_of(kind) // 2:
+            return True
+        return kind != "flat" and n >= 4 * max(self._trained_for, 1)
+
+    @property
+    def needs_compaction(self) -> bool:
+        """True when the delta or the tombstones outgrow an eighth of the base (at least
+        20,000 vectors, at most 1,000,000), or the logs number 256."""
+        limit = min(max(20_000, self._base_ntotal // 8), 1_000_000)
+        return (self.delta_ntotal >= limit or sum(self._tombstones.values()) >= limit
+                or len(self._logs) >= 256)
+
     # -- construction -----------------------------------------------------------
     def _new_flat(self) -> faiss.Index:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
 
-    @property
-    def kind(self) -> str:
-        return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
-
-    @property
-    def ntotal(self) -> int:
-        return int(self._index.ntotal)
-
-    @_locked
-    def load(self) -> bool:
-        """Read the saved index; False when there is none or it is unreadable.
-
-        An unreadable index is treated as missing: its generation stays behind the catalog's,
-        so the archive rebuilds it from the feature files.
-        """
-        if not self.path.exists() or not self.sidecar.exists():
-            return False
-        try:
-            meta = json.loads(self.sidecar.read_text())
-            index = faiss.read_index(str(self.path))
-            generation = int(meta["generation"])
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            logger.error("%s: unreadable frame index (%s); it will be rebuilt", self.path, exc)
-            self.generation = -1
-            return False
-        self._index, self.generation = index, generation
-        if isinstance(self._index, faiss.IndexIVF):
-            self._index.nprobe = self.nprobe
-        return True
-
-    @_locked
-    def save(self, generation: int) -> None:
-        """Write the index and its sidecar atomically (temp file, fsync, rename)."""
-        tmp = self.path.with_suffix(".faiss.tmp")
-        faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        side_tmp = self.sidecar.with_suffix(".json.tmp")
-        with open(side_tmp, "w") as fh:
-            fh.write(json.dumps({"generation": generation, "kind": self.kind,
-                                 "ntotal": self.ntotal, "dim": self.dim}))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(side_tmp, self.sidecar)
-        fsync_directory(self.path.parent)
-        self.generation = generation
-
-    @_locked
-    def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Replace the contents with exactly these vectors."""
-        self.rebuild_from(lambda: iter([(ids, vectors)]), len(ids))
-
-    @_locked
-    def rebuild_from(self, batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
-                     total: int) -> None:
-        """Replace the contents with the ``(ids, vectors)`` batches that ``batches()`` yields,
-        ``total`` vectors in all, without holding them all in memory: one pass when the
-        index stays exact; past the threshold, a pass drawing a training sample, then a pass
-        adding the vectors to the trained index."""
-        if total < self.ivf_threshold:
-            self._index = self._new_flat()
-            for ids, vectors in batches():
-                self._add_raw(ids, vectors)
-            return
-        quota = self._training_size(total)
-        rng = np.random.default_rng(0)
-        sample = []
-        for _, vectors in batches():
-            take = min(len(vectors), int(np.ceil(quota * len(vectors) / total)))
-            sample.append(np.asarray(vectors, np.float32)[rng.choice(len(vectors), take, replace=False)])
-        sample = np.concatenate(sample) if sample else np.zeros((0, self.dim), np.float32)
-        if len(sample) < self._min_training(total):  # files unreadable meanwhile: stay exact
-            logger.warning("%s: only %d training vectors; keeping the index exact", self.path.name,
-                           len(sample))
-            self._index = self._new_flat()
-        else:
-            self._index = self._new_trained(sample, total)
-        for ids, vectors in batches():
-            self._add_raw(ids, vectors)
-
-    def _add_raw(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if len(ids):
-            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
-                                     np.ascontiguousarray(ids, dtype=np.int64))
-
-    # -- updates ----------------------------------------------------------------
-    @_locked
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if len(ids) == 0:
-            return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if self.kind == "flat" and self.ntotal + len(ids) >= self.ivf_threshold:
-            old_ids, old_vectors = self._flat_contents()
-            self.rebuild(np.concatenate([old_ids, ids]), np.concatenate([old_vectors, vectors]))
-        else:
-            self._index.add_with_ids(vectors, ids)
-
-    @_locked
-    def remove(self, ids: np.ndarray) -> None:
-        if len(ids):
-            self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
-
-    @_locked
-    def remove_range(self, lo: int, hi: int) -> None:
-        """Remove every id in ``[lo, hi)``."""
-        self._index.remove_ids(faiss.IDSelectorRange(lo, hi))
-
-    def _flat_contents(self) -> tuple[np.ndarray, np.ndarray]:
-        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-        vectors = self._index.index.reconstruct_n(0, self._index.ntotal)
-        return ids, vectors
-
     def _lists(self, total: int) -> int:
-        return max(16, int(4 * math.sqrt(total)))
+        return max(16, min(int(4 * math.sqrt(total)), self.max_lists, total // 39))
 
     # Training vectors: ~64 per list (FAISS asks for at least 39), capped so a rebuild of a
     # large archive holds a sample in memory, not the archive.
@@ -197,24 +204,302 @@ class FrameIndex:
     def _training_size(self, total: int) -> int:
         return min(total, max(64 * self._lists(total), 10_000), self._MAX_TRAINING)
 
-    def _min_training(self, total: int) -> int:
-        return self._lists(total)  # k-means needs a point per list (FAISS warns below 39)
+    def _min_training(self, kind: str, total: int) -> int:
+        return self._lists(total) if kind != "ivfpq" else max(self._lists(total), 256)
 
-    def _new_trained(self, sample: np.ndarray, total: int) -> faiss.Index:
-        """An empty compressed index trained on ``sample`` (for ``total`` vectors)."""
+    def _new_trained(self, kind: str, sample: np.ndarray, total: int) -> faiss.Index:
+        """An empty IVF index of ``kind`` trained on ``sample`` (for ``total`` vectors)."""
         nlist = self._lists(total)
-        logger.info("switching %s to IVF-Flat (%d vectors, %d lists)", self.path.name, total, nlist)
         quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(sample)
+        if kind == "ivfpq":
+            index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_bytes(self.dim), 8,
+                                     faiss.METRIC_INNER_PRODUCT)
+        elif kind == "ivfsq8":
+            index = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, nlist,
+                                                  faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10  # k-means converges well enough for search; 25 costs 2.5× the time
+        logger.info("training %s as %s (%d vectors, %d lists, sample %d)", self.path.name, kind,
+                    total, nlist, len(sample))
+        index.train(np.ascontiguousarray(sample, np.float32))
         index.nprobe = self.nprobe
         return index
+
+    # -- persistence ------------------------------------------------------------
+    @_locked
+    def load(self) -> bool:
+        """Read the saved index; False when there is none, it is unreadable or it predates
+        the segmented format (then the archive rebuilds it from the feature files)."""
+        for _ in range(3):  # a compaction in another process may delete files we were told of
+            if not self.sidecar.exists():
+                return False
+            try:
+                meta = json.loads(self.sidecar.read_text())
+                if meta.get("format") != _FORMAT:
+                    logger.warning("%s: index of an older format; it will be rebuilt", self.path)
+                    self.generation = -1
+                    return False
+                self._load_manifest(meta)
+                return True
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                logger.error("%s: unreadable index (%s); it will be rebuilt", self.path, exc)
+                break
+        self._reset_state()
+        self.generation = -1
+        return False
+
+    def _load_manifest(self, meta: dict) -> None:
+        if (meta["base"] == self._base_file and meta["trained"] == self._trained_file
+                and meta["logs"][:len(self._logs)] == self._logs and self.generation >= 0
+                and not (self._pending_ids or self._pending_removed)):
+            # Same base, more logs: another process committed. Replay only what is new.
+            self._replay(meta["logs"][len(self._logs):])
+            self._tombstones = {int(k): int(v) for k, v in meta["tombstones"].items()}
+            self.generation = int(meta["generation"])
+            return
+        self._reset_state()
+        if meta["base"]:
+            self._base = self._map(meta["base"], meta["base_kind"])
+            self._base_file = meta["base"]
+        self._base_ntotal = int(meta["base_ntotal"])
+        self._trained_file = meta["trained"]
+        self._trained_for = int(meta["trained_for"])
+        self._delta = self._empty_delta()
+        self._tombstones = {int(k): int(v) for k, v in meta["tombstones"].items()}
+        self._replay(meta["logs"])
+        self.generation = int(meta["generation"])
+
+    def _replay(self, logs: list[str]) -> None:
+        """Apply log files to the delta, in order: each one's removals, then its additions."""
+        for name in logs:
+            with np.load(self.segments / name) as log:
+                for video_id in log["removed"].tolist():
+                    self._delta.remove_ids(self._video_range(video_id))
+                self._add_to_delta(log["ids"], log["vectors"])
+            self._logs.append(name)
+
+    def _map(self, name: str, kind: str) -> faiss.Index:
+        """A base file, memory-mapped: read-only (FAISS aborts the process on a write to a
+        mapped IVF index, so nothing ever modifies a base in place)."""
+        flag = faiss.IO_FLAG_MMAP_IFC if kind == "flat" else faiss.IO_FLAG_MMAP
+        index = faiss.read_index(str(self.segments / name), flag)
+        self._set_nprobe(index)
+        return index
+
+    def _empty_delta(self) -> faiss.Index:
+        if self._trained_file is None:
+            return self._new_flat()
+        index = faiss.read_index(str(self.segments / self._trained_file))
+        self._set_nprobe(index)
+        return index
+
+    def _set_nprobe(self, index: faiss.Index) -> None:
+        if isinstance(index, faiss.IndexIVF):
+            index.nprobe = self.nprobe
+
+    def _write_manifest(self, generation: int) -> None:
+        meta = {"format": _FORMAT, "generation": generation, "kind": self.kind, "dim": self.dim,
+                "ntotal": self.ntotal, "base": self._base_file, "base_ntotal": self._base_ntotal,
+                "base_kind": self._kind_of(self._base) if self._base is not None else None,
+                "trained": self._trained_file, "trained_for": self._trained_for,
+                "tombstones": {str(k): v for k, v in self._tombstones.items()}, "logs": self._logs}
+        tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(meta))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.sidecar)
+        fsync_directory(self.sidecar.parent)
+        self.generation = generation
+
+    @_locked
+    def save(self, generation: int) -> None:
+        """Persist the changes since the last save as one log file, then the manifest."""
+        if self._pending_ids or self._pending_removed:
+            self.segments.mkdir(exist_ok=True)
+            name = f"log-{generation:012d}-{uuid.uuid4().hex[:8]}.npz"
+            ids = (np.concatenate(self._pending_ids) if self._pending_ids
+                   else np.zeros(0, np.int64))
+            vectors = (np.concatenate(self._pending_vectors) if self._pending_vectors
+                       else np.zeros((0, self.dim), self.LOG_DTYPE))
+            removed = np.array(sorted(self._pending_removed), np.int64)
+            _write_atomically(self.segments / name,
+                              lambda tmp: _save_npz(tmp, ids=ids, vectors=vectors, removed=removed))
+            fsync_directory(self.segments)
+            self._logs.append(name)
+            self._pending_ids, self._pending_vectors, self._pending_removed = [], [], {}
+        self._write_manifest(generation)
+
+    # -- updates ----------------------------------------------------------------
+    def _video_range(self, video_id: int) -> faiss.IDSelectorRange:
+        return faiss.IDSelectorRange(int(video_id) << self.id_bits, (int(video_id) + 1) << self.id_bits)
+
+    def _add_to_delta(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids):
+            self._delta.add_with_ids(np.ascontiguousarray(vectors, np.float32),
+                                     np.ascontiguousarray(ids, np.int64))
+
+    @_locked
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors (searchable at once; on disk at the next :meth:`save`)."""
+        if len(ids) == 0:
+            return
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        stored = np.ascontiguousarray(vectors, dtype=self.LOG_DTYPE)
+        self._add_to_delta(ids, stored)  # the same rounding as a replay of the log
+        self._pending_ids.append(ids)
+        self._pending_vectors.append(stored)
+
+    @_locked
+    def remove_video(self, video_id: int, count: int) -> None:
+        """Remove every vector of one video (``count`` of them)."""
+        video_id = int(video_id)
+        removed = int(self._delta.remove_ids(self._video_range(video_id)))
+        if self._pending_ids:  # additions not yet saved drop out of the log too
+            keep = [(i >> self.id_bits) != video_id for i in self._pending_ids]
+            self._pending_ids = [i[k] for i, k in zip(self._pending_ids, keep)]
+            self._pending_vectors = [v[k] for v, k in zip(self._pending_vectors, keep)]
+        if removed == 0 and self._base is not None and video_id not in self._tombstones:
+            self._tombstones[video_id] = count
+        self._pending_removed[video_id] = count
+
+    # -- maintenance ------------------------------------------------------------
+    def maintain(self) -> str | None:
+        """Compact or retrain if due; returns what was done ("compacted", "retrained")."""
+        with self._lock:
+            retrain, compact = self.needs_retraining, self.needs_compaction
+            if not (retrain or compact) or self._pending_ids or self._pending_removed:
+                return None
+            generation = self.generation
+        if retrain and self.source is not None:
+            self.rebuild(generation)
+            return "retrained"
+        self._compact(generation)
+        return "compacted"
+
+    def _compact(self, generation: int) -> None:
+        """New base = base − tombstones + delta. Built off the lock: only writers change the
+        index, and the caller is the one writer (it holds the archive's write lock)."""
+        with self._lock:
+            base_file, delta = self._base_file, faiss.clone_index(self._delta)
+            tombstones = dict(self._tombstones)
+        if base_file is not None:
+            merged = faiss.read_index(str(self.segments / base_file))  # a writable copy
+            for video_id in tombstones:
+                merged.remove_ids(self._video_range(video_id))
+            merged.merge_from(delta, 0)
+        else:
+            merged = delta
+        self._install(merged, self._trained_file, self._trained_for, generation)
+
+    def rebuild(self, generation: int) -> None:
+        """Replace the contents with every vector of :attr:`source`, choosing the kind by
+        its count, without holding them all in memory."""
+        if self.source is None:
+            raise RuntimeError(f"{self.path}: no vector source to rebuild from")
+        total = self.source.count()
+        kind = self.wanted_kind(total)
+        trained_file = None
+        if kind == "flat":
+            index = self._new_flat()
+        else:
+            sample = self._sample(total)
+            if len(sample) < self._min_training(kind, total):  # files unreadable meanwhile
+                logger.warning("%s: only %d training vectors; keeping the index exact",
+                               self.path.name, len(sample))
+                index, kind = self._new_flat(), "flat"
+            else:
+                index = self._new_trained(kind, sample, total)
+                trained_file = f"trained-{uuid.uuid4().hex[:8]}.faiss"
+                self.segments.mkdir(exist_ok=True)
+                _write_atomically(self.segments / trained_file,
+                                  functools.partial(faiss.write_index, index))
+        for ids, vectors in self.source.batches():
+            if len(ids):
+                index.add_with_ids(np.ascontiguousarray(np.asarray(vectors, self.LOG_DTYPE), np.float32),
+                                   np.ascontiguousarray(ids, np.int64))
+        self._install(index, trained_file, total if kind != "flat" else 0, generation)
+
+    def _sample(self, total: int) -> np.ndarray:
+        quota = self._training_size(total)
+        rng = np.random.default_rng(0)
+        sample = []
+        for _, vectors in self.source.batches():
+            take = min(len(vectors), int(np.ceil(quota * len(vectors) / total)))
+            if take:
+                sample.append(np.asarray(vectors, np.float32)[rng.choice(len(vectors), take, replace=False)])
+        return np.concatenate(sample) if sample else np.zeros((0, self.dim), np.float32)
+
+    def _install(self, base: faiss.Index, trained_file: str | None, trained_for: int,
+                 generation: int) -> None:
+        """Write ``base`` as the new base file and switch to it with an empty delta."""
+        self.segments.mkdir(exist_ok=True)
+        name = f"base-{generation:012d}-{uuid.uuid4().hex[:8]}.faiss"
+        _write_atomically(self.segments / name, functools.partial(faiss.write_index, base))
+        fsync_directory(self.segments)
+        with self._lock:
+            self._reset_state()
+            self._base_file, self._trained_file, self._trained_for = name, trained_file, trained_for
+            self._base = self._map(name, self._kind_of(base))
+            self._base_ntotal = int(self._base.ntotal)
+            self._delta = self._empty_delta()
+            self._write_manifest(generation)
+            self._remove_unlisted_files()
+        logger.info("%s: base of %d vectors (%s) written", self.path.name, self._base_ntotal, self.kind)
+
+    def _remove_unlisted_files(self) -> None:
+        """Delete segment files the manifest no longer names (other processes that mapped
+        or read them keep their copies: unlinked files live on while open)."""
+        listed = {self._base_file, self._trained_file, *self._logs}
+        for path in self.segments.glob("*"):
+            if path.name not in listed:
+                path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)  # the pre-segment single file, if any
 
     # -- search -----------------------------------------------------------------
     @_locked
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(scores, ids)`` per query row; missing slots have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = max(1, min(k, self.ntotal))
         if self.ntotal == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        return self._index.search(queries, max(1, min(k, self.ntotal)))
+        parts = []
+        if self._base is not None and self._base_ntotal:
+            parts.append(self._search_base(queries, k))
+        if self._delta.ntotal:
+            parts.append(self._delta.search(queries, min(k, int(self._delta.ntotal))))
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        ids = np.concatenate([p[1] for p in parts], axis=1)
+        scores = np.where(ids >= 0, scores, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return (np.take_along_axis(scores, order, 1).astype(np.float32),
+                np.take_along_axis(ids, order, 1))
+
+    def _search_base(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Base results without tombstoned videos: fetch more until ``k`` remain."""
+        fetch = k
+        dead = np.array(sorted(self._tombstones), np.int64)
+        while True:
+            scores, ids = self._base.search(queries, min(fetch, self._base_ntotal))
+            if not len(dead):
+                return scores, ids
+            alive = (ids >= 0) & ~np.isin(ids >> self.id_bits, dead)
+            if alive.sum(axis=1).min() >= k or fetch >= self._base_ntotal:
+                ids = np.where(alive, ids, -1)
+                return np.where(alive, scores, -np.inf), ids
+            fetch *= 4
+
+
+def pq_bytes(dim: int) -> int:
+    """Bytes per vector of product quantisation: the largest divisor of ``dim`` up to 64."""
+    return max(m for m in range(1, min(64, dim) + 1) if dim % m == 0)
+
+
+def _save_npz(path: str, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
