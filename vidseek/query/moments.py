@@ -38,15 +38,18 @@ def runs_around_peaks(
     seeds: np.ndarray,
     frame_step: float,
     end_time: float,
+    background: float | None = None,
 ) -> list[tuple[float, float, float, float]]:
     """``(start, end, score, peak_time)`` runs grown from ``seeds`` (frame indices).
 
     ``frame_step`` is the sampling interval: a frame at ``t`` covers ``[t, t + step)``;
-    ``end_time`` caps the last frame's span (the video's duration).
+    ``end_time`` caps the last frame's span (the video's duration). ``background`` is the
+    video's typical similarity (default: the median of ``sims``), for callers that pass
+    only a stretch of a long video.
     """
     if len(times) == 0:
         return []
-    base = float(np.median(sims))
+    base = float(np.median(sims)) if background is None else background
     covered = np.zeros(len(times), dtype=bool)
     spans: list[tuple[int, int]] = []  # frame index ranges, inclusive
     for seed in sorted({int(s) for s in seeds}, key=lambda i: -sims[i]):

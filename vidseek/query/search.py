@@ -23,25 +23,55 @@ logger = logging.getLogger(__name__)
 # into one moment, and some moments lie in the same video.
 _FRAMES_PER_MOMENT = 16
 _MIN_FRAMES = 64
+# Videos longer than this many frames are scored around the index's hits only (and a
+# strided sample for their background level), read through a memory map: a query touches
+# kilobytes of an hour-long video, not megabytes.
+_WHOLE_VIDEO_FRAMES = 1024
+_REACH = 128  # frames either side of a hit that a moment may grow into
+_BACKGROUND_SAMPLE = 256
 
 
 def _video_moments(store: ArchiveStore, video: VideoRecord, query: np.ndarray,
                    hit_times: list[float] | None, n_seeds: int) -> list[Moment]:
     """Moments of one video, grown from the index's hits in it (or its own best frames)."""
     try:
-        times, emb = store.video_embeddings(video)
+        times, emb = store.video_embedding_map(video)
     except FileNotFoundError:  # replaced or removed by another process since the lookup
         return []
-    sims = emb @ query
-    if hit_times is not None:
-        seeds = np.searchsorted(times, np.asarray(hit_times) - 1e-6)
-        seeds = np.clip(seeds, 0, len(times) - 1)
+    step = 1.0 / video.fps
+    if hit_times is None or len(times) <= _WHOLE_VIDEO_FRAMES:
+        times = np.asarray(times)
+        sims = np.asarray(emb) @ query
+        if hit_times is not None:
+            seeds = np.clip(np.searchsorted(times, np.asarray(hit_times) - 1e-6), 0, len(times) - 1)
+        else:
+            seeds = np.argsort(-sims)[:n_seeds]
+        runs = runs_around_peaks(times, sims, seeds, frame_step=step, end_time=video.duration)
     else:
-        seeds = np.argsort(-sims)[:n_seeds]
-    runs = runs_around_peaks(times, sims, seeds, frame_step=1.0 / video.fps,
-                             end_time=video.duration)
+        runs = _runs_near_hits(times, emb, query, hit_times, step, video.duration)
     return [Moment(video=video.name, start=s, end=e, score=score, peak=p,
                    video_id=video.id, path=video.path) for s, e, score, p in runs]
+
+
+def _runs_near_hits(times: np.ndarray, emb: np.ndarray, query: np.ndarray,
+                    hit_times: list[float], step: float, duration: float) -> list[tuple]:
+    """Runs of a long video, each grown within ``_REACH`` frames of its hits."""
+    seeds = np.unique(np.clip(np.searchsorted(times, np.asarray(hit_times) - 1e-6), 0, len(times) - 1))
+    stride = max(1, len(times) // _BACKGROUND_SAMPLE)
+    background = float(np.median(np.asarray(emb[::stride]) @ query))
+    groups: list[list[int]] = []  # seeds whose reaches overlap are scored together
+    for seed in seeds.tolist():
+        if groups and seed - groups[-1][-1] <= 2 * _REACH:
+            groups[-1].append(seed)
+        else:
+            groups.append([seed])
+    runs: list[tuple] = []
+    for group in groups:
+        lo, hi = max(0, group[0] - _REACH), min(len(times), group[-1] + _REACH + 1)
+        sims = np.asarray(emb[lo:hi]) @ query
+        runs += runs_around_peaks(np.asarray(times[lo:hi]), sims, np.array(group) - lo, step,
+                                  duration, background=background)
+    return runs
 
 
 def search_moments(store: ArchiveStore, query: np.ndarray, top_k: int = 10,
@@ -49,7 +79,9 @@ def search_moments(store: ArchiveStore, query: np.ndarray, top_k: int = 10,
     """Rank moments for one L2-normalised query vector.
 
     With ``videos`` the search is exact over those videos' frames; without, the archive's
-    FAISS index supplies the seed frames.
+    FAISS index supplies the seed frames, and videos are visited best hit first until no
+    unvisited video can place a moment in the top ``top_k`` (a moment scores at least its
+    best hit, and no frame outside the hits scores above them).
     """
     if top_k <= 0:
         return []
@@ -61,12 +93,16 @@ def search_moments(store: ArchiveStore, query: np.ndarray, top_k: int = 10,
             moments += _video_moments(store, video, query, None, n_frames)
     else:
         by_video: dict[int, list[float]] = defaultdict(list)
-        for hit in store.search_frames(query, n_frames):
+        best: dict[int, float] = {}
+        for hit in store.search_frames(query, n_frames):  # best first
             by_video[hit.video_id].append(hit.time)
-        for video_id, hit_times in by_video.items():
+            best.setdefault(hit.video_id, hit.score)
+        for video_id in sorted(by_video, key=lambda v: -best[v]):
+            if len(moments) >= top_k and sorted(m.score for m in moments)[-top_k] >= best[video_id]:
+                break
             video = store.catalog.video_by_id(video_id)
             if video is None:  # deleted between the index search and now
                 continue
-            moments += _video_moments(store, video, query, hit_times, n_frames)
+            moments += _video_moments(store, video, query, by_video[video_id], n_frames)
     moments.sort(key=lambda m: -m.score)
     return moments[:top_k]

@@ -328,5 +328,9 @@ class ArchiveStore:
     def video_embeddings(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
         return self.files.load_embeddings(video.features_key)
 
+    def video_embedding_map(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, embeddings)`` memory-mapped, for reading a few frames of a long video."""
+        return self.files.map_embeddings(video.features_key)
+
     def video_features(self, video: VideoRecord) -> VideoFeatures:
         return self.files.load(video.features_key)

@@ -8,8 +8,10 @@ vectors: the FAISS index can always be rebuilt from these files and the catalog.
 from __future__ import annotations
 
 import os
+import struct
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,38 @@ import numpy as np
 from ..indexer.dense import DenseTokens
 from .frame_index import fsync_directory
 
-__all__ = ["VideoFeatures", "FeatureFileStore", "save_npz_atomically", "remove_unreferenced"]
+__all__ = ["VideoFeatures", "FeatureFileStore", "save_npz_atomically", "remove_unreferenced",
+           "map_npz_member"]
+
+
+def map_npz_member(path: Path, name: str) -> np.ndarray:
+    """A read-only memory map of one array of an uncompressed ``.npz`` (``np.savez``).
+
+    The member's ``.npy`` bytes lie contiguously in the zip file; mapping them lets a query
+    read the few frames it needs of a long video instead of the whole array. Falls back to
+    reading the array when the member is compressed.
+    """
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{name}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            with zf.open(info) as fh:
+                return np.lib.format.read_array(fh)
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        header = fh.read(30)  # zip local file header
+        if header[:4] != b"PK\x03\x04":
+            raise ValueError(f"{path}: damaged zip header of {name}")
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fh)
+        offset = fh.tell()
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                     order="F" if fortran else "C")
 
 
 def save_npz_atomically(folder: Path, **arrays: np.ndarray) -> str:
@@ -90,6 +123,11 @@ class FeatureFileStore:
         """Only ``(times, embeddings)``: npz members load lazily, tokens stay on disk."""
         with np.load(self.path(key)) as data:
             return data["times"], data["embeddings"]
+
+    def map_embeddings(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, embeddings)`` memory-mapped: pages are read as rows are touched."""
+        path = self.path(key)
+        return map_npz_member(path, "times"), map_npz_member(path, "embeddings")
 
     def load_tokens(self, key: str) -> np.ndarray:
         """Only the stored dense tokens ``[K, C]`` (float16)."""
