@@ -50,6 +50,7 @@ from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
 from .models.grounder import STAGES as GROUNDING_STAGES
 from .models.grounder import Grounder, GrounderConfig, WindowConfig
 from .query.grounded import GroundingNode, GroundingOptions, GroundingResult, ranked_moments
+from .indexer.distributed import RayOptions
 from .query.moments import Moment
 from .query.objects import ObjectHit, Region, TrackPoint
 from .settings import ServiceSettings
@@ -65,6 +66,7 @@ from .train.grounding import (
 from .train.world_encoder import WorldEncoderReport, train_world_encoder
 
 __all__ = [
+    "RayOptions",
     "__version__",
     "Archive", "ArchiveInfo", "IngestConfig", "IngestProgress", "IngestReport", "FailedFile",
     "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path",

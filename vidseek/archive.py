@@ -19,8 +19,9 @@ from PIL import Image
 
 from . import __version__
 from .errors import EncoderMismatchError, IngestCancelled, ModelError, QueryError, VideoError
-from .indexer.decode import probe_video
+from .indexer.decode import VideoInfo, probe_video
 from .indexer.discover import discover_videos, file_digest
+from .indexer.distributed import RayOptions, extract_on_ray
 from .indexer.pipeline import IngestConfig, extract_features
 from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
 from .indexer.sparse import compute_sparse_tokens
@@ -33,6 +34,7 @@ from .query.objects import ObjectHit, Region, find_object, object_token
 from .query.search import search_moments
 from .store.archive_store import ArchiveStore
 from .store.catalog import VideoRecord
+from .store.files import VideoFeatures
 from .store.jobs import JobQueue
 
 __all__ = ["Archive", "ArchiveInfo", "IngestProgress", "IngestReport", "FailedFile",
@@ -202,34 +204,80 @@ class Archive:
 
     # -- ingest -----------------------------------------------------------------
     def ingest(self, paths: Iterable[str | os.PathLike], *, recursive: bool = True,
-               progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+               progress: Callable[[IngestProgress], None] | None = None,
+               engine: str = "local", ray: RayOptions | None = None) -> IngestReport:
         """Index every video under ``paths`` (files or folders).
 
         Unusable files are reported in ``report.failed`` and skipped; the archive is never
         left holding part of a video. Unchanged files already indexed are skipped.
+        ``engine="ray"`` extracts features on a Ray cluster (``ray`` says where); this
+        process still commits every video.
         """
+        if engine not in ("local", "ray"):
+            raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
         started = time.perf_counter()
         report = IngestReport()
         files = discover_videos(paths, recursive=recursive)
         notify = progress or (lambda event: None)
-        for n, path in enumerate(files):
+        if engine == "ray":
+            self._ingest_on_ray(files, report, notify, ray or RayOptions())
+        for n, path in enumerate(files if engine == "local" else []):
             notify(IngestProgress(path, n, len(files), "start"))
             try:
                 outcome = self._ingest_file(path, n, len(files), notify)
             except VideoError as exc:
-                logger.info("failed: %s", exc)
-                report.failed.append(FailedFile(path, str(exc)))
-                notify(IngestProgress(path, n, len(files), "failed"))
+                self._failed(report, notify, exc, n, len(files))
                 continue
-            if isinstance(outcome, SkippedFile):
-                report.skipped.append(outcome)
-                notify(IngestProgress(path, n, len(files), "skipped"))
-            else:
-                report.indexed.append(outcome)
-                notify(IngestProgress(path, n, len(files), "indexed", outcome.duration, outcome.duration))
+            self._done(report, notify, path, outcome, n, len(files))
         self.store.collect_garbage()
         report.seconds = time.perf_counter() - started
         return report
+
+    @staticmethod
+    def _failed(report: IngestReport, notify: Callable, exc: VideoError, n: int, count: int) -> None:
+        logger.info("failed: %s", exc)
+        report.failed.append(FailedFile(exc.path, str(exc)))
+        notify(IngestProgress(exc.path, n, count, "failed"))
+
+    @staticmethod
+    def _done(report: IngestReport, notify: Callable, path: Path,
+              outcome: VideoRecord | SkippedFile, n: int, count: int) -> None:
+        if isinstance(outcome, SkippedFile):
+            report.skipped.append(outcome)
+            notify(IngestProgress(path, n, count, "skipped"))
+        else:
+            report.indexed.append(outcome)
+            notify(IngestProgress(path, n, count, "indexed", outcome.duration, outcome.duration))
+
+    def _ingest_on_ray(self, files: list[Path], report: IngestReport, notify: Callable,
+                       options: RayOptions) -> None:
+        """Plan here (probe, hash, skip), extract on Ray, commit here as results arrive."""
+        planned: dict[Path, tuple[int, VideoInfo, str]] = {}
+        for n, path in enumerate(files):
+            notify(IngestProgress(path, n, len(files), "start"))
+            try:
+                outcome = self._plan_file(path)
+            except VideoError as exc:
+                self._failed(report, notify, exc, n, len(files))
+                continue
+            if isinstance(outcome, SkippedFile):
+                self._done(report, notify, path, outcome, n, len(files))
+            else:
+                planned[path] = (n, *outcome)
+        info = self.encoder.info
+        for path, result in extract_on_ray(list(planned), info.name, info.fingerprint,
+                                           self.config, options):
+            n, video_info, digest = planned[path]
+            try:
+                if isinstance(result, VideoError):
+                    raise result
+                notify(IngestProgress(path, n, len(files), "commit", result.duration, video_info.duration))
+                record = self._commit_file(path, video_info, digest, result.features,
+                                           result.duration, result.seconds)
+            except VideoError as exc:
+                self._failed(report, notify, exc, n, len(files))
+                continue
+            self._done(report, notify, path, record, n, len(files))
 
     def ingest_file(self, path: str | os.PathLike, *,
                     progress: Callable[[IngestProgress], None] | None = None,
@@ -253,33 +301,53 @@ class Archive:
 
     def _ingest_file(self, path: Path, n: int, count: int,
                      notify: Callable[[IngestProgress], None]) -> VideoRecord | SkippedFile:
+        planned = self._plan_file(path)
+        if isinstance(planned, SkippedFile):
+            return planned
+        info, digest = planned
         try:  # errors reading the input are the file's problem, not the archive's
-            info = probe_video(path)  # fails fast on empty / non-video files
-            digest = file_digest(path)
-            existing = self.store.catalog.video_by_path(str(path))
-            if (existing is not None and existing.content_hash == digest
-                    and existing.fps == self.config.fps):
-                return SkippedFile(path, "unchanged since it was indexed")
-            encoder = self.encoder
             t0 = time.perf_counter()
             features, sampler = extract_features(
-                path, encoder, self.config,
+                path, self.encoder, self.config,
                 on_progress=lambda done: notify(
                     IngestProgress(path, n, count, "frames", done, info.duration)))
         except OSError as exc:
             raise VideoError(path, f"cannot read the file: {exc.strerror or exc}") from exc
+        notify(IngestProgress(path, n, count, "commit", sampler.duration, info.duration))
+        return self._commit_file(path, info, digest, features, sampler.duration,
+                                 time.perf_counter() - t0)
+
+    def _plan_file(self, path: Path) -> SkippedFile | tuple[VideoInfo, str]:
+        """Probe and hash a file: a :class:`SkippedFile` when it is indexed and unchanged."""
+        try:
+            info = probe_video(path)  # fails fast on empty / non-video files
+            digest = file_digest(path)
+        except OSError as exc:
+            raise VideoError(path, f"cannot read the file: {exc.strerror or exc}") from exc
+        existing = self.store.catalog.video_by_path(str(path))
+        if (existing is not None and existing.content_hash == digest
+                and existing.fps == self.config.fps):
+            return SkippedFile(path, "unchanged since it was indexed")
+        return info, digest
+
+    def _commit_file(self, path: Path, info: VideoInfo, digest: str, features: VideoFeatures,
+                     duration: float, seconds: float) -> VideoRecord:
+        """Commit one video's features (with sparse tokens when a grounder is set)."""
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise VideoError(path, f"cannot read the file: {exc.strerror or exc}") from exc
         fields = dict(
-            path=str(path), name=path.name, content_hash=digest, size_bytes=path.stat().st_size,
-            duration=sampler.duration, fps=self.config.fps, native_fps=info.native_fps,
+            path=str(path), name=path.name, content_hash=digest, size_bytes=size,
+            duration=duration, fps=self.config.fps, native_fps=info.native_fps,
             width=info.width, height=info.height, codec=info.codec, frames=len(features.times),
             kept_fraction=features.dense.kept_fraction, status="indexed", indexed_at=time.time(),
-            ingest_seconds=time.perf_counter() - t0,
+            ingest_seconds=seconds,
         )
         sparse = windows = None
         grounder = self.grounder
         if grounder is not None:
             sparse, windows = compute_sparse_tokens(grounder, features, self.config.fps)
-        notify(IngestProgress(path, n, count, "commit", sampler.duration, info.duration))
         record = self.store.commit_video(fields, features, sparse, windows)
         logger.info("indexed %s: %d frames, %.1fs, %.0f%% dense tokens kept", path,
                     record.frames, record.duration, 100 * record.kept_fraction)

@@ -63,11 +63,16 @@ def ingest(
     prune_threshold: Optional[float] = typer.Option(None, "--prune-threshold", help="Dense-token pruning threshold, mean |pixel change| in 0-255 units [default: the archive's, 0.1 for a new one]."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Descend into sub-folders."),
     device: Optional[str] = DeviceOpt,
+    engine: str = typer.Option("local", "--engine", help="local: decode and encode here; ray: on a Ray cluster (needs the ray extra)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to use with --engine ray (e.g. ray://head:10001 or auto) [default: a local Ray instance]."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Encoder workers with --engine ray [default: one per CPU, or per GPU, of the cluster]."),
 ) -> None:
     """Index video files and folders into an archive.
 
     Unchanged files already in the archive are skipped. Files that cannot be decoded are
     reported and skipped; the others are still indexed. Exit status 1 if any file failed.
+    With --engine ray, decoding and encoding run on Ray workers and this process commits
+    each video as its features arrive.
     """
     try:
         arch = vidseek.Archive.open(archive, model=model, device=device)
@@ -75,8 +80,11 @@ def ingest(
         arch.config = vidseek.IngestConfig(
             fps=fps if fps is not None else base.fps, batch_size=batch_size,
             prune_threshold=prune_threshold if prune_threshold is not None else base.prune_threshold)
+        if engine not in ("local", "ray"):
+            raise ValueError(f"--engine must be local or ray, not {engine!r}")
     except (vidseek.VidseekError, ValueError) as exc:
         raise _fail(exc)
+    ray = vidseek.RayOptions(address=address, workers=workers, device=device)
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeRemainingColumn()]
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
@@ -91,7 +99,7 @@ def ingest(
                            total=event.duration or None)
 
         try:
-            report = arch.ingest(paths, recursive=recursive, progress=progress)
+            report = arch.ingest(paths, recursive=recursive, progress=progress, engine=engine, ray=ray)
         except vidseek.VidseekError as exc:
             raise _fail(exc)
         finally:

@@ -31,16 +31,28 @@ def _byte_chars() -> list[str]:
     return chars
 
 
-def write_char_tokenizer(out_dir: str | Path, max_length: int = 77) -> None:
-    """Write a CLIP tokenizer whose vocabulary is single characters (no merges)."""
+def write_char_tokenizer(out_dir: str | Path, max_length: int = 77,
+                         words: list[str] | None = None) -> None:
+    """Write a CLIP tokenizer whose vocabulary is single characters, plus one token per word
+    of ``words`` (byte-pair merges spelling each out): text made of those words is tokenized
+    about as short as CLIP's own BPE tokenizes common English."""
     from transformers import CLIPTokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chars = _byte_chars()
-    vocab_list = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    (out / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab_list)}))
-    (out / "merges.txt").write_text("#version: 0.2\n")
+    vocab_list = chars + [c + "</w>" for c in chars]
+    merges: list[str] = []
+    for word in sorted(set(words or [])):
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        for i in range(1, len(pieces)):
+            left, right = "".join(pieces[:i]), pieces[i]
+            if f"{left} {right}" not in merges:
+                merges.append(f"{left} {right}")
+                vocab_list.append(left + right)
+    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
+    (out / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}))
+    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges))
     tok = CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt"), model_max_length=max_length)
     tok.save_pretrained(str(out))
 
@@ -54,25 +66,34 @@ def build_tiny_clip(
     embed_dim: int = 64,
     max_text_tokens: int = 64,
     seed: int = 0,
+    text_width: int | None = None,
+    words: list[str] | None = None,
 ) -> Path:
-    """Build a randomly initialised CLIP and save it as a loadable checkpoint directory."""
+    """Build a randomly initialised CLIP and save it as a loadable checkpoint directory.
+
+    ``text_width`` sets the text tower apart from the vision tower (CLIP ViT-B/32: 512 and
+    768); ``words`` become single tokens (see :func:`write_char_tokenizer`).
+    """
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(seed)
     heads = max(1, width // 32)
+    text_width = text_width or width
+    out = Path(out_dir)
+    write_char_tokenizer(out, max_length=max_text_tokens, words=words)
+    vocab_size = len(json.loads((out / "vocab.json").read_text()))
     config = CLIPConfig(
-        text_config=dict(vocab_size=514, hidden_size=width, intermediate_size=width * 4,
-                         num_hidden_layers=layers, num_attention_heads=heads,
-                         max_position_embeddings=max_text_tokens, bos_token_id=512,
-                         eos_token_id=513, pad_token_id=513),
+        text_config=dict(vocab_size=vocab_size, hidden_size=text_width,
+                         intermediate_size=text_width * 4, num_hidden_layers=layers,
+                         num_attention_heads=heads if text_width == width else max(1, text_width // 64),
+                         max_position_embeddings=max_text_tokens, bos_token_id=vocab_size - 2,
+                         eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
         vision_config=dict(image_size=image_size, patch_size=patch_size, hidden_size=width,
                            intermediate_size=width * 4, num_hidden_layers=layers,
                            num_attention_heads=heads),
         projection_dim=embed_dim,
     )
-    out = Path(out_dir)
     CLIPModel(config).save_pretrained(str(out))
-    write_char_tokenizer(out, max_length=max_text_tokens)
     # Written by hand: CLIPImageProcessor.save_pretrained wants torchvision for nothing here.
     (out / "preprocessor_config.json").write_text(json.dumps({
         "image_processor_type": "CLIPImageProcessor", "do_resize": True,

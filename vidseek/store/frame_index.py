@@ -297,6 +297,14 @@ class FrameIndex:
         self._set_nprobe(index)
         return index
 
+    @_locked
+    def set_nprobe(self, nprobe: int) -> None:
+        """Lists searched per query in IVF kinds: recall against speed."""
+        self.nprobe = int(nprobe)
+        for index in (self._base, self._delta):
+            if index is not None:
+                self._set_nprobe(index)
+
     def _set_nprobe(self, index: faiss.Index) -> None:
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = self.nprobe
