@@ -7,6 +7,7 @@ vectors: the FAISS index can always be rebuilt from these files and the catalog.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import time
@@ -24,11 +25,27 @@ __all__ = ["VideoFeatures", "FeatureFileStore", "save_npz_atomically", "remove_u
            "map_npz_member"]
 
 
-def map_npz_member(path: Path, name: str) -> np.ndarray:
+def _member_header(fh, info: zipfile.ZipInfo, path: Path) -> tuple[tuple, bool, np.dtype, int]:
+    """``(shape, fortran, dtype, data offset)`` of an uncompressed ``.npy`` member."""
+    fh.seek(info.header_offset)
+    header = fh.read(30)  # zip local file header
+    if header[:4] != b"PK\x03\x04":
+        raise ValueError(f"{path}: damaged zip header of {info.filename}")
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    fh.seek(info.header_offset + 30 + name_len + extra_len)
+    version = np.lib.format.read_magic(fh)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(fh)
+    return shape, fortran, dtype, fh.tell()
+
+
+def map_npz_member(path: Path, name: str, load_below: int = 0) -> np.ndarray:
     """A read-only memory map of one array of an uncompressed ``.npz`` (``np.savez``).
 
     The member's ``.npy`` bytes lie contiguously in the zip file; mapping them lets a query
-    read the few frames it needs of a long video instead of the whole array. Falls back to
+    read the few frames it needs of a long video instead of the whole array. Arrays under
+    ``load_below`` bytes are read instead (a map costs a file descriptor). Falls back to
     reading the array when the member is compressed.
     """
     with zipfile.ZipFile(path) as zf:
@@ -36,20 +53,12 @@ def map_npz_member(path: Path, name: str) -> np.ndarray:
         if info.compress_type != zipfile.ZIP_STORED:
             with zf.open(info) as fh:
                 return np.lib.format.read_array(fh)
-    with open(path, "rb") as fh:
-        fh.seek(info.header_offset)
-        header = fh.read(30)  # zip local file header
-        if header[:4] != b"PK\x03\x04":
-            raise ValueError(f"{path}: damaged zip header of {name}")
-        name_len, extra_len = struct.unpack("<HH", header[26:30])
-        fh.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(fh)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = read_header(fh)
-        offset = fh.tell()
-    if int(np.prod(shape)) == 0:
-        return np.zeros(shape, dtype)
+        with open(path, "rb") as fh:
+            shape, fortran, dtype, offset = _member_header(fh, info, path)
+            count = int(np.prod(shape))
+            if count * dtype.itemsize < max(load_below, 1):
+                array = np.fromfile(fh, dtype=dtype, count=count)
+                return array.reshape(shape, order="F" if fortran else "C")
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
                      order="F" if fortran else "C")
 
@@ -104,6 +113,7 @@ class FeatureFileStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._mapped = functools.lru_cache(maxsize=128)(self._map)
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npz"
@@ -125,9 +135,13 @@ class FeatureFileStore:
             return data["times"], data["embeddings"]
 
     def map_embeddings(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(times, embeddings)`` memory-mapped: pages are read as rows are touched."""
+        """``(times, embeddings)``, the embeddings memory-mapped: pages are read as rows are
+        touched. The last 128 maps are kept open (files never change under a key)."""
+        return self._mapped(key)
+
+    def _map(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         path = self.path(key)
-        return map_npz_member(path, "times"), map_npz_member(path, "embeddings")
+        return map_npz_member(path, "times", load_below=1 << 20), map_npz_member(path, "embeddings")
 
     def load_tokens(self, key: str) -> np.ndarray:
         """Only the stored dense tokens ``[K, C]`` (float16)."""
