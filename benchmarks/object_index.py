@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vidseek.store.frame_index import ArraySource  # noqa: E402
 from vidseek.store.patch_index import PatchIndex, pq_bytes  # noqa: E402
 
 
@@ -38,12 +39,12 @@ def measure(kind: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray
             planted: set[int], hours: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         threshold = 1 << 62 if kind == "flat" else PatchIndex.MIN_COMPRESS_THRESHOLD
-        index = PatchIndex(Path(tmp) / "p.faiss", vectors.shape[1], compress_threshold=threshold)
+        index = PatchIndex(Path(tmp) / "p.faiss", vectors.shape[1], compress_threshold=threshold,
+                           source=ArraySource(ids, vectors))
         t0 = time.perf_counter()
-        index.rebuild(ids, vectors)
-        index.save(1)
+        index.rebuild(generation=1)
         build = time.perf_counter() - t0
-        size = (Path(tmp) / "p.faiss").stat().st_size
+        size = sum(p.stat().st_size for p in (Path(tmp) / "p.d").glob("base-*"))
         latencies, found = [], []
         for q in queries:
             t0 = time.perf_counter()

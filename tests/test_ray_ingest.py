@@ -69,3 +69,20 @@ def test_ray_ingest_matches_local_ingest(tmp_path, tiny_clip_dir, media, generat
             local_hits.close()
         again = remote.ingest([folder], engine="ray")
         assert len(again.skipped) == 4 and not again.indexed
+
+
+def test_cli_ingest_with_ray_engine(tmp_path, tiny_clip_dir, media, local_ray):
+    from typer.testing import CliRunner
+
+    from vidseek.cli import app
+
+    runner = CliRunner()
+    archive = str(tmp_path / "a")
+    result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", archive,
+                                 "--model", str(tiny_clip_dir), "--device", "cpu", "--engine", "ray",
+                                 "--workers", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "1 indexed, 0 skipped, 0 failed" in result.output
+    result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", archive,
+                                 "--engine", "spark"])
+    assert result.exit_code == 1 and "--engine must be local or ray" in result.output
