@@ -173,14 +173,16 @@ class FrameIndex:
     @property
     def needs_retraining(self) -> bool:
         """True when the size calls for another kind (with hysteresis on the way down), or
-        the IVF lists were trained for a quarter of today's vectors or fewer."""
+        the IVF lists were trained for a quarter of today's vectors or fewer (unless the
+        next kind is less than 2× away: that switch retrains anyway)."""
         n, kind = self.ntotal, self.kind
         wanted = self.wanted_kind(n)
         if _KIND_ORDER.index(wanted) > _KIND_ORDER.index(kind):
             return True
         if _KIND_ORDER.index(wanted) < _KIND_ORDER.index(kind) and n < self._threshold_of(kind) // 2:
             return True
-        return kind != "flat" and n >= 4 * max(self._trained_for, 1)
+        grown = kind != "flat" and n >= 4 * max(self._trained_for, 1)
+        return grown and self.wanted_kind(2 * n) == kind  # else: retrain once, at the switch
 
     @property
     def needs_compaction(self) -> bool:
