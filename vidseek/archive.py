@@ -362,7 +362,7 @@ class Archive:
                 recorded = self.store.catalog.get_meta("grounder")
                 if recorded is not None:
                     self._grounder = self._check_grounder(
-                        Grounder.load(recorded["path"], device=self._device or "cpu"))
+                        Grounder.load(recorded["path"], device=self._device))
         return self._grounder
 
     def _check_grounder(self, grounder: Grounder) -> Grounder:
@@ -382,7 +382,7 @@ class Archive:
     def set_grounder(self, path: str | os.PathLike) -> Grounder:
         """Adopt a grounding checkpoint: later ingests store its sparse tokens, grounded
         searches use it. Run :meth:`reindex` to back-fill videos already indexed."""
-        grounder = self._check_grounder(Grounder.load(path, device=self._device or "cpu"))
+        grounder = self._check_grounder(Grounder.load(path, device=self._device))
         with self.store.lock:
             self.store.catalog.set_meta("grounder", {
                 "path": str(Path(path).resolve()), "fingerprint": grounder.fingerprint,

@@ -27,7 +27,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ArchiveOpt = typer.Option(
     None, "--archive", "-a", help="Archive directory [default: $VIDSEEK_ARCHIVE or ./vidseek-archive].")
-DeviceOpt = typer.Option(None, "--device", help="Torch device for the encoder [default: cuda if available, else cpu].")
+DeviceOpt = typer.Option(None, "--device", help="Torch device for the encoder and the grounder [default: cuda if available, else cpu].")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -418,7 +418,7 @@ def train(
 
             reports = vidseek.train_grounder_from_archive(
                 out, arch, rows, stages, llm=llm, tuning=tuning, train=config,
-                device=device or "cpu", progress=show)
+                device=device, progress=show)
     except (vidseek.VidseekError, ValueError) as exc:
         raise _fail(exc)
     for r in reports:

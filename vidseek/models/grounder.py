@@ -30,6 +30,7 @@ from torch import nn
 from ..errors import ModelError
 from .adapter import COARSE, DENSE, FINE, AdapterConfig, HierarchicalAdapter, Projector
 from .answers import ParsedAnswer, confidence, mean_token_entropy, parse_answer
+from .encoder import default_device
 from .llm import load_causal_lm
 
 __all__ = ["WindowConfig", "GrounderConfig", "VideoTokens", "Generation", "Grounder",
@@ -111,7 +112,8 @@ def _file_digest(paths: Sequence[Path]) -> str:
 
 
 class Grounder(nn.Module):
-    def __init__(self, config: GrounderConfig, llm: nn.Module, tokenizer, device: str = "cpu") -> None:
+    def __init__(self, config: GrounderConfig, llm: nn.Module, tokenizer, device: str | None = None) -> None:
+        device = device or default_device()  # cuda when torch sees a GPU
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
@@ -132,7 +134,7 @@ class Grounder(nn.Module):
 
     # -- construction -----------------------------------------------------------------
     @classmethod
-    def create(cls, config: GrounderConfig, device: str = "cpu", seed: int = 0) -> "Grounder":
+    def create(cls, config: GrounderConfig, device: str | None = None, seed: int = 0) -> "Grounder":
         """A fresh grounder: the LLM's pretrained weights, new adapter, projector and LoRA."""
         llm, tokenizer = load_causal_lm(config.llm)
         torch.manual_seed(seed)
@@ -145,7 +147,7 @@ class Grounder(nn.Module):
         return cls(config, llm, tokenizer, device)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> "Grounder":
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> "Grounder":
         """Load a checkpoint written by :meth:`save`."""
         path = Path(path)
         manifest_path = path / "manifest.json"
@@ -165,7 +167,7 @@ class Grounder(nn.Module):
         grounder = cls(config, llm, tokenizer, device)
         from safetensors.torch import load_file
 
-        state = load_file(str(path / "adapter.safetensors"), device=device)
+        state = load_file(str(path / "adapter.safetensors"), device=grounder.device_name)
         grounder.adapter.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("adapter.")})
         grounder.projector.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("projector.")})
         grounder.fingerprint = manifest["fingerprint"]

@@ -167,7 +167,7 @@ def _run_stage(grounder: Grounder, sampler: ExampleSampler, query_vectors: dict[
 
 def train_grounder(out: str | os.PathLike, videos: Sequence[TrainingVideo], stages: Sequence[str],
                    embed_text: QueryEmbedder, config: GrounderConfig | None = None,
-                   train: GroundingTrainConfig = GroundingTrainConfig(), device: str = "cpu",
+                   train: GroundingTrainConfig = GroundingTrainConfig(), device: str | None = None,
                    progress: Callable[[TrainProgress], None] | None = None) -> list[StageReport]:
     """Run ``stages`` (in the order 1a, 1b, 2) into the checkpoint directory ``out``.
 
@@ -231,7 +231,7 @@ def train_grounder_from_archive(out: str | os.PathLike, archive, annotations: Se
                                 stages: Sequence[str], llm: str | None = None,
                                 tuning: str | None = None,
                                 train: GroundingTrainConfig = GroundingTrainConfig(),
-                                device: str = "cpu",
+                                device: str | None = None,
                                 progress: Callable[[TrainProgress], None] | None = None) -> list[StageReport]:
     """Train (or continue training) a grounding checkpoint on ``archive``'s stored features
     of the annotated videos. ``llm`` is needed for a new checkpoint only."""
