@@ -136,3 +136,21 @@ def test_write_lock_is_reentrant_and_exclusive_between_holders(tmp_path):
                 pass
     with other:
         pass
+
+
+def test_frame_reader_reads_chosen_rows_of_plain_and_compressed_files(tmp_path):
+    from vidseek.store.files import FrameReader, npz_row_layout
+
+    rng = np.random.default_rng(5)
+    times, emb = np.arange(50) / 2.0, rng.normal(size=(50, 8)).astype(np.float32)
+    store = FeatureFileStore(tmp_path / "features")
+    key = store.save(VideoFeatures(times, emb, DenseTokens(np.ones((4, 3), np.float16),
+                                                           np.ones((50, 2, 2), bool) & (np.arange(50) == 0)[:, None, None])))
+    compressed = tmp_path / "c.npz"
+    np.savez_compressed(compressed, times=times, embeddings=emb)
+    assert npz_row_layout(compressed, "embeddings") is None
+    for reader in (store.frames(key), FrameReader(compressed, None, None)):
+        assert len(reader) == 50
+        np.testing.assert_array_equal(reader.times(), times)
+        np.testing.assert_array_equal(reader.embeddings(slice(10, 20)), emb[10:20])
+        np.testing.assert_array_equal(reader.embeddings(np.array([0, 7, 49])), emb[[0, 7, 49]])

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
+from ..store.files import FrameReader
 from .moments import Moment, runs_around_peaks
 
 __all__ = ["search_moments"]
@@ -24,42 +25,43 @@ logger = logging.getLogger(__name__)
 _FRAMES_PER_MOMENT = 16
 _MIN_FRAMES = 64
 # Videos longer than this many frames are scored around the index's hits only (and a
-# strided sample for their background level), read through a memory map: a query touches
+# strided sample for their background level), read by positional reads: a query touches
 # kilobytes of an hour-long video, not megabytes.
 _WHOLE_VIDEO_FRAMES = 1024
 _REACH = 128  # frames either side of a hit that a moment may grow into
-_BACKGROUND_SAMPLE = 256
+_BACKGROUND_SAMPLE = 64
 
 
 def _video_moments(store: ArchiveStore, video: VideoRecord, query: np.ndarray,
                    hit_times: list[float] | None, n_seeds: int) -> list[Moment]:
     """Moments of one video, grown from the index's hits in it (or its own best frames)."""
     try:
-        times, emb = store.video_embedding_map(video)
+        frames = store.video_frames(video)
+        step = 1.0 / video.fps
+        if hit_times is None or len(frames) <= _WHOLE_VIDEO_FRAMES:
+            times, sims = frames.times(), frames.embeddings(slice(None)) @ query
+            if hit_times is not None:
+                seeds = np.clip(np.searchsorted(times, np.asarray(hit_times) - 1e-6), 0, len(times) - 1)
+            else:
+                seeds = np.argsort(-sims)[:n_seeds]
+            runs = runs_around_peaks(times, sims, seeds, frame_step=step, end_time=video.duration)
+        else:
+            runs = _runs_near_hits(frames, query, hit_times, step, video.duration)
     except FileNotFoundError:  # replaced or removed by another process since the lookup
         return []
-    step = 1.0 / video.fps
-    if hit_times is None or len(times) <= _WHOLE_VIDEO_FRAMES:
-        times = np.asarray(times)
-        sims = np.asarray(emb) @ query
-        if hit_times is not None:
-            seeds = np.clip(np.searchsorted(times, np.asarray(hit_times) - 1e-6), 0, len(times) - 1)
-        else:
-            seeds = np.argsort(-sims)[:n_seeds]
-        runs = runs_around_peaks(times, sims, seeds, frame_step=step, end_time=video.duration)
-    else:
-        runs = _runs_near_hits(times, emb, query, hit_times, step, video.duration)
     return [Moment(video=video.name, start=s, end=e, score=score, peak=p,
                    video_id=video.id, path=video.path) for s, e, score, p in runs]
 
 
-def _runs_near_hits(times: np.ndarray, emb: np.ndarray, query: np.ndarray,
-                    hit_times: list[float], step: float, duration: float) -> list[tuple]:
-    """Runs of a long video, each grown within ``_REACH`` frames of its hits."""
+def _runs_near_hits(frames: FrameReader, query: np.ndarray, hit_times: list[float],
+                    step: float, duration: float) -> list[tuple]:
+    """Runs of a long video, each grown within ``_REACH`` frames of its hits; the video's
+    background level from a strided sample of its frames."""
+    times = frames.times()
     seeds = np.unique(np.clip(np.searchsorted(times, np.asarray(hit_times) - 1e-6), 0, len(times) - 1))
-    stride = max(1, len(times) // _BACKGROUND_SAMPLE)
-    background = float(np.median(np.asarray(emb[::stride]) @ query))
-    groups: list[list[int]] = []  # seeds whose reaches overlap are scored together
+    sample = np.unique(np.linspace(0, len(times) - 1, _BACKGROUND_SAMPLE).astype(int))
+    background = float(np.median(frames.embeddings(sample) @ query))
+    groups: list[list[int]] = []  # hits whose reaches overlap are scored together
     for seed in seeds.tolist():
         if groups and seed - groups[-1][-1] <= 2 * _REACH:
             groups[-1].append(seed)
@@ -68,9 +70,9 @@ def _runs_near_hits(times: np.ndarray, emb: np.ndarray, query: np.ndarray,
     runs: list[tuple] = []
     for group in groups:
         lo, hi = max(0, group[0] - _REACH), min(len(times), group[-1] + _REACH + 1)
-        sims = np.asarray(emb[lo:hi]) @ query
-        runs += runs_around_peaks(np.asarray(times[lo:hi]), sims, np.array(group) - lo, step,
-                                  duration, background=background)
+        sims = frames.embeddings(slice(lo, hi)) @ query
+        runs += runs_around_peaks(times[lo:hi], sims, np.array(group) - lo, step, duration,
+                                  background=background)
     return runs
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ArchiveError
 from .catalog import Catalog, VideoRecord, frame_ids
-from .files import FeatureFileStore, VideoFeatures
+from .files import FeatureFileStore, FrameReader, VideoFeatures
 from .frame_index import FrameIndex
 from .patch_index import TOKEN_ID_BITS, PatchIndex, normalised_tokens, patch_ids
 from .lock import WriteLock
@@ -328,9 +328,9 @@ class ArchiveStore:
     def video_embeddings(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
         return self.files.load_embeddings(video.features_key)
 
-    def video_embedding_map(self, video: VideoRecord) -> tuple[np.ndarray, np.ndarray]:
-        """``(times, embeddings)`` memory-mapped, for reading a few frames of a long video."""
-        return self.files.map_embeddings(video.features_key)
+    def video_frames(self, video: VideoRecord) -> FrameReader:
+        """Reads chosen frames of a video (times, embeddings) without loading them all."""
+        return self.files.frames(video.features_key)
 
     def video_features(self, video: VideoRecord) -> VideoFeatures:
         return self.files.load(video.features_key)

@@ -21,8 +21,8 @@ import numpy as np
 from ..indexer.dense import DenseTokens
 from .frame_index import fsync_directory
 
-__all__ = ["VideoFeatures", "FeatureFileStore", "save_npz_atomically", "remove_unreferenced",
-           "map_npz_member"]
+__all__ = ["VideoFeatures", "FeatureFileStore", "FrameReader", "save_npz_atomically",
+           "remove_unreferenced", "npz_row_layout", "read_rows"]
 
 
 def _member_header(fh, info: zipfile.ZipInfo, path: Path) -> tuple[tuple, bool, np.dtype, int]:
@@ -40,27 +40,39 @@ def _member_header(fh, info: zipfile.ZipInfo, path: Path) -> tuple[tuple, bool, 
     return shape, fortran, dtype, fh.tell()
 
 
-def map_npz_member(path: Path, name: str, load_below: int = 0) -> np.ndarray:
-    """A read-only memory map of one array of an uncompressed ``.npz`` (``np.savez``).
+@dataclass(frozen=True)
+class RowLayout:
+    """Where the rows of a C-order array member of an uncompressed ``.npz`` lie."""
 
-    The member's ``.npy`` bytes lie contiguously in the zip file; mapping them lets a query
-    read the few frames it needs of a long video instead of the whole array. Arrays under
-    ``load_below`` bytes are read instead (a map costs a file descriptor). Falls back to
-    reading the array when the member is compressed.
-    """
-    with zipfile.ZipFile(path) as zf:
+    offset: int
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+
+def npz_row_layout(path: Path, name: str) -> RowLayout | None:
+    """The layout of member ``name``, or None when it is compressed or Fortran-ordered."""
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
         info = zf.getinfo(f"{name}.npy")
         if info.compress_type != zipfile.ZIP_STORED:
-            with zf.open(info) as fh:
-                return np.lib.format.read_array(fh)
-        with open(path, "rb") as fh:
-            shape, fortran, dtype, offset = _member_header(fh, info, path)
-            count = int(np.prod(shape))
-            if count * dtype.itemsize < max(load_below, 1):
-                array = np.fromfile(fh, dtype=dtype, count=count)
-                return array.reshape(shape, order="F" if fortran else "C")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                     order="F" if fortran else "C")
+            return None
+        shape, fortran, dtype, offset = _member_header(fh, info, path)
+    return None if fortran and len(shape) > 1 else RowLayout(offset, tuple(shape), dtype)
+
+
+def read_rows(fd: int, layout: RowLayout, rows: np.ndarray | slice) -> np.ndarray:
+    """Rows of an array member by positional reads: one read for a slice, one per row else."""
+    width = layout.shape[1:]
+    if isinstance(rows, slice):
+        start, stop, _ = rows.indices(layout.shape[0])
+        count = max(0, stop - start)
+        data = os.pread(fd, count * layout.row_bytes, layout.offset + start * layout.row_bytes)
+        return np.frombuffer(data, layout.dtype).reshape((count, *width))
+    chunks = [os.pread(fd, layout.row_bytes, layout.offset + int(r) * layout.row_bytes) for r in rows]
+    return np.frombuffer(b"".join(chunks), layout.dtype).reshape((len(chunks), *width))
 
 
 def save_npz_atomically(folder: Path, **arrays: np.ndarray) -> str:
@@ -113,7 +125,8 @@ class FeatureFileStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._mapped = functools.lru_cache(maxsize=128)(self._map)
+        # Layouts of feature files: a few hundred bytes each, and files never change under a key
+        self._layouts = functools.lru_cache(maxsize=1 << 16)(self._layout)
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npz"
@@ -134,14 +147,13 @@ class FeatureFileStore:
         with np.load(self.path(key)) as data:
             return data["times"], data["embeddings"]
 
-    def map_embeddings(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(times, embeddings)``, the embeddings memory-mapped: pages are read as rows are
-        touched. The last 128 maps are kept open (files never change under a key)."""
-        return self._mapped(key)
+    def frames(self, key: str) -> "FrameReader":
+        """Reads chosen frames' times and embeddings without loading the whole file."""
+        return FrameReader(self.path(key), *self._layouts(key))
 
-    def _map(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+    def _layout(self, key: str) -> tuple[RowLayout | None, RowLayout | None]:
         path = self.path(key)
-        return map_npz_member(path, "times", load_below=1 << 20), map_npz_member(path, "embeddings")
+        return npz_row_layout(path, "times"), npz_row_layout(path, "embeddings")
 
     def load_tokens(self, key: str) -> np.ndarray:
         """Only the stored dense tokens ``[K, C]`` (float16)."""
@@ -159,3 +171,37 @@ class FeatureFileStore:
     def remove_unreferenced(self, referenced: set[str], min_age_s: float = 3600.0) -> int:
         """Delete files no catalog row names (left by a crash or a replaced video)."""
         return remove_unreferenced(self.root, referenced, min_age_s)
+
+
+class FrameReader:
+    """Times and embeddings of chosen frames of one feature file (a query reads kilobytes of
+    an hour-long video, not megabytes); falls back to loading a file written compressed."""
+
+    def __init__(self, path: Path, times: RowLayout | None, embeddings: RowLayout | None) -> None:
+        self.path, self._times, self._emb = path, times, embeddings
+        self._loaded: tuple[np.ndarray, np.ndarray] | None = None
+        if times is None or embeddings is None:
+            with np.load(path) as data:
+                self._loaded = (data["times"], data["embeddings"])
+
+    def __len__(self) -> int:
+        return len(self._loaded[0]) if self._loaded is not None else self._times.shape[0]
+
+    def times(self) -> np.ndarray:
+        """Every frame's time (8 bytes a frame: one read)."""
+        if self._loaded is not None:
+            return self._loaded[0]
+        return self._read(self._times, slice(None))
+
+    def embeddings(self, rows: slice | np.ndarray) -> np.ndarray:
+        """Embeddings of ``rows`` (a slice, or frame indices)."""
+        if self._loaded is not None:
+            return self._loaded[1][rows]
+        return self._read(self._emb, rows)
+
+    def _read(self, layout: RowLayout, rows: slice | np.ndarray) -> np.ndarray:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return read_rows(fd, layout, rows)
+        finally:
+            os.close(fd)

@@ -105,6 +105,10 @@ class FrameIndex:
 
     LOG_DTYPE: type = np.float32  # vectors as stored in log files (and the delta)
     COMPRESSED_KIND = "ivfsq8"
+    # The delta: exact vectors (cheap to replay when a process opens the archive: no list
+    # assignment) or, when memory matters more, codes in the trained lists.
+    DELTA_IN_LISTS = False
+    MAX_DELTA = 50_000  # vectors in the delta before compaction (bounds replay on open)
 
     def __init__(self, path: Path, dim: int, *, ivf_threshold: int = 200_000,
                  compress_threshold: int = 1_000_000, nprobe: int = 32, max_lists: int = 4096,
@@ -187,8 +191,8 @@ class FrameIndex:
     @property
     def needs_compaction(self) -> bool:
         """True when the delta or the tombstones outgrow an eighth of the base (at least
-        20,000 vectors, at most 1,000,000), or the logs number 256."""
-        limit = min(max(20_000, self._base_ntotal // 8), 1_000_000)
+        20,000 vectors, at most :attr:`MAX_DELTA`), or the logs number 256."""
+        limit = min(max(20_000, self._base_ntotal // 8), self.MAX_DELTA)
         return (self.delta_ntotal >= limit or sum(self._tombstones.values()) >= limit
                 or len(self._logs) >= 256)
 
@@ -295,7 +299,7 @@ class FrameIndex:
         return index
 
     def _empty_delta(self) -> faiss.Index:
-        if self._trained_file is None:
+        if self._trained_file is None or not self.DELTA_IN_LISTS:
             return self._new_flat()
         index = faiss.read_index(str(self.segments / self._trained_file))
         self._set_nprobe(index)
@@ -312,6 +316,7 @@ class FrameIndex:
     def _set_nprobe(self, index: faiss.Index) -> None:
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = self.nprobe
+            index.parallel_mode = 1  # one query at a time: spread its lists over the threads
 
     def _write_manifest(self, generation: int) -> None:
         meta = {"format": _FORMAT, "generation": generation, "kind": self.kind, "dim": self.dim,
@@ -403,7 +408,11 @@ class FrameIndex:
             merged = faiss.read_index(str(self.segments / base_file))  # a writable copy
             for video_id in tombstones:
                 merged.remove_ids(self._video_range(video_id))
-            merged.merge_from(delta, 0)
+            if self._kind_of(delta) == self._kind_of(merged):
+                merged.merge_from(delta, 0)
+            elif delta.ntotal:  # exact delta into IVF lists
+                ids = faiss.vector_to_array(delta.id_map).astype(np.int64)
+                merged.add_with_ids(delta.index.reconstruct_n(0, delta.ntotal), ids)
         else:
             merged = delta
         self._install(merged, self._trained_file, self._trained_for, generation)
