@@ -156,9 +156,14 @@ def exact_scores(store, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.array(scores)
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+def rss_mb(kind: str = "Rss") -> float:
+    """Resident memory in MB: "RssAnon" (the process's own), "RssFile" (mapped file pages:
+    the page cache of the memory-mapped index, evictable), or both ("Rss")."""
+    with open("/proc/self/status") as fh:
+        fields = dict(line.split(":", 1) for line in fh)
+    if kind == "Rss":
+        return rss_mb("RssAnon") + rss_mb("RssFile")
+    return int(fields[kind].split()[0]) / 1e3
 
 
 def measure(archive: Path, model: Path, count: int, nprobe: int | None = None) -> dict:
@@ -169,7 +174,7 @@ def measure(archive: Path, model: Path, count: int, nprobe: int | None = None) -
     t0 = time.perf_counter()
     arch = vidseek.Archive.open(archive, model=model, device="cpu", create=False)
     arch.encoder.encode_text(["warm up"])
-    rss_model = rss_mb()
+    rss_model, anon_model = rss_mb(), rss_mb("RssAnon")
     index = arch.store.refresh_index()
     if nprobe:
         index.set_nprobe(nprobe)
@@ -207,6 +212,7 @@ def measure(archive: Path, model: Path, count: int, nprobe: int | None = None) -
             "same_ids10_text": strict["text"], "same_ids10_native": strict["native"],
             "nprobe": index.nprobe,
             "rss_index_mb": rss_open - rss_model, "rss_after_queries_mb": rss_mb() - rss_model,
+            "anon_after_queries_mb": rss_mb("RssAnon") - anon_model,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -215,7 +221,7 @@ def print_row(row: dict) -> None:
     disk = row["disk"]
     print(f"{h:>6} h | {row['vectors']:>9,} vectors {row['kind']:>6} | build {row['build_s']:7.0f} s | "
           f"disk {sum(disk.values()) / h / 1e6:6.2f} MB/h (index {disk['index'] / h / 1e6:5.2f}) | "
-          f"RAM {row['rss_after_queries_mb'] / h:6.2f} MB/h | query p50 {row['query_p50_ms']:6.1f} "
+          f"RAM {row['anon_after_queries_mb'] / h:5.2f} MB/h (+ mapped {(row['rss_after_queries_mb'] - row['anon_after_queries_mb']) / h:5.2f}) | query p50 {row['query_p50_ms']:6.1f} "
           f"p99 {row['query_p99_ms']:6.1f} ms (encode p50 {row['encode_p50_ms']:5.1f}; index "
           f"{row['index_search_p50_ms']:5.2f}) | recall@10 text {row['recall10_text']:.3f} "
           f"native {row['recall10_native']:.3f} (same ids {row['same_ids10_text']:.2f} / "

@@ -69,9 +69,11 @@ def read_rows(fd: int, layout: RowLayout, rows: np.ndarray | slice) -> np.ndarra
     if isinstance(rows, slice):
         start, stop, _ = rows.indices(layout.shape[0])
         count = max(0, stop - start)
-        data = os.pread(fd, count * layout.row_bytes, layout.offset + start * layout.row_bytes)
+        size = layout.row_bytes
+        data = os.pread(fd, count * size, layout.offset + start * size)
         return np.frombuffer(data, layout.dtype).reshape((count, *width))
-    chunks = [os.pread(fd, layout.row_bytes, layout.offset + int(r) * layout.row_bytes) for r in rows]
+    size = layout.row_bytes
+    chunks = [os.pread(fd, size, layout.offset + r * size) for r in np.asarray(rows).tolist()]
     return np.frombuffer(b"".join(chunks), layout.dtype).reshape((len(chunks), *width))
 
 
