@@ -182,6 +182,16 @@ def test_patch_index_compresses_past_its_threshold_and_survives_save_load(tmp_pa
     assert loaded.load() and loaded.kind == "ivfpq" and loaded.generation == 7
     _, ids = loaded.search(vectors[6_100:6_101], 10)
     assert int(patch_ids(2, 6_000)[100]) in ids[0].tolist()  # found its own (compressed) copy
+    # tokens added later go into the trained lists; compaction merges them into the base
+    more = rng.normal(size=(20_000, 32)).astype(np.float32)
+    more /= np.linalg.norm(more, axis=1, keepdims=True)
+    loaded.add(patch_ids(3, 20_000), more)
+    loaded.save(8)
+    assert loaded.delta_ntotal == 20_000 and loaded.maintain() == "compacted"
+    assert loaded.kind == "ivfpq" and loaded.delta_ntotal == 0 and loaded.ntotal == 32_000
+    _, ids = loaded.search(more[5:6], 10)
+    assert int(patch_ids(3, 20_000)[5]) in ids[0].tolist()
+    loaded.remove_video(3, 20_000)
     loaded.remove_video(2, 6_000)  # every token of video 2
     assert loaded.ntotal == 6_000
     _, ids = loaded.search(vectors[6_100:6_101], 50)

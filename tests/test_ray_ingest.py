@@ -86,3 +86,14 @@ def test_cli_ingest_with_ray_engine(tmp_path, tiny_clip_dir, media, local_ray):
     result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", archive,
                                  "--engine", "spark"])
     assert result.exit_code == 1 and "--engine must be local or ray" in result.output
+
+
+def test_worker_with_other_weights_is_a_model_error(tiny_clip_dir, media, local_ray):
+    from vidseek.indexer.distributed import extract_on_ray
+
+    with pytest.raises(vidseek.ModelError, match="fingerprint"):
+        list(extract_on_ray([media / "bikes.mp4"], str(tiny_clip_dir), "not-this-one",
+                            vidseek.IngestConfig()))
+    with pytest.raises(vidseek.ModelError, match="no GPU"):
+        list(extract_on_ray([media / "bikes.mp4"], str(tiny_clip_dir), "x", vidseek.IngestConfig(),
+                            vidseek.RayOptions(device="cuda")))

@@ -99,12 +99,16 @@ def extract_on_ray(paths: list[Path], model: str, fingerprint: str, config: Inge
     if started_here:
         ray.init(address=options.address, num_cpus=options.num_cpus, log_to_driver=False,
                  include_dashboard=False)
+    context = ray.data.DataContext.get_current()
+    keep_order = context.execution_options.preserve_order
     try:
-        context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         resources = ray.cluster_resources()
-        gpu = (options.device or ("cuda" if resources.get("GPU") else "cpu")).startswith("cuda")
-        slots = int(resources.get("GPU" if gpu else "CPU", 1))
+        gpus = int(resources.get("GPU", 0))
+        gpu = options.device.startswith("cuda") if options.device else gpus > 0
+        if gpu and not gpus:
+            raise ModelError(f"device {options.device!r} asked for, but the Ray cluster has no GPU")
+        slots = gpus if gpu else int(resources.get("CPU", 1))
         workers = max(1, min(options.workers or slots, len(paths)))
         logger.info("extracting %d videos on Ray with %d %s workers", len(paths), workers,
                     "GPU" if gpu else "CPU")
@@ -115,7 +119,7 @@ def extract_on_ray(paths: list[Path], model: str, fingerprint: str, config: Inge
             num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1,
             fn_constructor_kwargs=dict(model=model, fingerprint=fingerprint,
                                        config=asdict(config), device="cuda" if gpu else "cpu"))
-        for row in dataset.iter_rows():
+        for row in _rows(ray, dataset):
             path = Path(row["path"])
             result = pickle.loads(row["result"])
             if isinstance(result, tuple):
@@ -123,5 +127,20 @@ def extract_on_ray(paths: list[Path], model: str, fingerprint: str, config: Inge
             else:
                 yield path, result
     finally:
+        context.execution_options.preserve_order = keep_order
         if started_here:
             ray.shutdown()
+
+
+def _rows(ray, dataset) -> Iterator[dict[str, Any]]:
+    """The dataset's rows; a worker that could not start (a model that does not load or
+    does not match) raises its own :class:`ModelError`, not Ray's wrapper of it."""
+    try:
+        yield from dataset.iter_rows()
+    except ray.exceptions.RayError as exc:
+        cause = exc
+        while cause is not None and not isinstance(cause, ModelError):
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        if isinstance(cause, ModelError):
+            raise cause from exc
+        raise ModelError(f"distributed ingest failed on the Ray cluster: {exc}") from exc

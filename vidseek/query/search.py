@@ -6,6 +6,7 @@ query mode.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import defaultdict
 
@@ -30,6 +31,9 @@ _MIN_FRAMES = 64
 _WHOLE_VIDEO_FRAMES = 1024
 _REACH = 128  # frames either side of a hit that a moment may grow into
 _BACKGROUND_SAMPLE = 64
+# Index scores of compressed kinds (8-bit codes) are off by up to ~0.01 in cosine: a video
+# is skipped only when its best hit is this far below the top_k-th moment.
+_SCORE_SLACK = 0.02
 
 
 def _video_moments(store: ArchiveStore, video: VideoRecord, query: np.ndarray,
@@ -83,7 +87,8 @@ def search_moments(store: ArchiveStore, query: np.ndarray, top_k: int = 10,
     With ``videos`` the search is exact over those videos' frames; without, the archive's
     FAISS index supplies the seed frames, and videos are visited best hit first until no
     unvisited video can place a moment in the top ``top_k`` (a moment scores at least its
-    best hit, and no frame outside the hits scores above them).
+    best hit, and no frame outside the hits scores above them; a slack covers compressed
+    index scores).
     """
     if top_k <= 0:
         return []
@@ -99,12 +104,18 @@ def search_moments(store: ArchiveStore, query: np.ndarray, top_k: int = 10,
         for hit in store.search_frames(query, n_frames):  # best first
             by_video[hit.video_id].append(hit.time)
             best.setdefault(hit.video_id, hit.score)
+        kth_best: list[float] = []  # min-heap of the top_k moment scores so far
         for video_id in sorted(by_video, key=lambda v: -best[v]):
-            if len(moments) >= top_k and sorted(m.score for m in moments)[-top_k] >= best[video_id]:
+            if len(kth_best) == top_k and kth_best[0] >= best[video_id] + _SCORE_SLACK:
                 break
             video = store.catalog.video_by_id(video_id)
             if video is None:  # deleted between the index search and now
                 continue
-            moments += _video_moments(store, video, query, by_video[video_id], n_frames)
+            found = _video_moments(store, video, query, by_video[video_id], n_frames)
+            moments += found
+            for moment in found:
+                heapq.heappush(kth_best, moment.score)
+                if len(kth_best) > top_k:
+                    heapq.heappop(kth_best)
     moments.sort(key=lambda m: -m.score)
     return moments[:top_k]

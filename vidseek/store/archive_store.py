@@ -188,8 +188,16 @@ class ArchiveStore:
         index.rebuild(generation)
 
     def _maintain(self, index: FrameIndex) -> None:
-        """Compact or retrain an index after a write, if due (the caller holds the write lock)."""
-        done = index.maintain()
+        """Compact or retrain an index after a write, if due (the caller holds the write lock).
+
+        A failure (a full disk, say) is logged, not raised: the write it follows is committed
+        and saved, and the next write tries again."""
+        try:
+            done = index.maintain()
+        except (OSError, RuntimeError, ValueError) as exc:
+            logger.error("%s: maintenance of %s failed (%s); retried after the next write",
+                         self.root, index.path.name, exc)
+            return
         if done:
             logger.info("%s: %s %s (%d vectors, %s)", self.root, index.path.name, done,
                         index.ntotal, index.kind)
@@ -275,6 +283,9 @@ class ArchiveStore:
 
     def delete_video(self, video: VideoRecord) -> None:
         with self.lock:
+            current = self.catalog.video_by_id(video.id)  # another process may have acted
+            if current is None or current.features_key != video.features_key:
+                return
             frames, patches = self.refresh_index(), self.refresh_patch_index()
             with frames.lock:
                 self.catalog.delete_video(video)

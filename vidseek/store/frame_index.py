@@ -135,10 +135,11 @@ class FrameIndex:
         self._trained_for = 0
         self._delta = self._new_flat()
         self._tombstones: dict[int, int] = {}  # video id → its vectors in the base
+        self._selector = None  # FAISS filter of the tombstoned ids, built when first needed
         self._logs: list[str] = []
         self._pending_ids: list[np.ndarray] = []
         self._pending_vectors: list[np.ndarray] = []
-        self._pending_removed: dict[int, int] = {}
+        self._pending_removed: set[int] = set()
 
     @property
     def lock(self) -> threading.RLock:
@@ -227,12 +228,16 @@ class FrameIndex:
         else:
             index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.niter = 10  # k-means converges well enough for search; 25 costs 2.5× the time
+        on_gpu = None
         if faiss.get_num_gpus() > 0:  # the faiss GPU build (`gpu` extra) on a GPU machine
-            index.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(self.dim))
+            on_gpu = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(self.dim))  # held until trained
+            index.clustering_index = on_gpu
         logger.info("training %s as %s (%d vectors, %d lists, sample %d)", self.path.name, kind,
                     total, nlist, len(sample))
         index.train(np.ascontiguousarray(sample, np.float32))
-        index.nprobe = self.nprobe
+        if on_gpu is not None:
+            index.clustering_index = None
+        self._set_nprobe(index)
         return index
 
     # -- persistence ------------------------------------------------------------
@@ -245,7 +250,7 @@ class FrameIndex:
                 return False
             try:
                 meta = json.loads(self.sidecar.read_text())
-                if meta.get("format") != _FORMAT:
+                if meta.get("format") != _FORMAT or meta.get("dim") != self.dim:
                     logger.warning("%s: index of an older format; it will be rebuilt", self.path)
                     self.generation = -1
                     return False
@@ -267,6 +272,7 @@ class FrameIndex:
             # Same base, more logs: another process committed. Replay only what is new.
             self._replay(meta["logs"][len(self._logs):])
             self._tombstones = {int(k): int(v) for k, v in meta["tombstones"].items()}
+            self._selector = None
             self.generation = int(meta["generation"])
             return
         self._reset_state()
@@ -276,7 +282,7 @@ class FrameIndex:
         self._base_ntotal = int(meta["base_ntotal"])
         self._trained_file = meta["trained"]
         self._trained_for = int(meta["trained_for"])
-        self._delta = self._empty_delta()
+        self._delta = self._empty_delta(self._trained_file)
         self._tombstones = {int(k): int(v) for k, v in meta["tombstones"].items()}
         self._replay(meta["logs"])
         self.generation = int(meta["generation"])
@@ -298,10 +304,10 @@ class FrameIndex:
         self._set_nprobe(index)
         return index
 
-    def _empty_delta(self) -> faiss.Index:
-        if self._trained_file is None or not self.DELTA_IN_LISTS:
+    def _empty_delta(self, trained_file: str | None) -> faiss.Index:
+        if trained_file is None or not self.DELTA_IN_LISTS:
             return self._new_flat()
-        index = faiss.read_index(str(self.segments / self._trained_file))
+        index = faiss.read_index(str(self.segments / trained_file))
         self._set_nprobe(index)
         return index
 
@@ -348,7 +354,7 @@ class FrameIndex:
                               lambda tmp: _save_npz(tmp, ids=ids, vectors=vectors, removed=removed))
             fsync_directory(self.segments)
             self._logs.append(name)
-            self._pending_ids, self._pending_vectors, self._pending_removed = [], [], {}
+            self._pending_ids, self._pending_vectors, self._pending_removed = [], [], set()
         self._write_manifest(generation)
 
     # -- updates ----------------------------------------------------------------
@@ -373,7 +379,8 @@ class FrameIndex:
 
     @_locked
     def remove_video(self, video_id: int, count: int) -> None:
-        """Remove every vector of one video (``count`` of them)."""
+        """Remove every vector of one video (``count`` of them: the base's are filtered out
+        of searches by id until the next compaction)."""
         video_id = int(video_id)
         removed = int(self._delta.remove_ids(self._video_range(video_id)))
         if self._pending_ids:  # additions not yet saved drop out of the log too
@@ -382,17 +389,19 @@ class FrameIndex:
             self._pending_vectors = [v[k] for v, k in zip(self._pending_vectors, keep)]
         if removed == 0 and self._base is not None and video_id not in self._tombstones:
             self._tombstones[video_id] = count
-        self._pending_removed[video_id] = count
+            self._selector = None
+        self._pending_removed.add(video_id)
 
     # -- maintenance ------------------------------------------------------------
     def maintain(self) -> str | None:
         """Compact or retrain if due; returns what was done ("compacted", "retrained")."""
         with self._lock:
-            retrain, compact = self.needs_retraining, self.needs_compaction
+            retrain = self.needs_retraining and self.source is not None
+            compact = self.needs_compaction
             if not (retrain or compact) or self._pending_ids or self._pending_removed:
                 return None
             generation = self.generation
-        if retrain and self.source is not None:
+        if retrain:
             self.rebuild(generation)
             return "retrained"
         self._compact(generation)
@@ -462,12 +471,12 @@ class FrameIndex:
         name = f"base-{generation:012d}-{uuid.uuid4().hex[:8]}.faiss"
         _write_atomically(self.segments / name, functools.partial(faiss.write_index, base))
         fsync_directory(self.segments)
+        mapped = self._map(name, self._kind_of(base))  # all of it ready before the swap
+        delta = self._empty_delta(trained_file)
         with self._lock:
             self._reset_state()
             self._base_file, self._trained_file, self._trained_for = name, trained_file, trained_for
-            self._base = self._map(name, self._kind_of(base))
-            self._base_ntotal = int(self._base.ntotal)
-            self._delta = self._empty_delta()
+            self._base, self._base_ntotal, self._delta = mapped, int(mapped.ntotal), delta
             self._write_manifest(generation)
             self._remove_unlisted_files()
         logger.info("%s: base of %d vectors (%s) written", self.path.name, self._base_ntotal, self.kind)
@@ -502,18 +511,19 @@ class FrameIndex:
                 np.take_along_axis(ids, order, 1))
 
     def _search_base(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Base results without tombstoned videos: fetch more until ``k`` remain."""
-        fetch = k
-        dead = np.array(sorted(self._tombstones), np.int64)
-        while True:
-            scores, ids = self._base.search(queries, min(fetch, self._base_ntotal))
-            if not len(dead):
-                return scores, ids
-            alive = (ids >= 0) & ~np.isin(ids >> self.id_bits, dead)
-            if alive.sum(axis=1).min() >= k or fetch >= self._base_ntotal:
-                ids = np.where(alive, ids, -1)
-                return np.where(alive, scores, -np.inf), ids
-            fetch *= 4
+        """Base results, tombstoned videos' vectors skipped by FAISS itself."""
+        k = min(k, self._base_ntotal)
+        if not self._tombstones:
+            return self._base.search(queries, k)
+        if self._selector is None:
+            dead = np.concatenate([(np.int64(v) << self.id_bits) + np.arange(n, dtype=np.int64)
+                                   for v, n in self._tombstones.items()])
+            batch = faiss.IDSelectorBatch(dead)
+            self._selector = (batch, faiss.IDSelectorNot(batch))  # keep both alive
+        params = (faiss.SearchParametersIVF(sel=self._selector[1], nprobe=self.nprobe)
+                  if isinstance(self._base, faiss.IndexIVF)
+                  else faiss.SearchParameters(sel=self._selector[1]))
+        return self._base.search(queries, k, params=params)
 
 
 def pq_bytes(dim: int) -> int:

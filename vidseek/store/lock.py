@@ -1,6 +1,6 @@
 """An inter-process write lock on an archive (``fcntl.flock`` on ``.write.lock``).
 
-Readers never take it: SQLite WAL and the rename-into-place of the FAISS file let them
+Readers never take it: SQLite WAL and the rename-into-place of every index file let them
 read while a writer commits. The lock is re-entrant within one :class:`WriteLock` object
 (and thread-safe), so a commit may call helpers that take it too.
 """
