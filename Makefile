@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup smollm2 test test-all demo bench bench-grounding bench-query bench-server docs clean
+.PHONY: setup smollm2 test test-all demo bench bench-grounding bench-query bench-server bench-scale docs clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,9 @@ bench-query: setup  ## grounded-query latency per level (needs CKPT=grounding ch
 
 bench-server: setup  ## search server queries/s and p50/p99 under load, with and without ingest
 	$(PY) benchmarks/server.py
+
+bench-scale: setup  ## archives of 10, 100 and 1,000 hours of synthetic features (~40 min, 12 GB disk)
+	$(PY) benchmarks/archive_scale.py
 
 docs: setup  ## regenerate docs/cli.md from --help
 	$(PY) scripts/cli_docs.py
