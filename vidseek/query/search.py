@@ -25,15 +25,13 @@ logger = logging.getLogger(__name__)
 # into one moment, and some moments lie in the same video.
 _FRAMES_PER_MOMENT = 16
 _MIN_FRAMES = 64
-# Videos longer than this many frames are scored around the index's hits only (and a
-# strided sample for their background level), read by positional reads: a query touches
-# kilobytes of an hour-long video, not megabytes.
+# Videos longer than this many frames are scored around the index's hits only, read by
+# positional reads: a query touches kilobytes of an hour-long video, not megabytes.
 _WHOLE_VIDEO_FRAMES = 1024
 _REACH = 128  # frames either side of a hit that a moment may grow into
-_BACKGROUND_SAMPLE = 64
-# Index scores of compressed kinds (8-bit codes) are off by up to ~0.01 in cosine: a video
-# is skipped only when its best hit is this far below the top_k-th moment.
-_SCORE_SLACK = 0.02
+# Index scores of compressed kinds (8-bit codes) are off by a few thousandths in cosine: a
+# video is skipped only when its best hit is this far below the top_k-th moment.
+_COMPRESSED_SCORE_SLACK = 0.01
 
 
 def _video_moments(store: ArchiveStore, video: VideoRecord, query: np.ndarray,
@@ -59,12 +57,11 @@ def _video_moments(store: ArchiveStore, video: VideoRecord, query: np.ndarray,
 
 def _runs_near_hits(frames: FrameReader, query: np.ndarray, hit_times: list[float],
                     step: float, duration: float) -> list[tuple]:
-    """Runs of a long video, each grown within ``_REACH`` frames of its hits; the video's
-    background level from a strided sample of its frames."""
+    """Runs of a long video, each grown within ``_REACH`` frames of its hits, against the
+    background level of that stretch (an hour of footage changes content; the stretch
+    around a hit is what the moment must stand out from)."""
     times = frames.times()
     seeds = np.unique(np.clip(np.searchsorted(times, np.asarray(hit_times) - 1e-6), 0, len(times) - 1))
-    sample = np.unique(np.linspace(0, len(times) - 1, _BACKGROUND_SAMPLE).astype(int))
-    background = float(np.median(frames.embeddings(sample) @ query))
     groups: list[list[int]] = []  # hits whose reaches overlap are scored together
     for seed in seeds.tolist():
         if groups and seed - groups[-1][-1] <= 2 * _REACH:
@@ -75,8 +72,7 @@ def _runs_near_hits(frames: FrameReader, query: np.ndarray, hit_times: list[floa
     for group in groups:
         lo, hi = max(0, group[0] - _REACH), min(len(times), group[-1] + _REACH + 1)
         sims = frames.embeddings(slice(lo, hi)) @ query
-        runs += runs_around_peaks(times[lo:hi], sims, np.array(group) - lo, step, duration,
-                                  background=background)
+        runs += runs_around_peaks(times[lo:hi], sims, np.array(group) - lo, step, duration)
     return runs
 
 
@@ -87,8 +83,8 @@ def search_moments(store: ArchiveStore, query: np.ndarray, top_k: int = 10,
     With ``videos`` the search is exact over those videos' frames; without, the archive's
     FAISS index supplies the seed frames, and videos are visited best hit first until no
     unvisited video can place a moment in the top ``top_k`` (a moment scores at least its
-    best hit, and no frame outside the hits scores above them; a slack covers compressed
-    index scores).
+    best hit, and no frame outside the hits scores above them; a slack covers the scores
+    of compressed indexes).
     """
     if top_k <= 0:
         return []
@@ -104,9 +100,10 @@ def search_moments(store: ArchiveStore, query: np.ndarray, top_k: int = 10,
         for hit in store.search_frames(query, n_frames):  # best first
             by_video[hit.video_id].append(hit.time)
             best.setdefault(hit.video_id, hit.score)
+        slack = _COMPRESSED_SCORE_SLACK if store.refresh_index().approximate_scores else 0.0
         kth_best: list[float] = []  # min-heap of the top_k moment scores so far
         for video_id in sorted(by_video, key=lambda v: -best[v]):
-            if len(kth_best) == top_k and kth_best[0] >= best[video_id] + _SCORE_SLACK:
+            if len(kth_best) == top_k and kth_best[0] >= best[video_id] + slack:
                 break
             video = store.catalog.video_by_id(video_id)
             if video is None:  # deleted between the index search and now

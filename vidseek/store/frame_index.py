@@ -113,7 +113,7 @@ class FrameIndex:
     MAX_DELTA = 25_000
 
     def __init__(self, path: Path, dim: int, *, ivf_threshold: int = 200_000,
-                 compress_threshold: int = 1_000_000, nprobe: int = 32, max_lists: int = 4096,
+                 compress_threshold: int = 1_000_000, nprobe: int = 64, max_lists: int = 4096,
                  id_bits: int = 24, source: VectorSource | None = None) -> None:
         self.path = Path(path)
         self.sidecar = self.path.with_suffix(".json")
@@ -155,6 +155,11 @@ class FrameIndex:
     @property
     def ntotal(self) -> int:
         return self._base_ntotal - sum(self._tombstones.values()) + int(self._delta.ntotal)
+
+    @property
+    def approximate_scores(self) -> bool:
+        """True when search scores come from compressed codes (not exact cosines)."""
+        return self.kind in ("ivfsq8", "ivfpq")
 
     @property
     def delta_ntotal(self) -> int:
