@@ -221,14 +221,15 @@ class Archive:
         notify = progress or (lambda event: None)
         if engine == "ray":
             self._ingest_on_ray(files, report, notify, ray or RayOptions())
-        for n, path in enumerate(files if engine == "local" else []):
-            notify(IngestProgress(path, n, len(files), "start"))
-            try:
-                outcome = self._ingest_file(path, n, len(files), notify)
-            except VideoError as exc:
-                self._failed(report, notify, exc, n, len(files))
-                continue
-            self._done(report, notify, path, outcome, n, len(files))
+        else:
+            for n, path in enumerate(files):
+                notify(IngestProgress(path, n, len(files), "start"))
+                try:
+                    outcome = self._ingest_file(path, n, len(files), notify)
+                except VideoError as exc:
+                    self._failed(report, notify, exc, n, len(files))
+                    continue
+                self._done(report, notify, path, outcome, n, len(files))
         self.store.collect_garbage()
         report.seconds = time.perf_counter() - started
         return report

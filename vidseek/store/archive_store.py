@@ -59,7 +59,8 @@ class _StoredVectors:
         self._readable: list[VideoRecord] = []
 
     def count(self) -> int:
-        """Sizes first, so a large index can train on a sample; unreadable files skipped."""
+        """Sizes first, so a large index can train on a sample; a video whose size cannot
+        be read (its feature file damaged or gone) is left out."""
         self._readable, total = [], 0
         for video in self.store.catalog.videos():
             try:

@@ -66,16 +66,14 @@ def npz_row_layout(path: Path, name: str) -> RowLayout | None:
 def read_rows(fd: int, layout: RowLayout, rows: np.ndarray | slice) -> np.ndarray:
     """Rows of an array member by positional reads: one read for a slice (step 1), one per
     row for an array of row indices (each in range)."""
-    width = layout.shape[1:]
+    width, size = layout.shape[1:], layout.row_bytes
     if isinstance(rows, slice):
         start, stop, step = rows.indices(layout.shape[0])
         if step != 1:
             raise ValueError("read_rows reads contiguous slices only")
         count = max(0, stop - start)
-        size = layout.row_bytes
         data = os.pread(fd, count * size, layout.offset + start * size)
         return np.frombuffer(data, layout.dtype).reshape((count, *width))
-    size = layout.row_bytes
     indices = np.asarray(rows)
     if indices.dtype.kind not in "iu" or (len(indices) and not (
             0 <= indices.min() and indices.max() < layout.shape[0])):

@@ -337,12 +337,7 @@ class FrameIndex:
                 "base_kind": self._kind_of(self._base) if self._base is not None else None,
                 "trained": self._trained_file, "trained_for": self._trained_for,
                 "tombstones": {str(k): v for k, v in self._tombstones.items()}, "logs": self._logs}
-        tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(meta))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.sidecar)
+        _write_atomically(self.sidecar, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
         fsync_directory(self.sidecar.parent)
         self.generation = generation
 
