@@ -38,12 +38,14 @@ def test_flat_index_is_exact_and_persists(tmp_path):
     assert index.ntotal == 400 and index.search(vectors[:1], 1)[1][0, 0] != ids[0]
 
 
-def test_saves_write_logs_and_compaction_writes_a_memory_mapped_base(tmp_path):
+@pytest.mark.parametrize("in_memory_bytes", [0, None], ids=["mapped", "in-memory"])
+def test_saves_write_logs_and_compaction_writes_a_new_base(tmp_path, in_memory_bytes):
     """A save writes only its own vectors; compaction folds them (minus removed videos)
-    into a new base; a reader in another process sees each state exactly."""
+    into a new base, memory-mapped or read into memory by its size; a reader in another
+    process sees each state exactly."""
     rng = np.random.default_rng(3)
     vectors = clustered(30_000, 32, rng)
-    index = FrameIndex(tmp_path / "f.faiss", 32)
+    index = FrameIndex(tmp_path / "f.faiss", 32, in_memory_bytes=in_memory_bytes)
     for v in range(30):  # 30 videos of 1,000 frames, one save each
         index.add(video_ids(v, 1000), vectors[v * 1000:(v + 1) * 1000])
         index.save(v + 1)
@@ -54,8 +56,9 @@ def test_saves_write_logs_and_compaction_writes_a_memory_mapped_base(tmp_path):
         else:
             assert len(logs) == (v + 1 if v < 20 else v - 19)
     assert index.ntotal == 30_000 and index._base_ntotal == 20_000 and index.delta_ntotal == 10_000
-    reader = FrameIndex(tmp_path / "f.faiss", 32)
+    reader = FrameIndex(tmp_path / "f.faiss", 32, in_memory_bytes=in_memory_bytes)
     assert reader.load() and reader.ntotal == 30_000 and reader.generation == 30
+    assert index.base_is_mapped == reader.base_is_mapped == (in_memory_bytes == 0)
     # removals: a video in the base is tombstoned, one in the delta dropped
     index.remove_video(3, 1000)
     index.remove_video(25, 1000)
@@ -82,7 +85,8 @@ def test_index_retrains_as_ivf_past_threshold_with_high_recall(tmp_path):
     source = type("Source", (), {
         "count": lambda self: held["n"],
         "batches": lambda self: iter([(ids[:held["n"]], vectors[:held["n"]])])})()
-    index = FrameIndex(tmp_path / "f.faiss", 32, ivf_threshold=4000, nprobe=16, source=source)
+    index = FrameIndex(tmp_path / "f.faiss", 32, ivf_threshold=4000, nprobe=16, source=source,
+                       in_memory_bytes=0)  # the base memory-mapped; the reader below reads it in
     for v in range(6):
         index.add(ids[v * 1000:(v + 1) * 1000], vectors[v * 1000:(v + 1) * 1000])
         held["n"] += 1000
@@ -98,6 +102,7 @@ def test_index_retrains_as_ivf_past_threshold_with_high_recall(tmp_path):
     assert recall >= 0.95
     again = FrameIndex(tmp_path / "f.faiss", 32, nprobe=16)
     assert again.load() and again.kind == "ivf" and again.ntotal == 6000
+    assert index.base_is_mapped and not again.base_is_mapped
     np.testing.assert_array_equal(again.search(queries, 10)[1], got)
 
 
@@ -154,3 +159,7 @@ def test_frame_reader_reads_chosen_rows_of_plain_and_compressed_files(tmp_path):
         np.testing.assert_array_equal(reader.times(), times)
         np.testing.assert_array_equal(reader.embeddings(slice(10, 20)), emb[10:20])
         np.testing.assert_array_equal(reader.embeddings(np.array([0, 7, 49])), emb[[0, 7, 49]])
+        rows = np.array([9, 3, 4, 5, 9, 48, 49, 0])  # unsorted, repeated, runs read at once
+        np.testing.assert_array_equal(reader.embeddings(rows), emb[rows])
+        assert reader.embeddings(np.array([], int)).shape == (0, 8)
+        np.testing.assert_array_equal(reader.times(slice(40, 45)), times[40:45])

@@ -65,7 +65,7 @@ def npz_row_layout(path: Path, name: str) -> RowLayout | None:
 
 def read_rows(fd: int, layout: RowLayout, rows: np.ndarray | slice) -> np.ndarray:
     """Rows of an array member by positional reads: one read for a slice (step 1), one per
-    row for an array of row indices (each in range)."""
+    run of consecutive rows for an array of row indices (each in range), in their order."""
     width, size = layout.shape[1:], layout.row_bytes
     if isinstance(rows, slice):
         start, stop, step = rows.indices(layout.shape[0])
@@ -78,8 +78,14 @@ def read_rows(fd: int, layout: RowLayout, rows: np.ndarray | slice) -> np.ndarra
     if indices.dtype.kind not in "iu" or (len(indices) and not (
             0 <= indices.min() and indices.max() < layout.shape[0])):
         raise ValueError(f"row indices must be integers in [0, {layout.shape[0]})")
-    chunks = [os.pread(fd, size, layout.offset + r * size) for r in indices.tolist()]
-    return np.frombuffer(b"".join(chunks), layout.dtype).reshape((len(chunks), *width))
+    if len(indices) == 0:
+        return np.zeros((0, *width), layout.dtype)
+    wanted = np.unique(indices)
+    breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+    chunks = [os.pread(fd, len(run) * size, layout.offset + int(run[0]) * size)
+              for run in np.split(wanted, breaks)]
+    data = np.frombuffer(b"".join(chunks), layout.dtype).reshape((len(wanted), *width))
+    return data[np.searchsorted(wanted, indices)]
 
 
 def save_npz_atomically(folder: Path, **arrays: np.ndarray) -> str:
@@ -194,11 +200,11 @@ class FrameReader:
     def __len__(self) -> int:
         return len(self._loaded[0]) if self._loaded is not None else self._times.shape[0]
 
-    def times(self) -> np.ndarray:
-        """Every frame's time (8 bytes a frame: one read)."""
+    def times(self, rows: slice = slice(None)) -> np.ndarray:
+        """Frame times (8 bytes a frame: one read), of every frame or of a slice."""
         if self._loaded is not None:
-            return self._loaded[0]
-        return self._read(self._times, slice(None))
+            return self._loaded[0][rows]
+        return self._read(self._times, rows)
 
     def embeddings(self, rows: slice | np.ndarray) -> np.ndarray:
         """Embeddings of ``rows`` (a slice, or frame indices)."""

@@ -36,7 +36,6 @@ class PatchIndex(FrameIndex):
 
     LOG_DTYPE = np.float16
     COMPRESSED_KIND = "ivfpq"
-    DELTA_IN_LISTS = True  # 64 bytes a token in memory instead of 3 KB
     MAX_DELTA = 1_000_000  # ~17 hours of footage between rewrites of a multi-GB base
     # Product quantisation trains 256 centroids per sub-space and wants ~39 points each.
     MIN_COMPRESS_THRESHOLD = 256 * 39
