@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ArchiveError
-from .catalog import Catalog, VideoRecord, frame_ids
+from .catalog import FRAME_ID_BITS, Catalog, VideoRecord, frame_ids
 from .files import FeatureFileStore, FrameReader, VideoFeatures
 from .frame_index import FrameIndex
 from .patch_index import TOKEN_ID_BITS, PatchIndex, normalised_tokens, patch_ids
@@ -45,8 +45,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FrameHit:
+    """One frame found by the index: its video, its index in the video, its score."""
+
     video_id: int
-    time: float
+    row: int
     score: float
 
 
@@ -307,12 +309,13 @@ class ArchiveStore:
 
     # -- reads ------------------------------------------------------------------
     def search_frames(self, query: np.ndarray, k: int) -> list[FrameHit]:
-        """Top-``k`` frames across the archive for one normalised query vector."""
+        """Top-``k`` frames across the archive for one normalised query vector, best first
+        (a video deleted since may still be named: look it up before use)."""
         index = self.refresh_index()
         scores, ids = index.search(query.reshape(1, -1), k)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        where = self.catalog.frame_locations(i for i, _ in found)
-        return [FrameHit(where[i][0], where[i][1], s) for i, s in found if i in where]
+        mask = (1 << FRAME_ID_BITS) - 1
+        return [FrameHit(int(i) >> FRAME_ID_BITS, int(i) & mask, float(s))
+                for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def search_patches(self, token: np.ndarray, k: int) -> list[tuple[int, float]]:
         """``(video id, frame time)`` of the top-``k`` stored dense tokens for a unit vector."""

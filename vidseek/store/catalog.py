@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import sqlite_utils
@@ -182,15 +182,6 @@ class Catalog:
             "SELECT COUNT(*), COALESCE(SUM(duration), 0), COALESCE(SUM(frames), 0) FROM videos"
         ).fetchone()
         return {"videos": row[0], "seconds": row[1], "frames": row[2]}
-
-    def frame_locations(self, ids: Iterable[int]) -> dict[int, tuple[int, float]]:
-        """``frame id -> (video id, time)`` for the ids that exist."""
-        ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.db.execute(f"SELECT id, video_id, time FROM frames WHERE id IN ({marks})", ids)
-        return {r[0]: (r[1], r[2]) for r in rows}
 
     # -- commits ----------------------------------------------------------------
     @contextmanager
