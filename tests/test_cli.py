@@ -44,6 +44,10 @@ def test_search_json_schema(cli_archive):
             assert isinstance(row[key], float)
         assert 0.0 <= row["start"] < row["end"]
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    quantised = run("search", "a man talking in a car", "--archive", str(cli_archive), "--json",
+                    "-k", "4", "--int8-text")
+    assert quantised.exit_code == 0, quantised.output
+    assert len(json.loads(quantised.output)) == len(rows)
 
 
 def test_search_by_image_limited_to_one_video(cli_archive, media, tmp_path):

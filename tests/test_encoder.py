@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from vidseek import FrameEncoder, ModelError
 
@@ -62,3 +63,27 @@ def test_siglip_checkpoints_load_and_encode(tmp_path):
     out = encoder.encode_frames(np.zeros((2, 32, 32, 3), np.uint8))
     assert out.embeddings.shape == (2, 32) and out.patches.shape == (2, 4, 4, 32)
     assert encoder.encode_text(["a red circle"]).shape == (1, 32)
+    encoder.quantize_text()  # SigLIP's text projection (its head) sits inside the text tower
+    assert encoder.encode_text(["a red circle"]).shape == (1, 32)
+
+
+def test_int8_text_encoding_changes_text_only(tiny_clip_dir):
+    """quantize_text swaps the text tower's linear layers for int8 ones: text embeddings
+    stay close, images and the fingerprint (which archives check) do not change at all."""
+    fp32 = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    int8 = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    int8.quantize_text()
+    int8.quantize_text()  # a second call is a no-op
+    assert int8.text_int8 and not fp32.text_int8
+    assert int8.info.fingerprint == fp32.info.fingerprint
+    frames = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(int8.encode_frames(frames).embeddings,
+                                  fp32.encode_frames(frames).embeddings)
+    texts = ["a red circle moves left", "a big blue square appears", "x"]
+    a, b = int8.encode_text(texts), fp32.encode_text(texts)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(1).min() > 0.98
+    assert not np.array_equal(a, b)  # really quantised
+    half = FrameEncoder.load(tiny_clip_dir, device="cpu", dtype=torch.float16)
+    with pytest.raises(ModelError, match="float32"):
+        half.quantize_text()

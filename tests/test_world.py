@@ -120,3 +120,20 @@ def test_clip_mode_grounding_on_a_30_minute_video(tmp_path, world_encoder):
     assert real.recall["R1@0.5"] >= 3 * baseline.recall["R1@0.5"]
     assert real.recall["R1@0.1"] >= 3 * baseline.recall["R1@0.1"]
     assert real.recall["R5@0.3"] > real.recall["R1@0.3"]
+
+
+def test_int8_text_queries_find_the_same_moments(tmp_path, world_encoder):
+    """An archive opened with int8_text ranks the world's events as float32 text does."""
+    video = tmp_path / "w.mp4"
+    present = [a for a in vidseek.build_world_video(video, 180, seed=21) if a.present]
+    with Archive.open(tmp_path / "a", model=world_encoder.path) as archive:
+        assert archive.ingest([video]).ok
+    with Archive.open(tmp_path / "a") as fp32, Archive.open(tmp_path / "a", int8_text=True) as int8:
+        assert int8.encoder.text_int8 and not fp32.encoder.text_int8
+        same, gaps = 0, []
+        for a in present:
+            x, y = fp32.search(a.query, top_k=1)[0], int8.search(a.query, top_k=1)[0]
+            same += (x.start, x.end) == (y.start, y.end)
+            gaps.append(abs(x.score - y.score))
+    print(f"\nint8 text: {same}/{len(present)} top moments identical, score gap max {max(gaps):.4f}")
+    assert len(present) >= 10 and same >= 0.9 * len(present) and max(gaps) < 0.03

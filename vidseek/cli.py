@@ -135,6 +135,7 @@ def search(
     mask: Optional[Path] = typer.Option(None, "--mask", help="Object query: the region as a binary mask image (white = object)."),
     within: Optional[str] = typer.Option(None, "--within", help="Object query: only search this video; its hits are the object's track there."),
     export: Optional[Path] = typer.Option(None, "--export", help="Also write the results for media tools: .otio (OpenTimelineIO), .edl (CMX 3600) or .jpg (contact sheet)."),
+    int8_text: bool = typer.Option(False, "--int8-text", help="Encode the text query with int8 weights (CPU): about half the time, embedding within cosine 0.998."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Find the moments that match a text query, an image, or an object on a frame.
@@ -166,7 +167,7 @@ def search(
         raise typer.Exit(code=2)
     trees = []
     try:
-        with vidseek.Archive.open(archive, device=device, create=False) as arch:
+        with vidseek.Archive.open(archive, device=device, create=False, int8_text=int8_text) as arch:
             options = vidseek.GroundingOptions(levels=levels)
             if mode == "grounded" and explain and query is not None:
                 trees = arch.ground(query, video=video, options=options)

@@ -130,6 +130,7 @@ def serve(
     watch_folders: Optional[List[Path]] = typer.Option(None, "--watch", help="Also run the ingest daemon on this folder (repeatable)."),
     ingest: bool = typer.Option(False, "--ingest", help="Also run ingest workers for queued jobs (implied by --watch)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Ingest workers with --watch/--ingest [default: $VIDSEEK_WORKERS or 1]."),
+    int8_text: Optional[bool] = typer.Option(None, "--int8-text/--no-int8-text", help="Encode text queries with int8 weights (CPU: about half the time) [default: $VIDSEEK_INT8_TEXT or off]."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Serve the archive over HTTP: JSON API, web page at /, OpenAPI at /docs, /metrics.
@@ -139,7 +140,8 @@ def serve(
     (POST /api/ingest) need VIDSEEK_ADMIN_TOKEN set; they may name files under the
     watched folders or VIDSEEK_INGEST_ROOTS.
     """
-    settings = _settings(archive=archive, host=host, port=port, workers=workers, device=device)
+    settings = _settings(archive=archive, host=host, port=port, workers=workers, device=device,
+                         int8_text=int8_text)
     _service_logging(settings.log_level)
     try:
         import uvicorn

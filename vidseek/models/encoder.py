@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -137,6 +138,7 @@ class FrameEncoder:
             max_text_tokens=int(text.max_position_embeddings),
         )
         dtype = next(model.parameters()).dtype
+        self.text_int8 = False  # see quantize_text
         self._mean = torch.tensor(image_mean, dtype=dtype, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(image_std, dtype=dtype, device=device).view(1, 3, 1, 1)
 
@@ -208,6 +210,34 @@ class FrameEncoder:
         return self.encode_frames(self.prepare_images(images)).embeddings
 
     # -- text -----------------------------------------------------------------
+    def quantize_text(self) -> None:
+        """Encode text with 8-bit weights from now on: PyTorch's dynamic int8 quantisation of
+        the text tower's linear layers. On CPU it halves the time of a query (ViT-B/32's
+        text tower, a 10-token query: 16 → 8.6 ms here); embeddings stay within cosine
+        0.998 of float32. Image encoding and :attr:`info` (the fingerprint) are unchanged.
+        CPU and float32 only."""
+        if self.text_int8:
+            return
+        if self.device != "cpu" or self._mean.dtype != torch.float32:
+            raise ModelError(f"{self.info.name}: int8 text encoding runs on a float32 encoder "
+                             f"on CPU (this one: {self._mean.dtype} on {self.device})")
+        engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
+        quantize = getattr(getattr(torch, "ao", None), "quantization", None)
+        if not engines or quantize is None or not hasattr(quantize, "quantize_dynamic"):
+            raise ModelError("int8 text encoding needs PyTorch's dynamic quantisation "
+                             "(torch.ao.quantization with a CPU engine), which this torch lacks")
+        with warnings.catch_warnings():  # deprecated in favour of torchao; still the fast path
+            warnings.simplefilter("ignore")
+            quantize.quantize_dynamic(self.model.text_model, {torch.nn.Linear}, dtype=torch.qint8,
+                                      inplace=True)
+            projection = getattr(self.model, "text_projection", None)  # CLIP; SigLIP's is inside
+            if isinstance(projection, torch.nn.Linear):
+                wrapped = torch.nn.Sequential(projection)
+                quantize.quantize_dynamic(wrapped, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+                self.model.text_projection = wrapped[0]
+        self.text_int8 = True
+        logger.info("text encoder of %s quantised to int8", self.info.name)
+
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised embeddings ``[N, D]`` of text queries."""

@@ -64,7 +64,7 @@ class ServerState:
     def open(self) -> None:
         s = self.settings
         self.archive = vidseek.Archive.open(s.archive, model=s.model, device=s.device,
-                                            create=bool(self.watch))
+                                            create=bool(self.watch), int8_text=s.int8_text)
         self.archive.encoder  # load the models now, not on the first request
         if self.archive.store.manifest is not None:
             self.archive.grounder
