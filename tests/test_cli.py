@@ -45,7 +45,7 @@ def test_search_json_schema(cli_archive):
         assert 0.0 <= row["start"] < row["end"]
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     quantised = run("search", "a man talking in a car", "--archive", str(cli_archive), "--json",
-                    "-k", "4", "--int8-text")
+                    "-k", "4", "--int8-text", "--nprobe", "8")
     assert quantised.exit_code == 0, quantised.output
     assert len(json.loads(quantised.output)) == len(rows)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import faiss
 import pytest
 
 import vidseek.query.search as search_module
+from vidseek.errors import ArchiveError
 from vidseek.query.search import search_moments
 from vidseek.store.archive_store import ArchiveStore
 from vidseek.synth.features import SceneFeatures, commit_features
@@ -56,6 +58,14 @@ def test_archive_grows_through_index_kinds_without_rewriting_its_base(tmp_path):
     # another process opening the archive sees the same index
     other = ArchiveStore(tmp_path / "a", create=False, ivf_threshold=12_000, compress_threshold=30_000)
     assert other.refresh_index().ntotal == 36_000 and found(other) == got
+    # fewer lists scanned: the setting reaches the base and the delta
+    narrow = ArchiveStore(tmp_path / "a", create=False, ivf_threshold=12_000,
+                          compress_threshold=30_000, nprobe=2)
+    index = narrow.refresh_index()
+    assert index.nprobe == 2 and faiss.extract_index_ivf(index._base).nprobe == 2
+    assert len(search_moments(narrow, targets[0], top_k=3)) == 3
+    with pytest.raises(ArchiveError, match="nprobe"):
+        ArchiveStore(tmp_path / "a", create=False, nprobe=0)
     # replacing and deleting videos: their old vectors never come back
     victim = store.catalog.video_by_path(planted[0][0])
     store.delete_video(victim)

@@ -144,7 +144,8 @@ class Archive:
     def open(cls, path: str | os.PathLike | None = None, model: str | os.PathLike | None = None, *,
              device: str | None = None, config: IngestConfig | None = None,
              create: bool = True, ivf_threshold: int = 200_000,
-             patch_threshold: int = 100_000, int8_text: bool = False) -> "Archive":
+             patch_threshold: int = 100_000, int8_text: bool = False,
+             nprobe: int = 64) -> "Archive":
         """Open (or create) an archive.
 
         ``model`` is a CLIP/SigLIP hub id or local directory. A new archive adopts it (default
@@ -154,10 +155,12 @@ class Archive:
         ``int8_text`` encodes text queries with int8 weights (CPU; see
         :meth:`~vidseek.models.encoder.FrameEncoder.quantize_text`): about half the time of
         a CLIP-mode query's text encoding, at a cosine of 0.998 to the float32 embedding.
+        ``nprobe`` is how many IVF lists of the frame index a search scans once the archive
+        is large enough for IVF (docs/scale.md): fewer is faster, at some recall.
         """
         store = ArchiveStore(path if path is not None else default_archive_path(),
                              create=create, ivf_threshold=ivf_threshold,
-                             patch_threshold=patch_threshold)
+                             patch_threshold=patch_threshold, nprobe=nprobe)
         manifest = store.manifest
         if manifest is None:
             config = config or IngestConfig()

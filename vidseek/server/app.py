@@ -64,7 +64,8 @@ class ServerState:
     def open(self) -> None:
         s = self.settings
         self.archive = vidseek.Archive.open(s.archive, model=s.model, device=s.device,
-                                            create=bool(self.watch), int8_text=s.int8_text)
+                                            create=bool(self.watch), int8_text=s.int8_text,
+                                            nprobe=s.nprobe)
         self.archive.encoder  # load the models now, not on the first request
         if self.archive.store.manifest is not None:
             self.archive.grounder

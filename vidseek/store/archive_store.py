@@ -85,7 +85,10 @@ class ArchiveStore:
     """Storage of one archive directory. Knows nothing about models or decoding."""
 
     def __init__(self, root: str | Path, create: bool = True, ivf_threshold: int = 200_000,
-                 patch_threshold: int = 100_000, compress_threshold: int = 1_000_000) -> None:
+                 patch_threshold: int = 100_000, compress_threshold: int = 1_000_000,
+                 nprobe: int = 64) -> None:
+        if nprobe < 1:
+            raise ArchiveError(f"nprobe must be at least 1, got {nprobe}")
         self.root = Path(root)
         if not self.root.exists():
             if not create:
@@ -104,6 +107,7 @@ class ArchiveStore:
         self._ivf_threshold = ivf_threshold
         self._compress_threshold = compress_threshold
         self._patch_threshold = patch_threshold
+        self._nprobe = nprobe
         self._frames: FrameIndex | None = None
         self._patches: PatchIndex | None = None
         self._index_lock = threading.Lock()
@@ -134,6 +138,7 @@ class ArchiveStore:
                 self._frames = FrameIndex(
                     self.root / "frames.faiss", encoder["embed_dim"],
                     ivf_threshold=self._ivf_threshold, compress_threshold=self._compress_threshold,
+                    nprobe=self._nprobe,
                     source=_StoredVectors(self, self._frame_vectors, lambda video: video.frames))
                 self._frames.load()
                 self._patches = PatchIndex(
@@ -313,9 +318,10 @@ class ArchiveStore:
         (a video deleted since may still be named: look it up before use)."""
         index = self.refresh_index()
         scores, ids = index.search(query.reshape(1, -1), k)
-        mask = (1 << FRAME_ID_BITS) - 1
-        return [FrameHit(int(i) >> FRAME_ID_BITS, int(i) & mask, float(s))
-                for i, s in zip(ids[0], scores[0]) if i >= 0]
+        found = ids[0] >= 0
+        ids, scores = ids[0][found], scores[0][found]
+        return list(map(FrameHit, (ids >> FRAME_ID_BITS).tolist(),
+                        (ids & ((1 << FRAME_ID_BITS) - 1)).tolist(), scores.tolist()))
 
     def search_patches(self, token: np.ndarray, k: int) -> list[tuple[int, float]]:
         """``(video id, frame time)`` of the top-``k`` stored dense tokens for a unit vector."""

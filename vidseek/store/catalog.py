@@ -164,8 +164,12 @@ class Catalog:
         return VideoRecord.from_row(rows[0]) if rows else None
 
     def video_by_id(self, video_id: int) -> VideoRecord | None:
-        rows = list(self.db.query("SELECT * FROM videos WHERE id = ?", [video_id]))
-        return VideoRecord.from_row(rows[0]) if rows else None
+        # the plain cursor: a query looks up a dozen videos, and sqlite-utils' query() costs more
+        cursor = self.db.execute("SELECT * FROM videos WHERE id = ?", [video_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return VideoRecord.from_row({d[0]: v for d, v in zip(cursor.description, row)})
 
     def find_videos(self, name_or_path: str) -> list[VideoRecord]:
         """Videos whose path, file name or id equals ``name_or_path``."""

@@ -48,8 +48,8 @@ class RowLayout:
     shape: tuple
     dtype: np.dtype
 
-    @property
-    def row_bytes(self) -> int:
+    @functools.cached_property
+    def row_bytes(self) -> int:  # computed once: a query reads rows of many files
         return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
 
@@ -162,11 +162,11 @@ class FeatureFileStore:
 
     def frames(self, key: str) -> "FrameReader":
         """Reads chosen frames' times and embeddings without loading the whole file."""
-        return FrameReader(self.path(key), *self._layouts(key))
+        return FrameReader(*self._layouts(key))
 
-    def _layout(self, key: str) -> tuple[RowLayout | None, RowLayout | None]:
+    def _layout(self, key: str) -> tuple[Path, RowLayout | None, RowLayout | None]:
         path = self.path(key)
-        return npz_row_layout(path, "times"), npz_row_layout(path, "embeddings")
+        return path, npz_row_layout(path, "times"), npz_row_layout(path, "embeddings")
 
     def load_tokens(self, key: str) -> np.ndarray:
         """Only the stored dense tokens ``[K, C]`` (float16)."""
