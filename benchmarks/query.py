@@ -1,6 +1,7 @@
 """Grounded-query latency on a long video: p50/p95 per level and the share of dense tokens read.
 
     python benchmarks/query.py --checkpoint CKPT [--encoder DIR] [--minutes 60] [--queries 40]
+                               [--top-k 3] [--no-force] [--int8]
 
 Builds (and caches in .cache/bench/) a procedural-world video of ``--minutes`` minutes,
 ingests it with the encoder the checkpoint was trained for, stores the checkpoint's sparse
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=3)
     parser.add_argument("--top-k", type=int, default=3, help="candidates kept per level")
     parser.add_argument("--no-force", action="store_true", help="do not re-ask abstaining calls")
+    parser.add_argument("--int8", action="store_true", help="int8 text encoder and LM (int8_text, int8_llm)")
     parser.add_argument("--seed", type=int, default=1001)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "query.json")
@@ -53,7 +55,8 @@ def main() -> None:
         vidseek.write_annotations(notes, vidseek.build_world_video(video, args.minutes * 60, seed=args.seed))
     queries = [a for a in vidseek.read_annotations(notes) if a.present][: args.queries]
     archive_dir = CACHE / f"query-archive-{args.minutes:g}min-{args.seed}"
-    with vidseek.Archive.open(archive_dir, model=args.encoder) as archive:
+    with vidseek.Archive.open(archive_dir, model=args.encoder, int8_text=args.int8,
+                              int8_llm=args.int8) as archive:
         archive.ingest([video])
         grounder = archive.set_grounder(args.checkpoint)
         archive.reindex()
@@ -73,9 +76,12 @@ def main() -> None:
             for level, seconds in result.seconds_per_level.items():
                 per_level.setdefault(level, []).append(seconds)
     llm = grounder.config.llm
-    params = sum(p.numel() for p in grounder.llm.parameters())
+    # counted on a float32 copy: int8 layers keep their weights outside parameters()
+    params = sum(p.numel() for p in vidseek.Grounder.load(args.checkpoint, device="cpu").llm.parameters())
     print(f"\n{record.name}: {record.duration / 60:.1f} min, {record.frames} frames; LLM {llm} "
-          f"({params / 1e6:.1f} M parameters); {len(queries)} queries, {args.levels} levels, "
+          f"({params / 1e6:.1f} M parameters{', int8' if args.int8 else ''}); {len(queries)} "
+          f"queries, {args.levels} levels, top_k {args.top_k}, "
+          f"{'no forced re-ask' if args.no_force else 'forced re-ask'}, "
           f"{torch.get_num_threads()} torch threads\n")
     print("| stage | p50 (ms) | p95 (ms) |\n|---|---|---|")
     print("| text encoding | %.0f | %.0f |" % tuple(1000 * v for v in percentiles(encode)))
@@ -88,7 +94,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "video_minutes": record.duration / 60, "frames": record.frames, "llm": llm,
         "llm_parameters": params, "queries": len(queries), "levels": args.levels, "top_k": args.top_k,
-        "force_spans": not args.no_force,
+        "force_spans": not args.no_force, "int8": args.int8,
         "threads": torch.get_num_threads(),
         "text_encoding_p50_p95_s": percentiles(encode),
         "per_level_p50_p95_s": {str(k): percentiles(v) for k, v in per_level.items()},

@@ -105,7 +105,7 @@ class _ScriptedGrounder:
     def sparse_tokens(self, dense, window, kind):
         return self.real.sparse_tokens(dense, window, kind)
 
-    def generate(self, videos: list[VideoTokens], prompts, max_new_tokens=12, forced_prefix=""):
+    def generate(self, videos: list[VideoTokens], prompts, max_new_tokens=12, force_spans=0):
         out = []
         for v in videos:
             self.calls.append((v.kind, v.n_indices))
@@ -179,14 +179,17 @@ def test_short_video_goes_straight_to_dense(tiny_grounder):
 
 
 class _AbstainingGrounder(_ScriptedGrounder):
-    """Says "Not Present." unless forced; P(Not) grows with the call's first frame."""
+    """Says "Not Present." unless forced (Grounder.generate's contract: the force_spans
+    least sure abstentions answer a span); P(Not) grows with the call's first frame."""
 
-    def generate(self, videos, prompts, max_new_tokens=12, forced_prefix=""):
+    def generate(self, videos, prompts, max_new_tokens=12, force_spans=0):
         out = []
         for n, v in enumerate(videos):
-            text = "From 1 to 2." if forced_prefix else "Not Present."
-            out.append(Generation(text, parse_answer(text, v.n_indices), 0.5, 2.0, 0.5 + 0.01 * n))
-        self.calls.append(forced_prefix)
+            forced = n < force_spans  # P(Not) = 0.5 + 0.01 n: the first are the least sure
+            text = "From 1 to 2." if forced else "Not Present."
+            out.append(Generation(text, parse_answer(text, v.n_indices), 0.5, 2.0, 0.5 + 0.01 * n,
+                                  "Not" if forced else ""))
+        self.calls.append(force_spans)
         return out
 
 
@@ -205,8 +208,64 @@ def test_abstentions_are_forced_into_spans_only_when_asked(tiny_grounder, force,
         assert result.moments[0].score == pytest.approx(2.0 * (1 - 0.5))  # R x (1 - P(Not))
 
 
+def test_forced_spans_start_from_in_the_same_pass(tiny_grounder):
+    """generate(force_spans=k): rows that do not start "From" are made to, least sure of
+    "Not Present." first, within one batch; the forced token does not count in the entropy."""
+    from vidseek.models.adapter import DENSE
+
+    g = tiny_grounder.eval()
+    torch.manual_seed(1)
+    videos = [VideoTokens(g.dense_tokens(torch.randn(12, 16).numpy(), torch.randn(12, 4, 8).numpy()), DENSE)
+              for _ in range(4)]
+    prompts = [grounding_prompt(f"a red circle moves {d}") for d in ("left", "right", "up", "down")]
+    free = g.generate(videos, prompts, max_new_tokens=6)
+    assert not any(x.forced_from for x in free)
+    starts = sum(x.text.startswith("From") for x in free)
+    forced = g.generate(videos, prompts, max_new_tokens=6, force_spans=4)
+    assert all(x.text.startswith("From") for x in forced)
+    assert sum(bool(x.forced_from) for x in forced) == 4 - starts
+    for a, b in zip(free, forced):
+        assert b.p_absent == pytest.approx(a.p_absent)
+        if not b.forced_from:
+            assert b.text == a.text and b.mean_entropy == pytest.approx(a.mean_entropy, rel=1e-4)
+    two = g.generate(videos, prompts, max_new_tokens=6, force_spans=starts + 1)
+    chosen = [n for n, x in enumerate(two) if x.forced_from]
+    others = [n for n, x in enumerate(free) if not x.text.startswith("From")]
+    assert len(chosen) == min(1, len(others))
+    if chosen:  # the abstention least sure of "Not Present."
+        assert free[chosen[0]].p_absent == min(free[n].p_absent for n in others)
+
+
 def test_grounding_options_are_validated():
     with pytest.raises(vidseek.QueryError):
         GroundingOptions(levels=4)
     with pytest.raises(vidseek.QueryError):
         GroundingOptions(ranking="vibes")
+
+
+def test_int8_lm_merges_lora_and_answers_like_float32(tiny_llm_dir):
+    """quantize_llm folds LoRA into the weights and swaps the LM's linear layers for int8
+    ones: answers keep their form and confidence, and the grounder refuses to train or save."""
+    from vidseek.models.adapter import DENSE, AdapterConfig
+    from vidseek.models.grounder import Grounder, GrounderConfig
+
+    config = GrounderConfig(llm=str(tiny_llm_dir), tuning="lora", adapter=AdapterConfig(
+        embed_dim=16, cells=4, cell_width=8, hidden=32, heads=2, fine_tokens=2, coarse_tokens=4))
+    g = Grounder.create(config, device="cpu", seed=3)
+    with torch.no_grad():  # LoRA's B starts at zero: give it weight, so merging matters
+        for name, p in g.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    g.eval()
+    torch.manual_seed(0)
+    video = VideoTokens(g.dense_tokens(torch.randn(12, 16).numpy(), torch.randn(12, 4, 8).numpy()), DENSE)
+    prompts = [grounding_prompt("a red circle moves left"), presence_prompt("a blue square appears")]
+    before = g.generate([video, video], prompts)
+    g.quantize_llm()
+    assert g.llm_int8 and not any("lora_" in n for n, _ in g.llm.named_parameters())
+    assert not any(p.requires_grad for p in g.parameters())
+    after = g.generate([video, video], prompts)
+    for a, b in zip(before, after):
+        assert a.confidence == pytest.approx(b.confidence, rel=0.1)
+    with pytest.raises(vidseek.ModelError, match="queries only"):
+        g.freeze_for("1a")

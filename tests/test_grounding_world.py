@@ -53,3 +53,12 @@ def test_grounder_finds_events_in_held_out_videos(world_archive):
     assert grounded.queries >= 30
     assert grounded.recall["R1@0.3"] >= 0.2
     assert grounded.recall["R1@0.3"] >= 1.5 * baseline.recall["R1@0.3"]
+    # The same checkpoint with an int8 LM (queries only): answers barely move.
+    with vidseek.Archive.open(root / "archive", int8_llm=True) as quantised:
+        assert quantised.grounder.llm_int8
+        int8 = vidseek.evaluate_archive(quantised, test, mode="grounded")
+    print(f"int8 LM: R1@0.3 {int8.recall['R1@0.3']:.3f} (float32 {grounded.recall['R1@0.3']:.3f})")
+    assert int8.recall["R1@0.3"] >= grounded.recall["R1@0.3"] - 0.1
+    assert int8.recall["R1@0.3"] >= 1.5 * baseline.recall["R1@0.3"]
+    with pytest.raises(vidseek.ModelError, match="queries only"):
+        quantised.grounder.save(root / "nope")

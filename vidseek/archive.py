@@ -128,12 +128,13 @@ class Archive:
 
     def __init__(self, store: ArchiveStore, model: str, config: IngestConfig,
                  device: str | None, encoder: FrameEncoder | None = None,
-                 int8_text: bool = False) -> None:
+                 int8_text: bool = False, int8_llm: bool = False) -> None:
         self.store = store
         self.config = config
         self._model = model
         self._device = device
         self._int8_text = int8_text
+        self._int8_llm = int8_llm
         self._encoder = encoder
         self._grounder: Grounder | None = None
         self._grounder_lock = threading.Lock()  # also guards creating the job queue
@@ -145,7 +146,7 @@ class Archive:
              device: str | None = None, config: IngestConfig | None = None,
              create: bool = True, ivf_threshold: int = 200_000,
              patch_threshold: int = 100_000, int8_text: bool = False,
-             nprobe: int = 64) -> "Archive":
+             int8_llm: bool = False, nprobe: int = 64) -> "Archive":
         """Open (or create) an archive.
 
         ``model`` is a CLIP/SigLIP hub id or local directory. A new archive adopts it (default
@@ -155,6 +156,8 @@ class Archive:
         ``int8_text`` encodes text queries with int8 weights (CPU; see
         :meth:`~vidseek.models.encoder.FrameEncoder.quantize_text`): about half the time of
         a CLIP-mode query's text encoding, at a cosine of 0.998 to the float32 embedding.
+        ``int8_llm`` answers grounded queries with an int8 LM (CPU; see
+        :meth:`~vidseek.models.grounder.Grounder.quantize_llm`): about half the time.
         ``nprobe`` is how many IVF lists of the frame index a search scans once the archive
         is large enough for IVF (docs/scale.md): fewer is faster, at some recall.
         """
@@ -164,11 +167,13 @@ class Archive:
         manifest = store.manifest
         if manifest is None:
             config = config or IngestConfig()
-            archive = cls(store, str(model or DEFAULT_MODEL), config, device, int8_text=int8_text)
+            archive = cls(store, str(model or DEFAULT_MODEL), config, device, int8_text=int8_text,
+                          int8_llm=int8_llm)
             return archive
         settings = manifest["ingest"]
         config = config or IngestConfig(fps=settings["fps"], prune_threshold=settings["prune_threshold"])
-        archive = cls(store, manifest["encoder"]["name"], config, device, int8_text=int8_text)
+        archive = cls(store, manifest["encoder"]["name"], config, device, int8_text=int8_text,
+                      int8_llm=int8_llm)
         if model is not None:
             archive._model = str(model)
             archive._load_encoder()  # verifies the fingerprint against the manifest
@@ -374,6 +379,8 @@ class Archive:
                 if recorded is not None:
                     self._grounder = self._check_grounder(
                         Grounder.load(recorded["path"], device=self._device))
+                    if self._int8_llm:
+                        self._grounder.quantize_llm()
         return self._grounder
 
     def _check_grounder(self, grounder: Grounder) -> Grounder:
@@ -398,6 +405,8 @@ class Archive:
             self.store.catalog.set_meta("grounder", {
                 "path": str(Path(path).resolve()), "fingerprint": grounder.fingerprint,
                 "adapter_fingerprint": grounder.adapter_fingerprint})
+        if self._int8_llm:
+            grounder.quantize_llm()
         self._grounder = grounder
         self._computed_sparse.clear()
         return grounder

@@ -136,6 +136,7 @@ def search(
     within: Optional[str] = typer.Option(None, "--within", help="Object query: only search this video; its hits are the object's track there."),
     export: Optional[Path] = typer.Option(None, "--export", help="Also write the results for media tools: .otio (OpenTimelineIO), .edl (CMX 3600) or .jpg (contact sheet)."),
     int8_text: bool = typer.Option(False, "--int8-text", help="Encode the text query with int8 weights (CPU): about half the time, embedding within cosine 0.998."),
+    int8_llm: bool = typer.Option(False, "--int8-llm", help="Grounded mode: answer with an int8 LM (CPU): about half the time."),
     nprobe: int = typer.Option(64, "--nprobe", min=1, help="IVF lists of the frame index scanned (large archives): fewer is faster, at some recall."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
@@ -169,7 +170,7 @@ def search(
     trees = []
     try:
         with vidseek.Archive.open(archive, device=device, create=False, int8_text=int8_text,
-                                  nprobe=nprobe) as arch:
+                                  int8_llm=int8_llm, nprobe=nprobe) as arch:
             options = vidseek.GroundingOptions(levels=levels)
             if mode == "grounded" and explain and query is not None:
                 trees = arch.ground(query, video=video, options=options)

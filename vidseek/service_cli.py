@@ -131,6 +131,7 @@ def serve(
     ingest: bool = typer.Option(False, "--ingest", help="Also run ingest workers for queued jobs (implied by --watch)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Ingest workers with --watch/--ingest [default: $VIDSEEK_WORKERS or 1]."),
     int8_text: Optional[bool] = typer.Option(None, "--int8-text/--no-int8-text", help="Encode text queries with int8 weights (CPU: about half the time) [default: $VIDSEEK_INT8_TEXT or off]."),
+    int8_llm: Optional[bool] = typer.Option(None, "--int8-llm/--no-int8-llm", help="Answer grounded queries with an int8 LM (CPU: about half the time) [default: $VIDSEEK_INT8_LLM or off]."),
     nprobe: Optional[int] = typer.Option(None, "--nprobe", min=1, help="IVF lists of the frame index a search scans [default: $VIDSEEK_NPROBE or 64]."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
@@ -142,7 +143,7 @@ def serve(
     watched folders or VIDSEEK_INGEST_ROOTS.
     """
     settings = _settings(archive=archive, host=host, port=port, workers=workers, device=device,
-                         int8_text=int8_text, nprobe=nprobe)
+                         int8_text=int8_text, int8_llm=int8_llm, nprobe=nprobe)
     _service_logging(settings.log_level)
     try:
         import uvicorn

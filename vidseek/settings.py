@@ -27,6 +27,7 @@ class ServiceSettings(BaseSettings):
     model: Optional[str] = Field(None, description="Encoder of a new archive (hub id or directory); an existing archive uses its own.")
     device: Optional[str] = Field(None, description="Torch device (default: cuda if available).")
     int8_text: bool = Field(False, description="Encode text queries with int8 weights (CPU: about half the time; embeddings within cosine 0.998).")
+    int8_llm: bool = Field(False, description="Answer grounded queries with an int8 LM (CPU: about half the time).")
     nprobe: int = Field(64, ge=1, description="IVF lists of the frame index a search scans (large archives): fewer is faster, at some recall.")
     log_level: str = Field("INFO", description="Logging level of the service (to stderr).")
     # daemon

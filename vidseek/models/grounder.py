@@ -28,10 +28,11 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .adapter import COARSE, DENSE, FINE, AdapterConfig, HierarchicalAdapter, Projector
+from .adapter import AdapterConfig, HierarchicalAdapter, Projector
 from .answers import ParsedAnswer, confidence, mean_token_entropy, parse_answer
 from .encoder import default_device
 from .llm import load_causal_lm
+from .quantize import quantize_linear_layers
 
 __all__ = ["WindowConfig", "GrounderConfig", "VideoTokens", "Generation", "Grounder",
            "CHECKPOINT_FORMAT", "STAGES"]
@@ -100,6 +101,7 @@ class Generation:
     mean_entropy: float
     confidence: float  # R = 1 / mean token entropy
     p_absent: float  # probability of starting "Not Present." at the first answer token
+    forced_from: str = ""  # when the answer was forced to start "From": the token it chose
 
 
 def _file_digest(paths: Sequence[Path]) -> str:
@@ -127,7 +129,9 @@ class Grounder(nn.Module):
         self.eos_id = int(eos)
         absent = tokenizer(" Not Present.", add_special_tokens=False)["input_ids"]
         self._absent_first = int(absent[0])
+        self._span_first = int(tokenizer(" From 1 to 2.", add_special_tokens=False)["input_ids"][0])
         self.to(device)
+        self.llm_int8 = False  # see quantize_llm: then for queries only
         self.fingerprint = ""  # of the saved checkpoint; empty until saved or loaded
         self.adapter_fingerprint = ""  # of the adapter alone: what sparse tokens depend on
         self.manifest: dict = {}
@@ -176,12 +180,32 @@ class Grounder(nn.Module):
         grounder.eval()
         return grounder
 
+    def quantize_llm(self) -> None:
+        """Answer queries with an int8 LM from now on: LoRA merged into the base weights, then
+        every linear layer of the LM (the output head included) quantised to int8
+        (:mod:`vidseek.models.quantize`). On CPU a grounded query takes about half the time.
+        The adapter and projector stay float32, so sparse tokens do not change. A quantised
+        grounder answers queries only: it cannot be trained or saved. CPU and float32 only."""
+        if self.llm_int8:
+            return
+        llm = self.llm
+        if hasattr(llm, "merge_and_unload"):  # peft: fold the LoRA deltas into the weights
+            llm = llm.merge_and_unload()
+        quantize_linear_layers(llm, f"grounding LM {self.config.llm}")
+        self.llm = llm
+        self.llm_int8 = True
+        for p in self.parameters():
+            p.requires_grad_(False)
+        logger.info("grounding LM %s quantised to int8", self.config.llm)
+
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> dict:
         """Write adapter + projector + LoRA (peft format) or the tuned LLM, and a manifest.
 
         Written to a temporary directory and renamed over ``path``, so a reader never sees a
         half-written checkpoint. Returns the manifest.
         """
+        if self.llm_int8:
+            raise ModelError("an int8-quantised grounder answers queries only; save the original")
         from safetensors.torch import save as save_tensors
         from safetensors.torch import save_file
 
@@ -240,6 +264,8 @@ class Grounder(nn.Module):
         raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
 
     def freeze_for(self, stage: str) -> list[nn.Parameter]:
+        if self.llm_int8:
+            raise ModelError("an int8-quantised grounder answers queries only; train the original")
         trainable = self.stage_parameters(stage)
         ids = {id(p) for p in trainable}
         for p in self.parameters():
@@ -334,16 +360,16 @@ class Grounder(nn.Module):
 
     @torch.no_grad()
     def generate(self, videos: Sequence[VideoTokens], prompts: Sequence[str],
-                 max_new_tokens: int = 12, forced_prefix: str = "") -> list[Generation]:
+                 max_new_tokens: int = 12, force_spans: int = 0) -> list[Generation]:
         """Greedy answers for a batch, with their mean token entropy and R.
 
-        ``forced_prefix`` (e.g. ``"From"``) is appended to every prompt as the answer's start:
-        the text returned includes it; entropy covers the generated tokens only.
+        ``force_spans``: when fewer than this many answers start "From" at the first token,
+        the answers that abstained least surely (lowest P(Not)) are made to start "From"
+        and go on in the same batch: one prefill, not a second call. Their entropy covers
+        the tokens they generated after it; ``forced_from`` names the token they chose.
         """
         if not videos:
             return []
-        if forced_prefix:
-            prompts = [f"{p} {forced_prefix}" for p in prompts]
         inputs, mask, positions, _ = self._batch(videos, prompts)
         embed = self.llm.get_input_embeddings()
         out = self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions,
@@ -353,13 +379,19 @@ class Grounder(nn.Module):
         tokens: list[list[int]] = [[] for _ in range(batch)]
         step_logits: list[list[torch.Tensor]] = [[] for _ in range(batch)]
         first = torch.softmax(out.logits[:, -1].float(), -1)[:, self._absent_first]
-        for _ in range(max_new_tokens):
+        forced_from = [""] * batch
+        for step in range(max_new_tokens):
             logits = out.logits[:, -1]
             nxt = logits.argmax(-1)
+            if step == 0 and force_spans:
+                for b in self._rows_to_force(nxt, first, force_spans):
+                    forced_from[b] = self.tokenizer.decode([int(nxt[b])]).strip()
+                    nxt[b] = self._span_first
             for b in range(batch):
                 if not done[b]:
                     tokens[b].append(int(nxt[b]))
-                    step_logits[b].append(logits[b])
+                    if not (step == 0 and forced_from[b]):  # a forced token is not generated
+                        step_logits[b].append(logits[b])
             done |= nxt == self.eos_id
             if bool(done.all()):
                 break
@@ -372,10 +404,18 @@ class Grounder(nn.Module):
         for b, video in enumerate(videos):
             ids = [t for t in tokens[b] if t != self.eos_id]
             text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            if forced_prefix:
-                text = f"{forced_prefix} {text}"
-            entropy = mean_token_entropy(torch.stack(step_logits[b]))
+            entropy = mean_token_entropy(torch.stack(step_logits[b])) if step_logits[b] else float("inf")
             results.append(Generation(text, parse_answer(text, video.n_indices), entropy,
-                                      confidence(entropy), float(first[b])))
+                                      confidence(entropy), float(first[b]), forced_from[b]))
         return results
+
+    def _rows_to_force(self, first_tokens: torch.Tensor, p_absent: torch.Tensor, wanted: int) -> list[int]:
+        """The rows to force into a span: as many as ``wanted`` minus the rows that start one,
+        taken from the others by increasing P(Not)."""
+        starts = first_tokens == self._span_first
+        missing = wanted - int(starts.sum())
+        if missing <= 0:
+            return []
+        others = [b for b in range(len(first_tokens)) if not starts[b]]
+        return sorted(others, key=lambda b: float(p_absent[b]))[:missing]
 

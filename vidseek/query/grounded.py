@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -52,8 +52,8 @@ class GroundingOptions:
     # confidence weighted by how sure the model is the event is there at all (calibrated
     # abstention); "entropy" = R alone (the paper); "time" = first top_k in time order.
     ranking: str = "presence"
-    # Fewer than top_k span answers at a level: ask the calls least sure of "Not Present."
-    # (lowest P(Not) at the first answer token) again with the answer forced to "From ...".
+    # Fewer than top_k answers starting a span at a level: the calls least sure of "Not
+    # Present." (lowest P(Not) at the first answer token) are made to answer "From ...".
     force_spans: bool = True
     dense_margin: int = 3  # frames added on each side of a span before the dense level
     max_new_tokens: int = 12
@@ -168,20 +168,17 @@ def _select(nodes: list[GroundingNode], options: GroundingOptions) -> list[Groun
 
 def _answer(grounder: Grounder, inputs: list[VideoTokens], prompt: str,
             options: GroundingOptions) -> list[Generation]:
-    """One batched LLM pass; then, if fewer than ``top_k`` calls answered a span, the calls
-    that abstained least surely are asked again with the answer forced to start "From"."""
-    gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens)
-    missing = options.top_k - sum(g.answer.is_span for g in gens)
-    if options.force_spans and missing > 0:
-        redo = sorted((i for i, g in enumerate(gens) if not g.answer.is_span),
-                      key=lambda i: gens[i].p_absent)[:missing]
-        forced = grounder.generate([inputs[i] for i in redo], [prompt] * len(redo),
-                                   options.max_new_tokens, forced_prefix="From")
-        for i, g in zip(redo, forced):
-            note = f"forced after {gens[i].text!r}, P(Not)={gens[i].p_absent:.2f}"
-            answer = g.answer if not g.answer.is_span else ParsedAnswer(
-                "span", g.answer.start, g.answer.end, "; ".join(x for x in (g.answer.note, note) if x))
-            gens[i] = Generation(g.text, answer, g.mean_entropy, g.confidence, gens[i].p_absent)
+    """One batched LLM pass. With ``force_spans``, if fewer than ``top_k`` calls start a span
+    at their first token, the calls that abstained least surely are made to start "From"
+    and answer a span, in the same pass."""
+    gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens,
+                             force_spans=options.top_k if options.force_spans else 0)
+    for i, g in enumerate(gens):
+        if g.forced_from and g.answer.is_span:
+            note = f"forced after {g.forced_from!r}, P(Not)={g.p_absent:.2f}"
+            answer = ParsedAnswer("span", g.answer.start, g.answer.end,
+                                  "; ".join(x for x in (g.answer.note, note) if x))
+            gens[i] = replace(g, answer=answer)
     return gens
 
 

@@ -65,7 +65,7 @@ class ServerState:
         s = self.settings
         self.archive = vidseek.Archive.open(s.archive, model=s.model, device=s.device,
                                             create=bool(self.watch), int8_text=s.int8_text,
-                                            nprobe=s.nprobe)
+                                            int8_llm=s.int8_llm, nprobe=s.nprobe)
         self.archive.encoder  # load the models now, not on the first request
         if self.archive.store.manifest is not None:
             self.archive.grounder
