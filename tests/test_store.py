@@ -103,6 +103,11 @@ def test_index_retrains_as_ivf_past_threshold_with_high_recall(tmp_path):
     again = FrameIndex(tmp_path / "f.faiss", 32, nprobe=16)
     assert again.load() and again.kind == "ivf" and again.ntotal == 6000
     assert index.base_is_mapped and not again.base_is_mapped
+    # the logs of an IVF delta carry each vector's list: a replay skips the assignment
+    with np.load(tmp_path / "f.d" / index._logs[-1]) as log:
+        lists = log["lists"]
+        _, assigned = index._delta.quantizer.search(np.ascontiguousarray(log["vectors"], np.float32), 1)
+    np.testing.assert_array_equal(lists, assigned.reshape(-1))
     np.testing.assert_array_equal(again.search(queries, 10)[1], got)
 
 

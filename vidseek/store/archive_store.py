@@ -128,25 +128,38 @@ class ArchiveStore:
                 self.catalog.set_meta("manifest", manifest)
 
     # -- indexes ----------------------------------------------------------------
-    def _indexes(self) -> tuple[FrameIndex, PatchIndex]:
+    def _encoder_manifest(self) -> dict[str, Any]:
         manifest = self.manifest
         if manifest is None:
             raise ArchiveError(f"{self.root}: archive has no encoder manifest yet")
+        return manifest["encoder"]
+
+    # Each index is opened on first use: a CLIP search never loads (nor replays the delta of)
+    # the patch index, which object queries and commits need.
+    def _frame_index(self) -> FrameIndex:
+        encoder = self._encoder_manifest()
         with self._index_lock:  # two threads must not each build their own
-            if self._frames is None or self._patches is None:
-                encoder = manifest["encoder"]
-                self._frames = FrameIndex(
+            if self._frames is None:
+                frames = FrameIndex(
                     self.root / "frames.faiss", encoder["embed_dim"],
                     ivf_threshold=self._ivf_threshold, compress_threshold=self._compress_threshold,
                     nprobe=self._nprobe,
                     source=_StoredVectors(self, self._frame_vectors, lambda video: video.frames))
-                self._frames.load()
-                self._patches = PatchIndex(
+                frames.load()
+                self._frames = frames
+        return self._frames
+
+    def _patch_index(self) -> PatchIndex:
+        encoder = self._encoder_manifest()
+        with self._index_lock:
+            if self._patches is None:
+                patches = PatchIndex(
                     self.root / "patches.faiss", encoder["vision_width"],
                     compress_threshold=self._patch_threshold,
                     source=_StoredVectors(self, self._patch_vectors, self._patch_count))
-                self._patches.load()
-        return self._frames, self._patches
+                patches.load()
+                self._patches = patches
+        return self._patches
 
     def refresh_index(self) -> FrameIndex:
         """Return the frame index, reloading it if another process committed since.
@@ -155,11 +168,11 @@ class ArchiveStore:
         and its index save, or the archive predates the index's format), it is rebuilt from
         the feature files under the write lock.
         """
-        return self._refresh(self._indexes()[0])
+        return self._refresh(self._frame_index())
 
     def refresh_patch_index(self) -> PatchIndex:
         """The dense patch-token index (object queries), current as :meth:`refresh_index`."""
-        return self._refresh(self._indexes()[1])
+        return self._refresh(self._patch_index())
 
     def _refresh(self, index: FrameIndex) -> FrameIndex:
         if index.generation == self.catalog.generation:

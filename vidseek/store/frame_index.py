@@ -147,6 +147,7 @@ class FrameIndex:
         self._logs: list[str] = []
         self._pending_ids: list[np.ndarray] = []
         self._pending_vectors: list[np.ndarray] = []
+        self._pending_lists: list[np.ndarray | None] = []  # IVF list of each, for the log
         self._pending_removed: set[int] = set()
 
     @property
@@ -311,7 +312,8 @@ class FrameIndex:
             with np.load(self.segments / name) as log:
                 for video_id in log["removed"].tolist():
                     self._delta.remove_ids(self._video_range(video_id))
-                self._add_to_delta(log["ids"], log["vectors"])
+                lists = log["lists"] if "lists" in log.files else None
+                self._add_to_delta(log["ids"], log["vectors"], lists)
             self._logs.append(name)
 
     def _map(self, name: str, kind: str) -> tuple[faiss.Index, bool]:
@@ -369,21 +371,39 @@ class FrameIndex:
             vectors = (np.concatenate(self._pending_vectors) if self._pending_vectors
                        else np.zeros((0, self.dim), self.LOG_DTYPE))
             removed = np.array(sorted(self._pending_removed), np.int64)
-            _write_atomically(self.segments / name,
-                              lambda tmp: _save_npz(tmp, ids=ids, vectors=vectors, removed=removed))
+            extra = {}
+            if self._pending_ids and all(x is not None for x in self._pending_lists):
+                extra["lists"] = np.concatenate(self._pending_lists)  # replays skip assignment
+            _write_atomically(self.segments / name, lambda tmp: _save_npz(
+                tmp, ids=ids, vectors=vectors, removed=removed, **extra))
             fsync_directory(self.segments)
             self._logs.append(name)
             self._pending_ids, self._pending_vectors, self._pending_removed = [], [], set()
+            self._pending_lists = []
         self._write_manifest(generation)
 
     # -- updates ----------------------------------------------------------------
     def _video_range(self, video_id: int) -> faiss.IDSelectorRange:
         return faiss.IDSelectorRange(int(video_id) << self.id_bits, (int(video_id) + 1) << self.id_bits)
 
-    def _add_to_delta(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if len(ids):
-            self._delta.add_with_ids(np.ascontiguousarray(vectors, np.float32),
-                                     np.ascontiguousarray(ids, np.int64))
+    def _add_to_delta(self, ids: np.ndarray, vectors: np.ndarray,
+                      lists: np.ndarray | None = None) -> np.ndarray | None:
+        """Add to the delta; for an IVF delta, returns each vector's list (``lists``, from a
+        log, skips assigning them: the list assignment is most of the cost of a replay)."""
+        if not len(ids):
+            return None
+        x = np.ascontiguousarray(vectors, np.float32)
+        ids = np.ascontiguousarray(ids, np.int64)
+        if not isinstance(self._delta, faiss.IndexIVF):
+            self._delta.add_with_ids(x, ids)
+            return None
+        if lists is None or len(lists) != len(ids) or (len(lists) and (
+                lists.min() < 0 or lists.max() >= self._delta.nlist)):
+            _, found = self._delta.quantizer.search(x, 1)
+            lists = found.reshape(-1)
+        lists = np.ascontiguousarray(lists, np.int64)
+        self._delta.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+        return lists
 
     @_locked
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -392,9 +412,10 @@ class FrameIndex:
             return
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         stored = np.ascontiguousarray(vectors, dtype=self.LOG_DTYPE)
-        self._add_to_delta(ids, stored)  # the same rounding as a replay of the log
+        lists = self._add_to_delta(ids, stored)  # the same rounding as a replay of the log
         self._pending_ids.append(ids)
         self._pending_vectors.append(stored)
+        self._pending_lists.append(lists)
 
     @_locked
     def remove_video(self, video_id: int, count: int) -> None:
@@ -406,6 +427,7 @@ class FrameIndex:
             keep = [(i >> self.id_bits) != video_id for i in self._pending_ids]
             self._pending_ids = [i[k] for i, k in zip(self._pending_ids, keep)]
             self._pending_vectors = [v[k] for v, k in zip(self._pending_vectors, keep)]
+            self._pending_lists = [x if x is None else x[k] for x, k in zip(self._pending_lists, keep)]
         if removed == 0 and self._base is not None and video_id not in self._tombstones:
             self._tombstones[video_id] = count
             self._selector = None
