@@ -188,7 +188,7 @@ class _AbstainingGrounder(_ScriptedGrounder):
             forced = n < force_spans  # P(Not) = 0.5 + 0.01 n: the first are the least sure
             text = "From 1 to 2." if forced else "Not Present."
             out.append(Generation(text, parse_answer(text, v.n_indices), 0.5, 2.0, 0.5 + 0.01 * n,
-                                  "Not" if forced else ""))
+                                  forced, "Not" if forced else ""))
         self.calls.append(force_spans)
         return out
 
@@ -219,17 +219,17 @@ def test_forced_spans_start_from_in_the_same_pass(tiny_grounder):
               for _ in range(4)]
     prompts = [grounding_prompt(f"a red circle moves {d}") for d in ("left", "right", "up", "down")]
     free = g.generate(videos, prompts, max_new_tokens=6)
-    assert not any(x.forced_from for x in free)
+    assert not any(x.forced or x.forced_from for x in free)
     starts = sum(x.text.startswith("From") for x in free)
     forced = g.generate(videos, prompts, max_new_tokens=6, force_spans=4)
     assert all(x.text.startswith("From") for x in forced)
-    assert sum(bool(x.forced_from) for x in forced) == 4 - starts
+    assert sum(x.forced for x in forced) == 4 - starts
     for a, b in zip(free, forced):
         assert b.p_absent == pytest.approx(a.p_absent)
-        if not b.forced_from:
+        if not b.forced:
             assert b.text == a.text and b.mean_entropy == pytest.approx(a.mean_entropy, rel=1e-4)
     two = g.generate(videos, prompts, max_new_tokens=6, force_spans=starts + 1)
-    chosen = [n for n, x in enumerate(two) if x.forced_from]
+    chosen = [n for n, x in enumerate(two) if x.forced]
     others = [n for n, x in enumerate(free) if not x.text.startswith("From")]
     assert len(chosen) == min(1, len(others))
     if chosen:  # the abstention least sure of "Not Present."
@@ -269,3 +269,8 @@ def test_int8_lm_merges_lora_and_answers_like_float32(tiny_llm_dir):
         assert a.confidence == pytest.approx(b.confidence, rel=0.1)
     with pytest.raises(vidseek.ModelError, match="queries only"):
         g.freeze_for("1a")
+    half = Grounder.create(config, device="cpu", seed=3)
+    half.llm.half()
+    with pytest.raises(vidseek.ModelError, match="float32"):
+        half.quantize_llm()
+    assert not half.llm_int8 and any("lora_" in n for n, _ in half.llm.named_parameters())  # untouched

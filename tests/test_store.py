@@ -75,6 +75,12 @@ def test_saves_write_logs_and_compaction_writes_a_new_base(tmp_path, in_memory_b
     queries = clustered(50, 32, rng)
     for idx in (index, reader):  # still exact: same scores as one flat index
         np.testing.assert_allclose(idx.search(queries, 10)[0], exact.search(queries, 10)[0], atol=1e-5)
+    # a compaction by the writer: the reader swaps to the new base (read off its lock)
+    old_base = reader._base_file
+    index._compact(31)
+    assert index._base_file != old_base and index.delta_ntotal == 0 and not index._tombstones
+    assert reader.load() and reader._base_file == index._base_file and reader.ntotal == 28_000
+    np.testing.assert_allclose(reader.search(queries, 10)[0], exact.search(queries, 10)[0], atol=1e-5)
 
 
 def test_index_retrains_as_ivf_past_threshold_with_high_recall(tmp_path):

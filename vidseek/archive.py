@@ -135,6 +135,8 @@ class Archive:
         self._device = device
         self._int8_text = int8_text
         self._int8_llm = int8_llm
+        if encoder is not None:
+            self._quantised_encoder(encoder)
         self._encoder = encoder
         self._grounder: Grounder | None = None
         self._grounder_lock = threading.Lock()  # also guards creating the job queue
@@ -157,7 +159,8 @@ class Archive:
         :meth:`~vidseek.models.encoder.FrameEncoder.quantize_text`): about half the time of
         a CLIP-mode query's text encoding, at a cosine of 0.998 to the float32 embedding.
         ``int8_llm`` answers grounded queries with an int8 LM (CPU; see
-        :meth:`~vidseek.models.grounder.Grounder.quantize_llm`): about half the time.
+        :meth:`~vidseek.models.grounder.Grounder.quantize_llm`): about half the time. Both
+        apply on CPU only; on a GPU they are skipped with a warning.
         ``nprobe`` is how many IVF lists of the frame index a search scans once the archive
         is large enough for IVF (docs/scale.md): fewer is faster, at some recall.
         """
@@ -213,9 +216,7 @@ class Archive:
                     f"{self.store.root}: archive was built with encoder {built_with.name!r} "
                     f"(fingerprint {built_with.fingerprint}), not {encoder.info.name!r} "
                     f"(fingerprint {encoder.info.fingerprint}); use a new archive for another encoder")
-        if self._int8_text:
-            encoder.quantize_text()
-        self._encoder = encoder
+        self._encoder = self._quantised_encoder(encoder)
 
     # -- ingest -----------------------------------------------------------------
     def ingest(self, paths: Iterable[str | os.PathLike], *, recursive: bool = True,
@@ -377,11 +378,27 @@ class Archive:
             if self._grounder is None:
                 recorded = self.store.catalog.get_meta("grounder")
                 if recorded is not None:
-                    self._grounder = self._check_grounder(
-                        Grounder.load(recorded["path"], device=self._device))
-                    if self._int8_llm:
-                        self._grounder.quantize_llm()
+                    self._grounder = self._quantised_grounder(self._check_grounder(
+                        Grounder.load(recorded["path"], device=self._device)))
         return self._grounder
+
+    # int8 inference is a CPU option: on a GPU the models already run in half precision, so
+    # the settings are skipped there (a service configured once may run on either).
+    def _quantised_encoder(self, encoder: FrameEncoder) -> FrameEncoder:
+        if self._int8_text and not encoder.text_int8:
+            if encoder.device == "cpu":
+                encoder.quantize_text()
+            else:
+                logger.warning("int8_text ignored: the encoder runs on %s, not cpu", encoder.device)
+        return encoder
+
+    def _quantised_grounder(self, grounder: Grounder) -> Grounder:
+        if self._int8_llm and not grounder.llm_int8:
+            if grounder.device.type == "cpu":
+                grounder.quantize_llm()
+            else:
+                logger.warning("int8_llm ignored: the grounder runs on %s, not cpu", grounder.device)
+        return grounder
 
     def _check_grounder(self, grounder: Grounder) -> Grounder:
         manifest = self.store.manifest
@@ -400,13 +417,11 @@ class Archive:
     def set_grounder(self, path: str | os.PathLike) -> Grounder:
         """Adopt a grounding checkpoint: later ingests store its sparse tokens, grounded
         searches use it. Run :meth:`reindex` to back-fill videos already indexed."""
-        grounder = self._check_grounder(Grounder.load(path, device=self._device))
+        grounder = self._quantised_grounder(self._check_grounder(Grounder.load(path, device=self._device)))
         with self.store.lock:
             self.store.catalog.set_meta("grounder", {
                 "path": str(Path(path).resolve()), "fingerprint": grounder.fingerprint,
                 "adapter_fingerprint": grounder.adapter_fingerprint})
-        if self._int8_llm:
-            grounder.quantize_llm()
         self._grounder = grounder
         self._computed_sparse.clear()
         return grounder

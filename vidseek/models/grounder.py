@@ -32,7 +32,7 @@ from .adapter import AdapterConfig, HierarchicalAdapter, Projector
 from .answers import ParsedAnswer, confidence, mean_token_entropy, parse_answer
 from .encoder import default_device
 from .llm import load_causal_lm
-from .quantize import quantize_linear_layers
+from .quantize import check_quantizable, quantize_linear_layers
 
 __all__ = ["WindowConfig", "GrounderConfig", "VideoTokens", "Generation", "Grounder",
            "CHECKPOINT_FORMAT", "STAGES"]
@@ -101,7 +101,8 @@ class Generation:
     mean_entropy: float
     confidence: float  # R = 1 / mean token entropy
     p_absent: float  # probability of starting "Not Present." at the first answer token
-    forced_from: str = ""  # when the answer was forced to start "From": the token it chose
+    forced: bool = False  # the answer was made to start "From" (see Grounder.generate)
+    forced_from: str = ""  # then: the token the LM had chosen instead
 
 
 def _file_digest(paths: Sequence[Path]) -> str:
@@ -129,7 +130,10 @@ class Grounder(nn.Module):
         self.eos_id = int(eos)
         absent = tokenizer(" Not Present.", add_special_tokens=False)["input_ids"]
         self._absent_first = int(absent[0])
-        self._span_first = int(tokenizer(" From 1 to 2.", add_special_tokens=False)["input_ids"][0])
+        span = tokenizer(" From 1 to 2.", add_special_tokens=False)["input_ids"]
+        # None when a tokenizer starts both answers alike (a bare space token): then no
+        # answer can be told a span at its first token, and none is forced.
+        self._span_first = int(span[0]) if int(span[0]) != self._absent_first else None
         self.to(device)
         self.llm_int8 = False  # see quantize_llm: then for queries only
         self.fingerprint = ""  # of the saved checkpoint; empty until saved or loaded
@@ -188,6 +192,7 @@ class Grounder(nn.Module):
         grounder answers queries only: it cannot be trained or saved. CPU and float32 only."""
         if self.llm_int8:
             return
+        check_quantizable(self.llm, f"grounding LM {self.config.llm}")  # before changing it
         llm = self.llm
         if hasattr(llm, "merge_and_unload"):  # peft: fold the LoRA deltas into the weights
             llm = llm.merge_and_unload()
@@ -379,18 +384,20 @@ class Grounder(nn.Module):
         tokens: list[list[int]] = [[] for _ in range(batch)]
         step_logits: list[list[torch.Tensor]] = [[] for _ in range(batch)]
         first = torch.softmax(out.logits[:, -1].float(), -1)[:, self._absent_first]
+        forced = [False] * batch
         forced_from = [""] * batch
         for step in range(max_new_tokens):
             logits = out.logits[:, -1]
             nxt = logits.argmax(-1)
             if step == 0 and force_spans:
                 for b in self._rows_to_force(nxt, first, force_spans):
-                    forced_from[b] = self.tokenizer.decode([int(nxt[b])]).strip()
+                    forced[b] = True
+                    forced_from[b] = self.tokenizer.decode([int(nxt[b])])
                     nxt[b] = self._span_first
             for b in range(batch):
                 if not done[b]:
                     tokens[b].append(int(nxt[b]))
-                    if not (step == 0 and forced_from[b]):  # a forced token is not generated
+                    if not (step == 0 and forced[b]):  # a forced token is not generated
                         step_logits[b].append(logits[b])
             done |= nxt == self.eos_id
             if bool(done.all()):
@@ -406,12 +413,15 @@ class Grounder(nn.Module):
             text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
             entropy = mean_token_entropy(torch.stack(step_logits[b])) if step_logits[b] else float("inf")
             results.append(Generation(text, parse_answer(text, video.n_indices), entropy,
-                                      confidence(entropy), float(first[b]), forced_from[b]))
+                                      confidence(entropy), float(first[b]), forced[b], forced_from[b]))
         return results
 
     def _rows_to_force(self, first_tokens: torch.Tensor, p_absent: torch.Tensor, wanted: int) -> list[int]:
         """The rows to force into a span: as many as ``wanted`` minus the rows that start one,
-        taken from the others by increasing P(Not)."""
+        taken from the others by increasing P(Not). A row counts as a span by its first token:
+        one that starts "From" and then fails to parse is not replaced by another."""
+        if self._span_first is None:
+            return []
         starts = first_tokens == self._span_first
         missing = wanted - int(starts.sum())
         if missing <= 0:

@@ -16,14 +16,12 @@ from torch import nn
 
 from ..errors import ModelError
 
-__all__ = ["quantize_linear_layers"]
+__all__ = ["check_quantizable", "quantize_linear_layers"]
 
 
-def quantize_linear_layers(module: nn.Module, what: str) -> None:
-    """Replace every ``nn.Linear`` inside ``module`` (in place) by a dynamic int8 one.
-
-    ``what`` names the model in errors. The module must be float32 on CPU.
-    """
+def check_quantizable(module: nn.Module, what: str):
+    """Raise :class:`ModelError` unless ``module`` can be quantised here (float32 on CPU, a
+    torch with dynamic quantisation); returns ``torch.ao.quantization``."""
     tensor = next(module.parameters(), None)
     if tensor is not None and (tensor.device.type != "cpu" or tensor.dtype != torch.float32):
         raise ModelError(f"{what}: int8 inference runs on a float32 model on CPU "
@@ -33,6 +31,15 @@ def quantize_linear_layers(module: nn.Module, what: str) -> None:
     if not engines or quantization is None or not hasattr(quantization, "quantize_dynamic"):
         raise ModelError(f"{what}: int8 inference needs PyTorch's dynamic quantisation "
                          "(torch.ao.quantization with a CPU engine), which this torch lacks")
+    return quantization
+
+
+def quantize_linear_layers(module: nn.Module, what: str) -> None:
+    """Replace every ``nn.Linear`` inside ``module`` (in place) by a dynamic int8 one.
+
+    ``what`` names the model in errors. The module must be float32 on CPU.
+    """
+    quantization = check_quantizable(module, what)
     with warnings.catch_warnings():  # the deprecation notices, on every call
         warnings.simplefilter("ignore")
         quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)

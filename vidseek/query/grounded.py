@@ -174,7 +174,7 @@ def _answer(grounder: Grounder, inputs: list[VideoTokens], prompt: str,
     gens = grounder.generate(inputs, [prompt] * len(inputs), options.max_new_tokens,
                              force_spans=options.top_k if options.force_spans else 0)
     for i, g in enumerate(gens):
-        if g.forced_from and g.answer.is_span:
+        if g.forced and g.answer.is_span:
             note = f"forced after {g.forced_from!r}, P(Not)={g.p_absent:.2f}"
             answer = ParsedAnswer("span", g.answer.start, g.answer.end,
                                   "; ".join(x for x in (g.answer.note, note) if x))

@@ -177,9 +177,10 @@ class ArchiveStore:
     def _refresh(self, index: FrameIndex) -> FrameIndex:
         if index.generation == self.catalog.generation:
             return index
-        with index.lock:  # a writer of this process may be mid-update: wait for its save
-            if index.generation != self.catalog.generation:
-                index.load()  # another process may have committed and saved
+        # Another process may have committed and saved. load() reads a new base off the
+        # index lock (searches go on meanwhile) and swaps under it: a writer of this process
+        # that is mid-update holds that lock until its save.
+        index.load()
         if index.generation != self.catalog.generation:
             with self.lock:
                 index.load()

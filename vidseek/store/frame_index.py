@@ -260,31 +260,55 @@ class FrameIndex:
         return index
 
     # -- persistence ------------------------------------------------------------
-    @_locked
     def load(self) -> bool:
         """Read the saved index; False when there is none, it is unreadable or it predates
-        the segmented format (then the archive rebuilds it from the feature files)."""
+        the segmented format (then the archive rebuilds it from the feature files).
+
+        A new base (another process compacted or retrained) is read before taking the lock,
+        so that searches of this process go on against the old one meanwhile; the manifest is
+        read again under the lock (a writer of this process may have saved since)."""
         for _ in range(3):  # a compaction in another process may delete files we were told of
-            if not self.sidecar.exists():
-                return False
             try:
-                meta = json.loads(self.sidecar.read_text())
-                if meta.get("format") != _FORMAT or meta.get("dim") != self.dim:
-                    logger.warning("%s: index of an older format; it will be rebuilt", self.path)
-                    self.generation = -1
-                    return False
-                self._load_manifest(meta)
-                return True
+                preloaded = self._preload_base()
+                with self._lock:
+                    meta = self._read_manifest()
+                    if meta is None:
+                        return False
+                    self._load_manifest(meta, preloaded)
+                    return True
             except FileNotFoundError:
                 continue
             except (OSError, ValueError, KeyError, RuntimeError) as exc:
                 logger.error("%s: unreadable index (%s); it will be rebuilt", self.path, exc)
                 break
-        self._reset_state()
-        self.generation = -1
+        with self._lock:
+            self._reset_state()
+            self.generation = -1
         return False
 
-    def _load_manifest(self, meta: dict) -> None:
+    def _read_manifest(self) -> dict | None:
+        """The manifest, or None when there is none or it is of an older format."""
+        if not self.sidecar.exists():
+            return None
+        meta = json.loads(self.sidecar.read_text())
+        if meta.get("format") != _FORMAT or meta.get("dim") != self.dim:
+            logger.warning("%s: index of an older format; it will be rebuilt", self.path)
+            self.generation = -1
+            return None
+        return meta
+
+    def _preload_base(self) -> tuple[str, faiss.Index, bool] | None:
+        """The manifest's base when it is not the one held: ``(name, index, mapped)``."""
+        try:
+            meta = json.loads(self.sidecar.read_text())
+            name, kind = meta["base"], meta["base_kind"]
+        except (OSError, ValueError, KeyError):
+            return None  # load() reads the manifest again and reports what is wrong
+        if not name or name == self._base_file:
+            return None
+        return (name, *self._map(name, kind))
+
+    def _load_manifest(self, meta: dict, preloaded: tuple[str, faiss.Index, bool] | None = None) -> None:
         if (meta["base"] == self._base_file and meta["trained"] == self._trained_file
                 and meta["logs"][:len(self._logs)] == self._logs and self.generation >= 0
                 and not (self._pending_ids or self._pending_removed)):
@@ -296,7 +320,10 @@ class FrameIndex:
             return
         self._reset_state()
         if meta["base"]:
-            self._base, self._base_mapped = self._map(meta["base"], meta["base_kind"])
+            if preloaded is not None and preloaded[0] == meta["base"]:
+                _, self._base, self._base_mapped = preloaded
+            else:
+                self._base, self._base_mapped = self._map(meta["base"], meta["base_kind"])
             self._base_file = meta["base"]
         self._base_ntotal = int(meta["base_ntotal"])
         self._trained_file = meta["trained"]
@@ -512,7 +539,11 @@ class FrameIndex:
         name = f"base-{generation:012d}-{uuid.uuid4().hex[:8]}.faiss"
         _write_atomically(self.segments / name, functools.partial(faiss.write_index, base))
         fsync_directory(self.segments)
-        loaded, mapped = self._map(name, self._kind_of(base))  # all of it ready before the swap
+        if (self.segments / name).stat().st_size <= self.in_memory_bytes:
+            loaded, mapped = base, False  # what was just written: no second copy in memory
+            self._set_nprobe(loaded)
+        else:
+            loaded, mapped = self._map(name, self._kind_of(base))  # ready before the swap
         delta = self._empty_delta(trained_file)
         with self._lock:
             self._reset_state()
@@ -569,11 +600,19 @@ class FrameIndex:
 
 
 def default_in_memory_bytes() -> int:
-    """An eighth of the machine's physical memory: the largest base read into memory."""
+    """An eighth of the memory this process may use (the machine's, or its container's
+    cgroup limit when lower): the largest base read into memory."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 8
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # no sysconf (Windows): map every base
         return 0
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()  # cgroup v2
+        if limit.isdigit():
+            memory = min(memory, int(limit))
+    except OSError:
+        pass
+    return memory // 8
 
 
 def pq_bytes(dim: int) -> int:
