@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--levels", type=int, default=3)
     parser.add_argument("--top-k", type=int, default=3, help="candidates kept per level")
-    parser.add_argument("--no-force", action="store_true", help="do not re-ask abstaining calls")
+    parser.add_argument("--no-force", action="store_true", help="do not force span answers when too few calls give one")
     parser.add_argument("--int8", action="store_true", help="int8 text encoder and LM (int8_text, int8_llm)")
     parser.add_argument("--seed", type=int, default=1001)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -81,7 +81,7 @@ def main() -> None:
     print(f"\n{record.name}: {record.duration / 60:.1f} min, {record.frames} frames; LLM {llm} "
           f"({params / 1e6:.1f} M parameters{', int8' if args.int8 else ''}); {len(queries)} "
           f"queries, {args.levels} levels, top_k {args.top_k}, "
-          f"{'no forced re-ask' if args.no_force else 'forced re-ask'}, "
+          f"{'no forced spans' if args.no_force else 'forced spans'}, "
           f"{torch.get_num_threads()} torch threads\n")
     print("| stage | p50 (ms) | p95 (ms) |\n|---|---|---|")
     print("| text encoding | %.0f | %.0f |" % tuple(1000 * v for v in percentiles(encode)))
