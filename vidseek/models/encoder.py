@@ -218,8 +218,6 @@ class FrameEncoder:
         float32 only."""
         if self.text_int8:
             return
-        if self.device != "cpu":
-            raise ModelError(f"{self.info.name}: int8 text encoding runs on CPU (this encoder is on {self.device})")
         quantize_linear_layers(self.model.text_model, f"{self.info.name} (text tower)")
         projection = getattr(self.model, "text_projection", None)  # CLIP; SigLIP's is inside
         if isinstance(projection, torch.nn.Linear):

@@ -107,12 +107,8 @@ class FrameIndex:
 
     LOG_DTYPE: type = np.float32  # vectors as stored in log files (and the delta)
     COMPRESSED_KIND = "ivfsq8"
-    # Once the index is IVF, the delta holds codes in the trained lists: a search scans
-    # nprobe of its lists, not all of it (an exact scan of 25,000 vectors cost 6 ms a query
-    # at 1,000 h). Replaying it costs a list assignment per vector when a process opens.
-    DELTA_IN_LISTS = True
-    # Vectors in the delta before compaction: bounds the replay when a process opens the
-    # archive (~1 s for 25,000 vectors and 4,096 lists here).
+    # Vectors in the delta before compaction: bounds what a process opening the archive
+    # replays from the logs.
     MAX_DELTA = 25_000
 
     def __init__(self, path: Path, dim: int, *, ivf_threshold: int = 200_000,
@@ -348,17 +344,22 @@ class FrameIndex:
         search scans memory-mapped IVF lists at half the speed: 11 vs 5 ms at 1,000 h),
         else memory-mapped. Either way it is never modified in place (FAISS aborts the
         process on a write to a mapped IVF index): compaction writes a new file."""
-        path = self.segments / name
-        if path.stat().st_size <= self.in_memory_bytes:
+        if self._fits_in_memory(name):
             flag = 0
         else:
             flag = faiss.IO_FLAG_MMAP_IFC if kind == "flat" else faiss.IO_FLAG_MMAP
-        index = faiss.read_index(str(path), flag)
+        index = faiss.read_index(str(self.segments / name), flag)
         self._set_nprobe(index)
         return index, flag != 0
 
+    def _fits_in_memory(self, name: str) -> bool:
+        return (self.segments / name).stat().st_size <= self.in_memory_bytes
+
     def _empty_delta(self, trained_file: str | None) -> faiss.Index:
-        if trained_file is None or not self.DELTA_IN_LISTS:
+        """Exact while the index is; then codes in the trained lists, so a search scans
+        ``nprobe`` of the delta's lists, not all of it (an exact scan of 28,800 vectors cost
+        6 ms a query at 1,000 h)."""
+        if trained_file is None:
             return self._new_flat()
         index = faiss.read_index(str(self.segments / trained_file))
         self._set_nprobe(index)
@@ -539,7 +540,7 @@ class FrameIndex:
         name = f"base-{generation:012d}-{uuid.uuid4().hex[:8]}.faiss"
         _write_atomically(self.segments / name, functools.partial(faiss.write_index, base))
         fsync_directory(self.segments)
-        if (self.segments / name).stat().st_size <= self.in_memory_bytes:
+        if self._fits_in_memory(name):
             loaded, mapped = base, False  # what was just written: no second copy in memory
             self._set_nprobe(loaded)
         else:
