@@ -21,7 +21,7 @@ from vidseek.synth import Segment, noise_frames, splice_videos, static_scene_fra
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
 CACHE = ROOT / ".cache" / "demo"
-VIDSEEK = [sys.executable, "-m", "vidseek.cli"]
+VIDSEEK = [sys.executable, "-m", "vidseek"]
 
 
 def step(title: str) -> None:

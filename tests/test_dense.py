@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from vidseek import FrameEncoder, IngestConfig
-from vidseek.indexer.dense import DensePruner, pool_2x2
+from vidseek.indexer.dense import DensePruner
+from vidseek.models.pooling import pool_2x2
 from vidseek.indexer.pipeline import extract_features
 
 

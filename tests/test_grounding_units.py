@@ -10,7 +10,7 @@ import torch
 
 import vidseek
 
-from vidseek.indexer.dense import DenseTokens
+from vidseek.store.dense_tokens import DenseTokens
 from vidseek.indexer.sparse import compute_sparse_tokens
 from vidseek.models.adapter import relevance_features
 from vidseek.models.answers import (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vidseek.errors import ArchiveLockedError
-from vidseek.indexer.dense import DenseTokens
+from vidseek.store.dense_tokens import DenseTokens
 from vidseek.store.files import FeatureFileStore, VideoFeatures
 from vidseek.store.frame_index import FrameIndex
 from vidseek.store.lock import WriteLock

@@ -42,7 +42,7 @@ from .exports import EXPORT_FORMATS, ExportItem, export_results
 from .daemon import DaemonConfig, DaemonEvent, DaemonReport, IngestDaemon
 from .evaluation import EvalReport, evaluate_archive, score_predictions, temporal_iou
 from .indexer.decode import FrameSampler, VideoInfo, probe_video, read_frame
-from .indexer.dense import DenseTokens
+from .store.dense_tokens import DenseTokens
 from .indexer.discover import VIDEO_EXTENSIONS, discover_videos
 from .indexer.watch import FileState, FolderWatcher
 from .indexer.pipeline import IngestConfig

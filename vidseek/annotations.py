@@ -18,13 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import VidseekError
+from .atomic import atomic_write_text
+from .errors import AnnotationError
 
 __all__ = ["Annotation", "AnnotationError", "read_annotations", "write_annotations"]
-
-
-class AnnotationError(VidseekError):
-    """An annotation file is malformed; the message names the file and the line."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,4 @@ def read_annotations(path: str | Path) -> list[Annotation]:
 
 
 def write_annotations(path: str | Path, annotations: Iterable[Annotation]) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(a.to_dict()) + "\n" for a in annotations))
-    tmp.replace(path)
+    atomic_write_text(path, "".join(json.dumps(a.to_dict()) + "\n" for a in annotations))

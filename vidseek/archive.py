@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .errors import EncoderMismatchError, IngestCancelled, ModelError, QueryError, VideoError
+from .errors import ConfigError, EncoderMismatchError, IngestCancelled, ModelError, QueryError, VideoError
 from .indexer.decode import VideoInfo, probe_video
 from .indexer.discover import discover_videos, file_digest
 from .indexer.distributed import RayOptions, extract_on_ray
@@ -29,7 +29,7 @@ from .models.grounder import Grounder
 from .query.grounded import GroundingOptions, GroundingResult, ground_video, ranked_moments
 from .query.moments import Moment
 from .exports import ExportItem, export_results
-from .indexer.dense import pool_2x2
+from .models.pooling import pool_2x2
 from .query.objects import ObjectHit, Region, find_object, object_token
 from .query.search import search_moments
 from .store.archive_store import ArchiveStore
@@ -230,7 +230,7 @@ class Archive:
         process still commits every video.
         """
         if engine not in ("local", "ray"):
-            raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+            raise ConfigError(f"engine must be 'local' or 'ray', got {engine!r}")
         started = time.perf_counter()
         report = IngestReport()
         files = discover_videos(paths, recursive=recursive)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .archive import Archive, SkippedFile
-from .errors import IngestCancelled, VideoError, VidseekError
+from .errors import ConfigError, IngestCancelled, VideoError, VidseekError
 from .indexer.watch import FolderWatcher
 from .store.jobs import Job, worker_id
 
@@ -47,11 +47,11 @@ class DaemonConfig:
 
     def __post_init__(self) -> None:
         if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.poll_seconds <= 0 or self.settle_seconds < 0 or self.backoff_seconds < 0:
-            raise ValueError("poll_seconds must be positive; settle and backoff non-negative")
+            raise ConfigError("poll_seconds must be positive; settle and backoff non-negative")
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+            raise ConfigError(f"max_attempts must be at least 1, got {self.max_attempts}")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ __all__ = [
     "ModelError",
     "MissingDependencyError",
     "QueryError",
+    "ConfigError",
+    "AnnotationError",
     "IngestCancelled",
 ]
 
@@ -84,3 +86,11 @@ class QueryError(VidseekError):
 
 class IngestCancelled(VidseekError):
     """An ingest was stopped on request before its video was committed (nothing was written)."""
+
+
+class ConfigError(VidseekError, ValueError):
+    """A setting or option has a value it cannot take (also a ``ValueError``)."""
+
+
+class AnnotationError(VidseekError):
+    """An annotation file is malformed; the message names the file and the line."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from .annotations import Annotation
 
 from .query.grounded import GroundingOptions
+from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .archive import Archive
@@ -116,7 +117,7 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
     ``clip`` or ``grounded`` (with ``grounding`` options: levels, entropy ranking).
     """
     if mode not in ("clip", "grounded"):
-        raise ValueError(f"unknown query mode {mode!r} (available: clip, grounded)")
+        raise ConfigError(f"unknown query mode {mode!r} (available: clip, grounded)")
     started = time.perf_counter()
     predictions = []
     fractions, empty = [], 0

@@ -24,7 +24,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from ..errors import CorruptVideoError, EmptyFileError, NotAVideoError, TruncatedVideoError
+from ..errors import ConfigError, CorruptVideoError, EmptyFileError, NotAVideoError, TruncatedVideoError
 
 __all__ = ["VideoInfo", "FrameBatch", "FrameSampler", "probe_video", "read_frame"]
 
@@ -134,10 +134,10 @@ class FrameSampler:
         size: tuple[int, int] = (224, 224),
         batch_size: int = 16,
     ) -> None:
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
+        if not math.isfinite(fps) or fps <= 0:
+            raise ConfigError(f"fps must be a positive number, got {fps}")
         if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.path = Path(path)
         self.fps = fps
         self.size = size

@@ -11,23 +11,15 @@ carrying each position's last kept token forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 
 import numpy as np
 
-__all__ = ["DenseTokens", "DensePruner", "pool_2x2"]
+from ..errors import ConfigError
+from ..models.pooling import pool_2x2
+from ..store.dense_tokens import DenseTokens
 
-
-def pool_2x2(grid: np.ndarray) -> np.ndarray:
-    """Average ``[B, H, W, ...]`` over 2×2 cells; an odd last row/column is averaged alone."""
-    b, h, w = grid.shape[:3]
-    if h % 2:
-        grid = np.concatenate([grid, grid[:, -1:]], axis=1)
-    if w % 2:
-        grid = np.concatenate([grid, grid[:, :, -1:]], axis=2)
-    h2, w2 = grid.shape[1] // 2, grid.shape[2] // 2
-    cells = grid.reshape(b, h2, 2, w2, 2, *grid.shape[3:])
-    return cells.mean(axis=(2, 4))
+__all__ = ["DensePruner"]
 
 
 def _group_change(prev: np.ndarray, cur: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -39,40 +31,12 @@ def _group_change(prev: np.ndarray, cur: np.ndarray, grid: tuple[int, int]) -> n
     return pool_2x2(per_patch)
 
 
-@dataclass
-class DenseTokens:
-    """The pruned dense tokens of one video."""
-
-    tokens: np.ndarray  # float16 [K, C]: kept tokens in frame-major, row-major order
-    kept: np.ndarray  # bool [T, h2, w2]: which positions were kept
-
-    @property
-    def kept_fraction(self) -> float:
-        return float(self.kept.mean()) if self.kept.size else 0.0
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.kept.shape[0])
-
-    def grid(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Full token grids ``[T, h2, w2, C]`` for frames ``start:stop``, carry-forward filled."""
-        stop = self.num_frames if stop is None else stop
-        t, h2, w2 = self.kept.shape
-        flat_kept = self.kept.reshape(t, h2 * w2)
-        # Index of the kept token that each (frame, position) shows: the last kept one.
-        token_index = np.full((t, h2 * w2), -1, dtype=np.int64)
-        token_index[flat_kept] = np.arange(int(flat_kept.sum()))
-        np.maximum.accumulate(token_index, axis=0, out=token_index)
-        out = self.tokens[token_index[start:stop]]
-        return out.reshape(stop - start, h2, w2, self.tokens.shape[-1])
-
-
 class DensePruner:
     """Streams one video's frames through pooling and pruning, batch by batch."""
 
     def __init__(self, grid: tuple[int, int], threshold: float = 0.1) -> None:
-        if threshold < 0:
-            raise ValueError(f"prune threshold must be >= 0, got {threshold}")
+        if not math.isfinite(threshold) or threshold < 0:
+            raise ConfigError(f"prune threshold must be a number >= 0, got {threshold}")
         self.grid = grid
         self.threshold = threshold
         self._prev_pixels: np.ndarray | None = None

@@ -7,6 +7,8 @@ dense tokens. Ingest therefore runs near the speed of the slower stage.
 
 from __future__ import annotations
 
+import math
+
 import logging
 import queue
 import threading
@@ -20,6 +22,7 @@ from ..models.encoder import FrameEncoder
 from ..store.files import VideoFeatures
 from .decode import FrameBatch, FrameSampler
 from .dense import DensePruner
+from ..errors import ConfigError
 
 __all__ = ["IngestConfig", "extract_features", "prefetch"]
 
@@ -36,12 +39,13 @@ class IngestConfig:
     prefetch_batches: int = 4  # decoded batches buffered ahead of the encoder
 
     def __post_init__(self) -> None:
-        if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+        # NaN compares false with everything, so finiteness is checked first
+        if not math.isfinite(self.fps) or self.fps <= 0:
+            raise ConfigError(f"fps must be a positive number, got {self.fps}")
         if self.batch_size <= 0 or self.prefetch_batches <= 0:
-            raise ValueError("batch_size and prefetch_batches must be positive")
-        if self.prune_threshold < 0:
-            raise ValueError(f"prune_threshold must be >= 0, got {self.prune_threshold}")
+            raise ConfigError("batch_size and prefetch_batches must be positive")
+        if not math.isfinite(self.prune_threshold) or self.prune_threshold < 0:
+            raise ConfigError(f"prune_threshold must be a number >= 0, got {self.prune_threshold}")
 
 
 _DONE = object()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .adapter import AdapterConfig, HierarchicalAdapter, Projector
 from .answers import ParsedAnswer, confidence, mean_token_entropy, parse_answer
 from .encoder import default_device
@@ -66,7 +66,7 @@ class GrounderConfig:
 
     def __post_init__(self) -> None:
         if self.tuning not in ("lora", "full"):
-            raise ValueError(f"tuning must be 'lora' or 'full', not {self.tuning!r}")
+            raise ConfigError(f"tuning must be 'lora' or 'full', not {self.tuning!r}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "lora_targets": list(self.lora_targets)}
@@ -266,7 +266,7 @@ class Grounder(nn.Module):
             return self.adapter.compressor_parameters()
         if stage == "2":
             return self.llm_trainable_parameters()
-        raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+        raise ConfigError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
 
     def freeze_for(self, stage: str) -> list[nn.Parameter]:
         if self.llm_int8:

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import QueryError
-from ..indexer.dense import DenseTokens
+from ..store.dense_tokens import DenseTokens
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from .moments import runs_around_peaks

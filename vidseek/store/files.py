@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..indexer.dense import DenseTokens
-from .frame_index import fsync_directory
+from ..atomic import atomic_write
+from .dense_tokens import DenseTokens
 
 __all__ = ["VideoFeatures", "FeatureFileStore", "FrameReader", "save_npz_atomically",
            "remove_unreferenced", "npz_row_layout", "read_rows"]
@@ -92,14 +92,12 @@ def save_npz_atomically(folder: Path, **arrays: np.ndarray) -> str:
     """Write ``folder/KEY.npz`` under a temporary name, fsync, rename; return the new key."""
     folder.mkdir(parents=True, exist_ok=True)
     key = uuid.uuid4().hex
-    final = folder / f"{key}.npz"
-    tmp = final.with_suffix(".tmp.npz")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    fsync_directory(folder)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(folder / f"{key}.npz", write)
     return key
 
 

@@ -41,7 +41,9 @@ from typing import Callable, Iterator, Protocol
 import faiss
 import numpy as np
 
-__all__ = ["FrameIndex", "VectorSource", "ArraySource", "fsync_directory", "default_in_memory_bytes"]
+from ..atomic import atomic_write, atomic_write_text
+
+__all__ = ["FrameIndex", "VectorSource", "ArraySource", "default_in_memory_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,21 +59,9 @@ def _locked(method):
     return wrapper
 
 
-def fsync_directory(path: Path) -> None:
-    """Make renames inside ``path`` durable (a rename is only on disk once its folder is)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(str(tmp))
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """:func:`~vidseek.atomic.atomic_write` for writers that take a ``str`` path (FAISS)."""
+    atomic_write(path, lambda tmp: write(str(tmp)))
 
 
 class VectorSource(Protocol):
@@ -384,8 +374,7 @@ class FrameIndex:
                 "base_kind": self._kind_of(self._base) if self._base is not None else None,
                 "trained": self._trained_file, "trained_for": self._trained_for,
                 "tombstones": {str(k): v for k, v in self._tombstones.items()}, "logs": self._logs}
-        _write_atomically(self.sidecar, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
-        fsync_directory(self.sidecar.parent)
+        atomic_write_text(self.sidecar, json.dumps(meta))
         self.generation = generation
 
     @_locked
@@ -404,7 +393,6 @@ class FrameIndex:
                 extra["lists"] = np.concatenate(self._pending_lists)  # replays skip assignment
             _write_atomically(self.segments / name, lambda tmp: _save_npz(
                 tmp, ids=ids, vectors=vectors, removed=removed, **extra))
-            fsync_directory(self.segments)
             self._logs.append(name)
             self._pending_ids, self._pending_vectors, self._pending_removed = [], [], set()
             self._pending_lists = []
@@ -539,7 +527,6 @@ class FrameIndex:
         self.segments.mkdir(exist_ok=True)
         name = f"base-{generation:012d}-{uuid.uuid4().hex[:8]}.faiss"
         _write_atomically(self.segments / name, functools.partial(faiss.write_index, base))
-        fsync_directory(self.segments)
         if self._fits_in_memory(name):
             loaded, mapped = base, False  # what was just written: no second copy in memory
             self._set_nprobe(loaded)

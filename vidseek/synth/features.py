@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..indexer.dense import DenseTokens
+from ..store.dense_tokens import DenseTokens
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures

@@ -28,6 +28,7 @@ import torch
 from ..models.adapter import COARSE, DENSE, FINE, AdapterConfig, relevance_features
 from ..models.grounder import STAGES, Grounder, GrounderConfig, VideoTokens, WindowConfig
 from .grounding_data import Example, ExampleSampler, TrainingVideo
+from ..errors import ConfigError
 
 __all__ = ["GroundingTrainConfig", "TrainProgress", "StageReport", "train_grounder",
            "train_grounder_from_archive", "grounder_config_for", "example_batch",
@@ -180,13 +181,13 @@ def train_grounder(out: str | os.PathLike, videos: Sequence[TrainingVideo], stag
     out = Path(out)
     for stage in stages:
         if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+            raise ConfigError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
     if (out / "manifest.json").exists():
         grounder = Grounder.load(out, device=device)
         training = dict(grounder.manifest.get("training", {}))
     else:
         if config is None:
-            raise ValueError(f"{out}: no checkpoint to continue; a GrounderConfig is needed")
+            raise ConfigError(f"{out}: no checkpoint to continue; a GrounderConfig is needed")
         grounder = Grounder.create(config, device=device, seed=train.seed)
         training = {"done": []}
     sampler = ExampleSampler(videos, grounder.config.windows, seed=train.seed)
@@ -242,7 +243,7 @@ def train_grounder_from_archive(out: str | os.PathLike, archive, annotations: Se
     config = None
     if not (out / "manifest.json").exists():
         if llm is None:
-            raise ValueError(f"{out}: a new checkpoint needs an LLM (e.g. smollm2, a hub id, or tiny)")
+            raise ConfigError(f"{out}: a new checkpoint needs an LLM (e.g. smollm2, a hub id, or tiny)")
         config = grounder_config_for(archive, llm, annotations, out, tuning)
     return train_grounder(out, videos, stages, archive.encoder.encode_text, config, train,
                           device=device, progress=progress)
