@@ -95,7 +95,7 @@ class ExactTopK:
 
 def build(archive: Path, model: Path, texts: list[str], hours_list: list[int],
           video_minutes: int, measure) -> list[dict]:
-    from vidseek import FrameEncoder
+    from vidseek.models import FrameEncoder
     from vidseek.store.archive_store import ArchiveStore
     from vidseek.store.catalog import frame_ids
     from vidseek.synth.features import SceneFeatures, commit_features

@@ -23,6 +23,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import vidseek
 
+import vidseek.evaluation
+import vidseek.synth
+import vidseek.train
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"
 
@@ -39,13 +42,13 @@ def main() -> None:
     encoder = args.encoder or CACHE / "world-encoder"
     if not (encoder / "config.json").exists():
         t0 = time.time()
-        report = vidseek.train_world_encoder(encoder)
+        report = vidseek.train.train_world_encoder(encoder)
         print(f"trained world encoder in {time.time() - t0:.0f}s; held-out caption->frame top-1 "
               f"{100 * report.heldout_accuracy:.1f}% over {report.heldout_captions} captions")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / f"world-heldout-{args.seed}.mp4"
-        annotations = vidseek.build_world_video(video, args.minutes * 60, seed=args.seed)
+        annotations = vidseek.synth.build_world_video(video, args.minutes * 60, seed=args.seed)
         if args.queries:
             annotations = [a for a in annotations if a.present][: args.queries]
         runs = [("clip", "clip", None)]
@@ -61,7 +64,7 @@ def main() -> None:
                 archive.set_grounder(args.checkpoint)
                 archive.reindex()
             for key, mode, options in runs:
-                report = vidseek.evaluate_archive(archive, annotations, mode=mode, grounding=options)
+                report = vidseek.evaluation.evaluate_archive(archive, annotations, mode=mode, grounding=options)
                 results[key] = report.to_dict()
                 extra = ""
                 if report.dense_fraction is not None:

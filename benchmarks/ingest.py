@@ -73,7 +73,8 @@ def peak_rss_mb() -> float:
 
 
 def stage_decode(video: Path, model: Path, fps: float) -> dict:
-    from vidseek import FrameEncoder, FrameSampler
+    from vidseek.indexer import FrameSampler
+    from vidseek.models import FrameEncoder
 
     side = FrameEncoder.load(model, device="cpu").info.image_size
     t0 = time.perf_counter()
@@ -87,7 +88,8 @@ def stage_decode(video: Path, model: Path, fps: float) -> dict:
 def stage_encode(video: Path, model: Path, fps: float, limit: int = 320) -> dict:
     import numpy as np
 
-    from vidseek import FrameEncoder, FrameSampler
+    from vidseek.indexer import FrameSampler
+    from vidseek.models import FrameEncoder
 
     encoder = FrameEncoder.load(model)
     side = encoder.info.image_size

@@ -25,6 +25,9 @@ import torch
 
 import vidseek
 
+import vidseek.annotations
+import vidseek.models
+import vidseek.synth
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"
 
@@ -52,8 +55,8 @@ def main() -> None:
     video = CACHE / f"world-{args.minutes:g}min-{args.seed}.mp4"
     notes = video.with_suffix(".jsonl")
     if not notes.exists():
-        vidseek.write_annotations(notes, vidseek.build_world_video(video, args.minutes * 60, seed=args.seed))
-    queries = [a for a in vidseek.read_annotations(notes) if a.present][: args.queries]
+        vidseek.annotations.write_annotations(notes, vidseek.synth.build_world_video(video, args.minutes * 60, seed=args.seed))
+    queries = [a for a in vidseek.annotations.read_annotations(notes) if a.present][: args.queries]
     archive_dir = CACHE / f"query-archive-{args.minutes:g}min-{args.seed}"
     with vidseek.Archive.open(archive_dir, model=args.encoder, int8_text=args.int8,
                               int8_llm=args.int8) as archive:
@@ -77,7 +80,7 @@ def main() -> None:
                 per_level.setdefault(level, []).append(seconds)
     llm = grounder.config.llm
     # counted on a float32 copy: int8 layers keep their weights outside parameters()
-    params = sum(p.numel() for p in vidseek.Grounder.load(args.checkpoint, device="cpu").llm.parameters())
+    params = sum(p.numel() for p in vidseek.models.Grounder.load(args.checkpoint, device="cpu").llm.parameters())
     print(f"\n{record.name}: {record.duration / 60:.1f} min, {record.frames} frames; LLM {llm} "
           f"({params / 1e6:.1f} M parameters{', int8' if args.int8 else ''}); {len(queries)} "
           f"queries, {args.levels} levels, top_k {args.top_k}, "

@@ -16,6 +16,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import vidseek
+import vidseek.annotations
+import vidseek.evaluation
+import vidseek.indexer
 from vidseek.synth import Segment, noise_frames, splice_videos, static_scene_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,14 +83,14 @@ def main() -> None:
     step("search by text in the world video (ground truth from its annotation file)")
     print("  (each object shows in one clip of this video: per-frame similarity can only tell\n"
           "   clips apart by what they show, not by what happens in them)")
-    annotations = [a for a in vidseek.read_annotations(videos / "world_000.jsonl") if a.present]
+    annotations = [a for a in vidseek.annotations.read_annotations(videos / "world_000.jsonl") if a.present]
     examples = annotations[:5]
     text_ok = 0
     for ann in examples:
         out = vidseek_cli("search", ann.query, "--archive", str(archive), "--video", world.name,
                           "-k", "3", "--json", show=False)
         moments = json.loads(out)
-        best = max(vidseek.temporal_iou((m["start"], m["end"]), (ann.start, ann.end)) for m in moments)
+        best = max(vidseek.evaluation.temporal_iou((m["start"], m["end"]), (ann.start, ann.end)) for m in moments)
         text_ok += best >= 0.3
         top = moments[0]
         print(f"  {ann.query!r}: truth {ann.start:.1f}-{ann.end:.1f}s, top moment "
@@ -104,7 +107,7 @@ def main() -> None:
     for clip, name, t in [("bikes.mp4", "bikes", 6.0), ("bigbuckbunny.mp4", "bigbuckbunny", 2.0),
                           ("carphone_pristine.mp4", "carphone", 1.0)]:
         query = queries / f"{name}.png"
-        vidseek.read_frame(MEDIA / clip, t).save(query)
+        vidseek.indexer.read_frame(MEDIA / clip, t).save(query)
         out = vidseek_cli("search", "--image", str(query), "--archive", str(archive),
                           "--video", "spliced.mp4", "-k", "1", "--json", show=False)
         top = json.loads(out)[0]

@@ -63,7 +63,7 @@ def trained_encoder_dir(tmp_path_factory, media, generated, tiny_clip_dir) -> Pa
 
     Use it for any test that ranks frames: a random encoder embeds all images alike.
     """
-    from vidseek import FrameEncoder
+    from vidseek.models import FrameEncoder
     from vidseek.train.encoder import EncoderTrainingConfig, FrameDataset, train_encoder
 
     out = tmp_path_factory.mktemp("trained-clip") / "model"
@@ -92,10 +92,10 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def world_encoder(tmp_path_factory):
     """A tiny CLIP trained on the procedural world's captions (~80 s): text queries work."""
-    import vidseek
+    import vidseek.train
 
     with one_torch_thread():
-        report = vidseek.train_world_encoder(tmp_path_factory.mktemp("world-clip") / "model",
+        report = vidseek.train.train_world_encoder(tmp_path_factory.mktemp("world-clip") / "model",
                                              steps=500, clips=2000, seed=0)
     return report
 

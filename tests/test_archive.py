@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 
 import vidseek
-from vidseek import Archive, EncoderMismatchError, IngestConfig, QueryError
+import vidseek.annotations
+import vidseek.evaluation
+import vidseek.indexer
+from vidseek import Archive, IngestConfig, QueryError
+from vidseek.errors import EncoderMismatchError
 from vidseek.models.tiny import build_tiny_clip
 from vidseek.synth import Segment, noise_frames, splice_videos
 
@@ -105,7 +109,7 @@ def test_videos_sharing_a_file_name(archive, media, tmp_path):
     with pytest.raises(QueryError, match="names 2 videos"):
         archive.remove("clip.mp4")
     with pytest.raises(QueryError, match="names 2 videos"):
-        vidseek.evaluate_archive(archive, [vidseek.Annotation("clip.mp4", "x", 0.0, 1.0)])
+        vidseek.evaluation.evaluate_archive(archive, [vidseek.annotations.Annotation("clip.mp4", "x", 0.0, 1.0)])
     removed = archive.remove(str(tmp_path / "a" / "clip.mp4"))
     assert removed.path == str(tmp_path / "a" / "clip.mp4")
     assert [v.path for v in archive.find_videos("clip.mp4")] == [str(tmp_path / "b" / "clip.mp4")]
@@ -152,7 +156,7 @@ def test_index_behind_catalog_is_rebuilt_on_open(tmp_path, tiny_clip_dir, media,
     with Archive.open(tmp_path / "a") as arch:
         state = snapshot(arch)
         assert len(state["videos"]) == 2 and state["index"] == (14, state["generation"])
-        hits = arch.search(image=vidseek.read_frame(media / "bikes.mp4", 3.0), top_k=1)
+        hits = arch.search(image=vidseek.indexer.read_frame(media / "bikes.mp4", 3.0), top_k=1)
         assert hits[0].video == "bikes.mp4"
 
 
@@ -187,7 +191,7 @@ def test_image_query_finds_spliced_clip_within_one_second(tmp_path, trained_enco
         arch.ingest([long_video])
         # query frames come from the original file, not from the spliced re-encode
         for t in (2.0, 5.0, 8.0):
-            top = arch.search(image=vidseek.read_frame(media / "bikes.mp4", t), top_k=3)[0]
+            top = arch.search(image=vidseek.indexer.read_frame(media / "bikes.mp4", t), top_k=3)[0]
             assert top.video == "long.mp4"
             assert abs(top.peak - (start + t)) <= 1.0
             # the moment lies inside the spliced clip (content changes within it, so the

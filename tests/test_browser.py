@@ -16,6 +16,7 @@ pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 import vidseek  # noqa: E402
+import vidseek.service  # noqa: E402
 from conftest import LiveServer  # noqa: E402
 from vidseek.server import create_app  # noqa: E402
 
@@ -37,7 +38,7 @@ def page_server(tmp_path_factory, trained_encoder_dir, media):
     with vidseek.Archive.open(root / "archive", model=trained_encoder_dir, device="cpu") as archive:
         archive.ingest([media])
         archive.jobs.enqueue(str(root / "incoming.mp4"), 1, 1, source="api")  # a pending job to show
-    with LiveServer(create_app(vidseek.ServiceSettings(archive=root / "archive", device="cpu"))) as server:
+    with LiveServer(create_app(vidseek.service.ServiceSettings(archive=root / "archive", device="cpu"))) as server:
         yield server
 
 

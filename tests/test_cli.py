@@ -51,7 +51,7 @@ def test_search_json_schema(cli_archive):
 
 
 def test_search_by_image_limited_to_one_video(cli_archive, media, tmp_path):
-    from vidseek import read_frame
+    from vidseek.indexer import read_frame
 
     frame = tmp_path / "frame.png"
     read_frame(media / "bikes.mp4", 4.0).save(frame)

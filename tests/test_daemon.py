@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import vidseek
+import vidseek.service
 from vidseek.store.catalog import frame_ids
 from vidseek.synth import Segment, splice_videos
 
@@ -146,9 +147,9 @@ def test_sigterm_stops_gracefully_and_hands_the_job_back(tmp_path, tiny_clip_dir
 def test_file_copied_in_slowly_is_indexed_once_and_whole(tmp_path, tiny_clip_dir, media):
     watch = tmp_path / "watch"
     watch.mkdir()
-    events: list[vidseek.DaemonEvent] = []
+    events: list[vidseek.service.DaemonEvent] = []
     with vidseek.Archive.open(tmp_path / "archive", model=tiny_clip_dir, device="cpu") as archive:
-        daemon = vidseek.IngestDaemon(archive, [watch], vidseek.DaemonConfig(
+        daemon = vidseek.service.IngestDaemon(archive, [watch], vidseek.service.DaemonConfig(
             poll_seconds=0.1, settle_seconds=2.0), progress=events.append)
         stop = threading.Event()
         runner = threading.Thread(target=daemon.run, args=(stop,))
@@ -186,7 +187,7 @@ def test_unreadable_files_fail_once_with_the_reason_and_others_still_index(
     (watch / "bad.mp4").write_text("not a video\n" * 50)
     (watch / "empty.mp4").write_bytes(b"")
     with vidseek.Archive.open(tmp_path / "archive", model=tiny_clip_dir, device="cpu") as archive:
-        report = vidseek.IngestDaemon(archive, [watch], vidseek.DaemonConfig(
+        report = vidseek.service.IngestDaemon(archive, [watch], vidseek.service.DaemonConfig(
             poll_seconds=0.05, settle_seconds=0.1, backoff_seconds=0.1)).run(once=True)
         assert (report.indexed, report.failed, report.retried) == (1, 2, 0)
         empty, failed = archive.jobs.list(status="failed")  # newest first
@@ -195,7 +196,7 @@ def test_unreadable_files_fail_once_with_the_reason_and_others_still_index(
         assert empty.path.endswith("empty.mp4") and "empty" in empty.error
         assert [v.name for v in archive.videos()] == ["good.mp4"]
         # a second run finds nothing new to do: both files' states were handled
-        again = vidseek.IngestDaemon(archive, [watch], vidseek.DaemonConfig(
+        again = vidseek.service.IngestDaemon(archive, [watch], vidseek.service.DaemonConfig(
             poll_seconds=0.05, settle_seconds=0.1)).run(once=True)
         assert (again.queued, again.indexed, again.failed) == (0, 0, 0)
     from typer.testing import CliRunner
@@ -226,7 +227,7 @@ def test_a_worker_survives_an_unexpected_error_and_the_job_is_retried(
             return real(path, **kwargs)
 
         monkeypatch.setattr(archive, "ingest_file", flaky)
-        report = vidseek.IngestDaemon(archive, [watch], vidseek.DaemonConfig(
+        report = vidseek.service.IngestDaemon(archive, [watch], vidseek.service.DaemonConfig(
             poll_seconds=0.05, settle_seconds=0.1, backoff_seconds=0.1)).run(once=True)
         assert (report.indexed, report.retried, report.failed) == (1, 1, 0)
         (job,) = archive.jobs.list()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import CLIPS
-from vidseek import (CorruptVideoError, EmptyFileError, FrameSampler, NotAVideoError,
-                     TruncatedVideoError, probe_video, read_frame)
+from vidseek.errors import CorruptVideoError, EmptyFileError, NotAVideoError, TruncatedVideoError
+from vidseek.indexer import FrameSampler, probe_video, read_frame
 from vidseek.synth import VideoWriter, noise_frames, static_scene_frames
 
 

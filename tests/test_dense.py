@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidseek import FrameEncoder, IngestConfig
+from vidseek import IngestConfig
+from vidseek.models import FrameEncoder
 from vidseek.indexer.dense import DensePruner
 from vidseek.models.pooling import pool_2x2
 from vidseek.indexer.pipeline import extract_features

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidseek import FrameEncoder, ModelError
+from vidseek import ModelError
+from vidseek.models import FrameEncoder
 
 
 @pytest.fixture(scope="module")

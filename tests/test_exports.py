@@ -9,6 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import vidseek
+import vidseek.indexer
 from vidseek.cli import app
 from vidseek.exports import edl_timecode
 
@@ -21,7 +22,7 @@ def results(tmp_path_factory, trained_encoder_dir, media):
     archive = vidseek.Archive.open(root / "archive", model=trained_encoder_dir, device="cpu")
     archive.ingest([media])
     frame = root / "frame.png"
-    vidseek.read_frame(media / "bikes.mp4", 5.0).save(frame)
+    vidseek.indexer.read_frame(media / "bikes.mp4", 5.0).save(frame)
     moments = archive.search(image=frame, top_k=4)
     assert len(moments) >= 2
     yield archive, moments, root

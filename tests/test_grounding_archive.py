@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 import vidseek
+import vidseek.service
+import vidseek.synth
 from vidseek.cli import app
 from vidseek.train.grounding import GroundingTrainConfig, train_grounder_from_archive
 
@@ -19,7 +21,7 @@ def world_videos(tmp_path_factory):
     root = tmp_path_factory.mktemp("gworld")
     anns = {}
     for name, seconds, seed in (("a.mp4", 150, 1), ("b.mp4", 90, 2)):
-        anns[name] = vidseek.build_world_video(root / name, seconds, seed=seed)
+        anns[name] = vidseek.synth.build_world_video(root / name, seconds, seed=seed)
     return root, anns
 
 
@@ -152,7 +154,7 @@ def test_server_answers_grounded_searches(tmp_path, tiny_clip_dir, world_videos,
         archive.ingest([root / "a.mp4"])
         archive.set_grounder(checkpoint)
     query = next(a.query for a in anns["a.mp4"] if a.present)
-    with TestClient(create_app(vidseek.ServiceSettings(archive=tmp_path / "ar", device="cpu"))) as client:
+    with TestClient(create_app(vidseek.service.ServiceSettings(archive=tmp_path / "ar", device="cpu"))) as client:
         assert client.get("/api/status").json()["modes"] == ["clip", "grounded"]
         response = client.get("/api/search", params={"q": query, "mode": "grounded", "levels": 2,
                                                      "top_k": 2, "video": "a.mp4", "explain": True})

@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 
 import vidseek
+import vidseek.annotations
+import vidseek.evaluation
+import vidseek.synth
 from conftest import one_torch_thread
 from vidseek.models.llm import build_tiny_llm
 from vidseek.train.grounding import GroundingTrainConfig, train_grounder_from_archive
@@ -20,9 +23,9 @@ def world_archive(tmp_path_factory, world_encoder):
     (root / "train").mkdir()
     (root / "test").mkdir()
     for seed in range(3):
-        train += vidseek.build_world_video(root / "train" / f"t{seed}.mp4", 300, seed=50 + seed)
+        train += vidseek.synth.build_world_video(root / "train" / f"t{seed}.mp4", 300, seed=50 + seed)
     for seed in range(10):
-        test += vidseek.build_world_video(root / "test" / f"h{seed}.mp4", 30, seed=90 + seed)
+        test += vidseek.synth.build_world_video(root / "test" / f"h{seed}.mp4", 30, seed=90 + seed)
     archive = vidseek.Archive.open(root / "archive", model=world_encoder.path)
     archive.ingest([root / "train", root / "test"])
     yield archive, train, test, root
@@ -41,10 +44,10 @@ def test_grounder_finds_events_in_held_out_videos(world_archive):
             train=GroundingTrainConfig(steps={"1a": TRAIN_STEPS}, batch_size=16, lr=2e-3, warmup=30))
     assert report.last_loss < 0.6 * report.first_loss
     archive.set_grounder(out)
-    grounded = vidseek.evaluate_archive(archive, test, mode="grounded")
-    shuffled = [vidseek.Annotation(a.video, b.query, a.start, a.end) for a, b in
+    grounded = vidseek.evaluation.evaluate_archive(archive, test, mode="grounded")
+    shuffled = [vidseek.annotations.Annotation(a.video, b.query, a.start, a.end) for a, b in
                 zip(test, test[1:] + test[:1])]  # each video asked about another video's event
-    baseline = vidseek.evaluate_archive(archive, shuffled, mode="grounded")
+    baseline = vidseek.evaluation.evaluate_archive(archive, shuffled, mode="grounded")
     print(grounded.table(), baseline.table(), sep="\n\n")
     # Training is reproducible (one torch thread, hash-independent sampling): two runs gave
     # the same R1@0.3 of 43.5 % (R1@0.5 26.1 %). Before that fix, runs varied from 19.6 to
@@ -56,7 +59,7 @@ def test_grounder_finds_events_in_held_out_videos(world_archive):
     # The same checkpoint with an int8 LM (queries only): answers barely move.
     with vidseek.Archive.open(root / "archive", int8_llm=True) as quantised:
         assert quantised.grounder.llm_int8
-        int8 = vidseek.evaluate_archive(quantised, test, mode="grounded")
+        int8 = vidseek.evaluation.evaluate_archive(quantised, test, mode="grounded")
     print(f"int8 LM: R1@0.3 {int8.recall['R1@0.3']:.3f} (float32 {grounded.recall['R1@0.3']:.3f})")
     assert int8.recall["R1@0.3"] >= grounded.recall["R1@0.3"] - 0.1
     assert int8.recall["R1@0.3"] >= 1.5 * baseline.recall["R1@0.3"]

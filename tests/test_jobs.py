@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from vidseek import FolderWatcher, JobQueue
+from vidseek.service import FolderWatcher, JobQueue
 from vidseek.store.catalog import Catalog
 from vidseek.store.jobs import worker_id
 

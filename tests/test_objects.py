@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import vidseek
+import vidseek.indexer
 from vidseek import QueryError, Region
 from vidseek.query.objects import cell_box, object_token
 from vidseek.synth import Segment, splice_videos
@@ -148,7 +149,7 @@ def test_a_box_on_bikes_is_found_again_in_a_video_that_splices_it_in(
             x0, y0, x1, y1 = point.box
             assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 360
         # the same region on a picture of that frame (not from the archive) finds it too
-        frame = vidseek.read_frame(media / "bikes.mp4", 4.0)
+        frame = vidseek.indexer.read_frame(media / "bikes.mp4", 4.0)
         by_image = archive.search_object(box, image=frame, top_k=3)
         assert by_image[0].video in ("bikes.mp4", "splice.mp4")
         with pytest.raises(QueryError, match="time"):

@@ -15,6 +15,8 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 import vidseek  # noqa: E402
+import vidseek.indexer  # noqa: E402
+import vidseek.service  # noqa: E402
 from vidseek.server import create_app  # noqa: E402
 from conftest import LiveServer  # noqa: E402
 
@@ -30,8 +32,8 @@ def archive_dir(tmp_path_factory, trained_encoder_dir, media) -> Path:
     return root / "archive"
 
 
-def settings(archive: Path, **extra) -> vidseek.ServiceSettings:
-    return vidseek.ServiceSettings(archive=archive, device="cpu", **extra)
+def settings(archive: Path, **extra) -> vidseek.service.ServiceSettings:
+    return vidseek.service.ServiceSettings(archive=archive, device="cpu", **extra)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def client(archive_dir):
 
 def frame_png(video: Path, t: float) -> bytes:
     out = io.BytesIO()
-    vidseek.read_frame(video, t).save(out, "PNG")
+    vidseek.indexer.read_frame(video, t).save(out, "PNG")
     return out.getvalue()
 
 

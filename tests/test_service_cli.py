@@ -17,19 +17,20 @@ import pytest
 import vidseek
 
 
+import vidseek.service
 def test_settings_come_from_the_environment_and_are_validated(monkeypatch, tmp_path):
     monkeypatch.setenv("VIDSEEK_ARCHIVE", str(tmp_path / "a"))
     monkeypatch.setenv("VIDSEEK_WORKERS", "3")
     monkeypatch.setenv("VIDSEEK_SETTLE_SECONDS", "0.5")
     monkeypatch.setenv("VIDSEEK_INGEST_ROOTS", json.dumps([str(tmp_path)]))
     monkeypatch.setenv("VIDSEEK_ADMIN_TOKEN", "t")
-    settings = vidseek.ServiceSettings()
+    settings = vidseek.service.ServiceSettings()
     assert settings.archive == tmp_path / "a" and settings.ingest_roots == [tmp_path]
     config = settings.daemon_config()
     assert (config.workers, config.settle_seconds, config.max_attempts) == (3, 0.5, 3)
     monkeypatch.setenv("VIDSEEK_WORKERS", "0")
     with pytest.raises(ValueError, match="workers"):
-        vidseek.ServiceSettings()
+        vidseek.service.ServiceSettings()
     from typer.testing import CliRunner
 
     from vidseek.cli import app

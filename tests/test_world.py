@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 import vidseek
-from vidseek import Archive, read_annotations, write_annotations
+import vidseek.annotations
+import vidseek.evaluation
+import vidseek.indexer
+import vidseek.synth
+from vidseek import Archive
+from vidseek.annotations import read_annotations, write_annotations
 from vidseek.synth.world import COLOURS, EVENT_KINDS, random_clip, render_clip, visible_things
 
 
@@ -62,8 +67,8 @@ def test_world_is_deterministic():
 
 def test_long_video_annotations(tmp_path):
     path = tmp_path / "w.mp4"
-    annotations = vidseek.build_world_video(path, 120, seed=3)
-    duration = vidseek.probe_video(path).duration
+    annotations = vidseek.synth.build_world_video(path, 120, seed=3)
+    duration = vidseek.indexer.probe_video(path).duration
     assert 120 <= duration <= 130
     present = [a for a in annotations if a.present]
     absent = [a for a in annotations if not a.present]
@@ -76,13 +81,13 @@ def test_long_video_annotations(tmp_path):
 
 
 def test_unique_objects_video_shows_each_object_once(tmp_path):
-    config = vidseek.WorldVideoConfig(unique_objects=True)
-    annotations = vidseek.build_world_video(tmp_path / "u.mp4", 3600, seed=4, config=config)
+    config = vidseek.synth.WorldVideoConfig(unique_objects=True)
+    annotations = vidseek.synth.build_world_video(tmp_path / "u.mp4", 3600, seed=4, config=config)
     present = [a for a in annotations if a.present]
     assert all(a.extra["object_occurrences"] == 1 for a in present)
     shown = [o for a in present for o in a.extra["objects"]]
     assert len(shown) == len(set(shown))
-    assert vidseek.probe_video(tmp_path / "u.mp4").duration < 600  # ran out of objects early
+    assert vidseek.indexer.probe_video(tmp_path / "u.mp4").duration < 600  # ran out of objects early
 
 
 def test_world_encoder_learned_captions(world_encoder):
@@ -104,16 +109,16 @@ def test_clip_mode_grounding_on_a_30_minute_video(tmp_path, world_encoder):
     higher figures are not expected from this mode (docs/evaluation.md).
     """
     video = tmp_path / "long.mp4"
-    annotations = vidseek.build_world_video(video, 30 * 60, seed=11)
+    annotations = vidseek.synth.build_world_video(video, 30 * 60, seed=11)
     with Archive.open(tmp_path / "archive", model=world_encoder.path) as archive:
         report = archive.ingest([video])
         assert report.ok
-        real = vidseek.evaluate_archive(archive, annotations)
+        real = vidseek.evaluation.evaluate_archive(archive, annotations)
         present = [a for a in annotations if a.present]
         shuffled_queries = [a.query for a in present]
         random.Random(0).shuffle(shuffled_queries)
-        shuffled = [vidseek.Annotation(a.video, q, a.start, a.end) for a, q in zip(present, shuffled_queries)]
-        baseline = vidseek.evaluate_archive(archive, shuffled)
+        shuffled = [vidseek.annotations.Annotation(a.video, q, a.start, a.end) for a, q in zip(present, shuffled_queries)]
+        baseline = vidseek.evaluation.evaluate_archive(archive, shuffled)
     print("\n" + real.table() + f"\nshuffled-query baseline R1@0.5 {baseline.recall['R1@0.5']:.3f}")
     assert real.queries >= 150
     assert real.recall["R1@0.5"] >= 0.03
@@ -125,7 +130,7 @@ def test_clip_mode_grounding_on_a_30_minute_video(tmp_path, world_encoder):
 def test_int8_text_queries_find_the_same_moments(tmp_path, world_encoder):
     """An archive opened with int8_text ranks the world's events as float32 text does."""
     video = tmp_path / "w.mp4"
-    present = [a for a in vidseek.build_world_video(video, 180, seed=21) if a.present]
+    present = [a for a in vidseek.synth.build_world_video(video, 180, seed=21) if a.present]
     with Archive.open(tmp_path / "a", model=world_encoder.path) as archive:
         assert archive.ingest([video]).ok
     with Archive.open(tmp_path / "a") as fp32, Archive.open(tmp_path / "a", int8_text=True) as int8:

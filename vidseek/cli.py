@@ -15,6 +15,10 @@ from rich.table import Table
 
 import vidseek
 
+import vidseek.annotations
+import vidseek.evaluation
+import vidseek.synth
+import vidseek.train
 app = typer.Typer(
     help="vidseek: index video archives once, then find when things happen.",
     add_completion=False,
@@ -312,15 +316,15 @@ def synth(
     everything = []
     for n in range(count):
         video = out_dir / f"world_{n:03d}.mp4"
-        annotations = vidseek.build_world_video(
+        annotations = vidseek.synth.build_world_video(
             video, minutes * 60, seed=seed + n,
-            config=vidseek.WorldVideoConfig(unique_objects=unique_objects))
-        vidseek.write_annotations(video.with_suffix(".jsonl"), annotations)
+            config=vidseek.synth.WorldVideoConfig(unique_objects=unique_objects))
+        vidseek.annotations.write_annotations(video.with_suffix(".jsonl"), annotations)
         everything += annotations
         present = sum(a.present for a in annotations)
         console.print(f"wrote {video} ({minutes:g} min, {present} events, "
                   f"{len(annotations) - present} absent queries)", markup=False)
-    vidseek.write_annotations(out_dir / "all.jsonl", everything)
+    vidseek.annotations.write_annotations(out_dir / "all.jsonl", everything)
 
 
 @app.command("train-encoder")
@@ -341,7 +345,7 @@ def train_encoder(
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("train", total=steps, loss=float("nan"))
         try:
-            report = vidseek.train_world_encoder(
+            report = vidseek.train.train_world_encoder(
                 out_dir, steps=steps, clips=clips, footage=footage or (), seed=seed,
                 progress=lambda step, loss: bar.update(task, completed=step + 1, loss=loss))
         except (vidseek.VidseekError, ValueError) as exc:
@@ -365,10 +369,10 @@ def evaluate(
 ) -> None:
     """Score a query mode against annotations: R1/R5 at IoU 0.1/0.3/0.5/0.7 and mIoU."""
     try:
-        rows = vidseek.read_annotations(annotations)
+        rows = vidseek.annotations.read_annotations(annotations)
         options = vidseek.GroundingOptions(levels=levels, ranking=ranking)
         with vidseek.Archive.open(archive, device=device, create=False) as arch:
-            report = vidseek.evaluate_archive(arch, rows, mode=mode, top_k=top_k, grounding=options)
+            report = vidseek.evaluation.evaluate_archive(arch, rows, mode=mode, top_k=top_k, grounding=options)
     except (vidseek.VidseekError, ValueError) as exc:
         raise _fail(exc)
     console.print(report.table(), markup=False)
@@ -401,26 +405,26 @@ def train(
     compressor only, yes/no; 2: sparse spans, LoRA only. Interrupted runs resume from the
     last save (every 500 steps). Then: vidseek reindex --grounder OUT.
     """
-    stages = list(vidseek.GROUNDING_STAGES) if stage == "all" else [stage]
-    if any(s not in vidseek.GROUNDING_STAGES for s in stages):
-        err.print(f"error: --stage must be one of {', '.join(vidseek.GROUNDING_STAGES)} or all")
+    stages = list(vidseek.train.GROUNDING_STAGES) if stage == "all" else [stage]
+    if any(s not in vidseek.train.GROUNDING_STAGES for s in stages):
+        err.print(f"error: --stage must be one of {', '.join(vidseek.train.GROUNDING_STAGES)} or all")
         raise typer.Exit(code=2)
-    defaults = vidseek.GroundingTrainConfig()
-    config = vidseek.GroundingTrainConfig(
-        steps={s: steps or defaults.steps[s] for s in vidseek.GROUNDING_STAGES},
+    defaults = vidseek.train.GroundingTrainConfig()
+    config = vidseek.train.GroundingTrainConfig(
+        steps={s: steps or defaults.steps[s] for s in vidseek.train.GROUNDING_STAGES},
         batch_size=batch_size, lr=lr, seed=seed)
     columns = [TextColumn("stage {task.fields[stage]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
     try:
-        rows = [a for path in annotations for a in vidseek.read_annotations(path)]
+        rows = [a for path in annotations for a in vidseek.annotations.read_annotations(path)]
         with vidseek.Archive.open(archive, device=device, create=False) as arch, \
                 Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("train", total=1, stage="", loss=float("nan"))
 
-            def show(p: "vidseek.TrainProgress") -> None:
+            def show(p: "vidseek.train.TrainProgress") -> None:
                 bar.update(task, completed=p.step, total=p.steps, stage=p.stage, loss=p.loss)
 
-            reports = vidseek.train_grounder_from_archive(
+            reports = vidseek.train.train_grounder_from_archive(
                 out, arch, rows, stages, llm=llm, tuning=tuning, train=config,
                 device=device, progress=show)
     except (vidseek.VidseekError, ValueError) as exc:

@@ -1,6 +1,6 @@
 """The service commands of the CLI: ``watch`` (ingest daemon), ``jobs`` and ``serve``.
 
-Options left out fall back to ``VIDSEEK_*`` environment variables (:class:`vidseek.ServiceSettings`).
+Options left out fall back to ``VIDSEEK_*`` environment variables (:class:`vidseek.service.ServiceSettings`).
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from rich.table import Table
 
 import vidseek
 
+import vidseek.service
 from .cli import ArchiveOpt, DeviceOpt, _fail, app, console, err
 
 logger = logging.getLogger("vidseek.service")
 
 
-def _settings(**overrides) -> vidseek.ServiceSettings:
+def _settings(**overrides) -> vidseek.service.ServiceSettings:
     """Environment settings with the options the user gave on top."""
     try:
-        base = vidseek.ServiceSettings()
+        base = vidseek.service.ServiceSettings()
         given = {k: v for k, v in overrides.items() if v is not None}
         return base.model_copy(update=given) if given else base
     except ValueError as exc:  # pydantic's ValidationError: a bad VIDSEEK_* value
@@ -76,7 +77,7 @@ def watch(
     signal.signal(signal.SIGINT, request_stop)
     try:
         with vidseek.Archive.open(settings.archive, model=settings.model, device=settings.device) as arch:
-            daemon = vidseek.IngestDaemon(arch, folders, settings.daemon_config())
+            daemon = vidseek.service.IngestDaemon(arch, folders, settings.daemon_config())
             logger.info("watching %s into %s with %d worker(s)", ", ".join(map(str, folders)),
                         settings.archive, settings.workers)
             report = daemon.run(stop, once=once)
@@ -101,8 +102,8 @@ def jobs(
     """List the archive's ingest jobs, newest first, with counts per state."""
     if failed:
         status = "failed"
-    if status is not None and status not in vidseek.JOB_STATES:
-        err.print(f"error: --status must be one of {', '.join(vidseek.JOB_STATES)}")
+    if status is not None and status not in vidseek.service.JOB_STATES:
+        err.print(f"error: --status must be one of {', '.join(vidseek.service.JOB_STATES)}")
         raise typer.Exit(code=2)
     try:
         with vidseek.Archive.open(archive, create=False) as arch:

@@ -27,6 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import vidseek
 
+import vidseek.errors
+import vidseek.indexer
+import vidseek.service
 from .media import media_type, servable_path, thumbnail_jpeg
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .uploads import UploadLimit, read_upload_image
@@ -50,12 +53,12 @@ class IngestRequest(BaseModel):
 class ServerState:
     """What the request handlers share: the archive, the settings, the optional daemon."""
 
-    def __init__(self, settings: vidseek.ServiceSettings, watch: list[Path], ingest: bool) -> None:
+    def __init__(self, settings: vidseek.service.ServiceSettings, watch: list[Path], ingest: bool) -> None:
         self.settings = settings
         self.watch = watch
         self.ingest = ingest or bool(watch)
         self.archive: vidseek.Archive | None = None
-        self.daemon: vidseek.IngestDaemon | None = None
+        self.daemon: vidseek.service.IngestDaemon | None = None
         self.daemon_thread: threading.Thread | None = None
         self.stop = threading.Event()
         self.ground_lock = threading.Lock()  # one grounded query at a time: it uses every core
@@ -71,7 +74,7 @@ class ServerState:
             self.archive.grounder
             self.archive.store.refresh_index()
         if self.ingest:
-            self.daemon = vidseek.IngestDaemon(self.archive, self.watch, s.daemon_config())
+            self.daemon = vidseek.service.IngestDaemon(self.archive, self.watch, s.daemon_config())
             self.daemon_thread = threading.Thread(target=self.daemon.run, args=(self.stop,),
                                                   name="vidseek-daemon", daemon=True)
             self.daemon_thread.start()
@@ -126,7 +129,7 @@ def _video_json(v: vidseek.VideoRecord) -> dict:
             "media": f"/api/videos/{v.id}/media"}
 
 
-def _job_json(job: vidseek.Job, full: bool) -> dict:
+def _job_json(job: vidseek.service.Job, full: bool) -> dict:
     data = job.to_dict()
     data["name"] = Path(job.path).name
     if not full:
@@ -136,7 +139,7 @@ def _job_json(job: vidseek.Job, full: bool) -> dict:
     return data
 
 
-def create_app(settings: vidseek.ServiceSettings | None = None,
+def create_app(settings: vidseek.service.ServiceSettings | None = None,
                watch: list[Path] | None = None, ingest: bool = False) -> FastAPI:
     """The server for ``settings.archive``.
 
@@ -144,7 +147,7 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
     ``settings.workers`` workers): watching those folders and working off queued jobs, such
     as those ``POST /api/ingest`` adds. Without, a separate ``vidseek watch`` does the work.
     """
-    settings = settings or vidseek.ServiceSettings()
+    settings = settings or vidseek.service.ServiceSettings()
     state = ServerState(settings, [Path(w).expanduser().resolve() for w in (watch or [])], ingest)
 
     @asynccontextmanager
@@ -178,8 +181,8 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
     async def query_error(request: Request, exc: vidseek.QueryError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=422)
 
-    @app.exception_handler(vidseek.ArchiveLockedError)
-    async def archive_busy(request: Request, exc: vidseek.ArchiveLockedError) -> JSONResponse:
+    @app.exception_handler(vidseek.errors.ArchiveLockedError)
+    async def archive_busy(request: Request, exc: vidseek.errors.ArchiveLockedError) -> JSONResponse:
         return JSONResponse({"error": f"busy: {exc}"}, status_code=503, headers={"Retry-After": "5"})
 
     @app.middleware("http")
@@ -397,7 +400,7 @@ def create_app(settings: vidseek.ServiceSettings | None = None,
                                              "(VIDSEEK_INGEST_ROOTS)")
                 if not path.exists():
                     raise HTTPException(422, f"paths: {raw} does not exist")
-                found = {f: f.resolve() for f in vidseek.discover_videos([path])}
+                found = {f: f.resolve() for f in vidseek.indexer.discover_videos([path])}
             except (ValueError, OSError, RuntimeError) as exc:  # NUL bytes, loops, permissions
                 raise HTTPException(422, f"paths: {raw!r} is not a usable path ({exc})")
             outside = [f for f, real in found.items() if not allowed(real)]  # symlinks out

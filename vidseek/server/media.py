@@ -12,6 +12,7 @@ from PIL import Image
 
 import vidseek
 
+import vidseek.indexer
 __all__ = ["servable_path", "thumbnail_jpeg", "media_type"]
 
 
@@ -28,7 +29,7 @@ def servable_path(record: vidseek.VideoRecord) -> Path:
         real = Path(os.path.realpath(path))
         if not real.is_file():
             raise gone
-        if real != path and (real.suffix.lower() not in vidseek.VIDEO_EXTENSIONS
+        if real != path and (real.suffix.lower() not in vidseek.indexer.VIDEO_EXTENSIONS
                              or real.stat().st_size != record.size_bytes):
             raise gone
     except OSError:
@@ -39,7 +40,7 @@ def servable_path(record: vidseek.VideoRecord) -> Path:
 @lru_cache(maxsize=256)
 def thumbnail_jpeg(path: str, content_hash: str, t: float, width: int) -> bytes:
     # content_hash is part of the key: a replaced file must not serve its old frames
-    image = vidseek.read_frame(path, t)
+    image = vidseek.indexer.read_frame(path, t)
     height = max(1, round(image.height * width / image.width))
     out = BytesIO()
     image.resize((width, height), Image.BILINEAR).save(out, "JPEG", quality=80)

@@ -1,0 +1,12 @@
+"""Training offline: a tiny CLIP-style encoder on the procedural world (and footage), and the
+grounder's stages (ReVisionLLM's 1A, 1B, 2) from an archive and annotations.
+
+``import vidseek.train`` (``import vidseek`` does not load it).
+"""
+
+from ..models.grounder import STAGES as GROUNDING_STAGES
+from .grounding import GroundingTrainConfig, StageReport, TrainProgress, train_grounder_from_archive
+from .world_encoder import WorldEncoderReport, train_world_encoder
+
+__all__ = ["GROUNDING_STAGES", "GroundingTrainConfig", "StageReport", "TrainProgress",
+           "train_grounder_from_archive", "WorldEncoderReport", "train_world_encoder"]
