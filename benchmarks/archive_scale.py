@@ -206,7 +206,7 @@ def measure(archive: Path, model: Path, count: int, nprobe: int | None = None) -
     arch = vidseek.Archive.open(archive, model=model, device="cpu", create=False)
     arch.encoder.encode_text(["warm up"])
     rss_model, anon_model = rss_mb(), rss_mb("RssAnon")
-    index = arch.store.refresh_index()
+    index = arch._store.refresh_index()
     if nprobe:
         index.set_nprobe(nprobe)
     open_s = time.perf_counter() - t0
@@ -223,8 +223,8 @@ def measure(archive: Path, model: Path, count: int, nprobe: int | None = None) -
             search.append(time.perf_counter() - t0)
             # ann-benchmarks' recall: a result counts when its exact score reaches the exact
             # 10th best (minus 1e-3), so ties among equally good frames are not misses
-            kth = exact_scores(arch.store, q, truth).min()
-            got = exact_scores(arch.store, q, ids[0][ids[0] >= 0])
+            kth = exact_scores(arch._store, q, truth).min()
+            got = exact_scores(arch._store, q, ids[0][ids[0] >= 0])
             found.append(float((got >= kth - 1e-3).sum()) / 10)
             overlap.append(len(set(ids[0].tolist()) & set(truth.tolist())) / 10)
         recall[name], strict[name] = float(np.mean(found)), float(np.mean(overlap))

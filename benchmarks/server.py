@@ -201,8 +201,8 @@ def main() -> None:
     import vidseek
 
     with vidseek.Archive.open(source, create=False) as arch:
-        summary["archive_hours"] = arch.store.catalog.totals()["seconds"] / 3600
-        summary["archive_frames"] = arch.store.catalog.totals()["frames"]
+        summary["archive_hours"] = arch.totals()["seconds"] / 3600
+        summary["archive_frames"] = arch.totals()["frames"]
     print(f"\nCLIP-mode text search over loopback, model {args.model}, archive "
           f"{summary['archive_hours'] * 60:.1f} min / {summary['archive_frames']} frames, "
           f"{os.cpu_count()} CPU cores\n")

@@ -19,7 +19,7 @@ from vidseek.synth import Segment, noise_frames, splice_videos
 
 def snapshot(archive: Archive) -> dict:
     """Everything that makes up the archive's visible state."""
-    store = archive.store
+    store = archive._store
     index = store.refresh_index()
     return {
         "videos": [(v.id, v.path, v.content_hash, v.frames) for v in store.catalog.videos()],

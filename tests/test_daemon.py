@@ -68,7 +68,7 @@ def assert_consistent(archive_dir: Path) -> list[vidseek.VideoRecord]:
     """Every catalogued video is whole: its feature file loads with its frame count, and the
     FAISS index holds exactly the catalog's frame ids."""
     with vidseek.Archive.open(archive_dir, create=False) as archive:
-        store = archive.store
+        store = archive._store
         videos = archive.videos()
         expected = set()
         for video in videos:

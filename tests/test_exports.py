@@ -93,8 +93,8 @@ def test_contact_sheet_and_cli_export(results, media):
     runner = CliRunner()
     out = root / "cli.otio"
     result = runner.invoke(app, ["search", "--image", str(root / "frame.png"), "-a",
-                                 str(archive.store.root), "-k", "3", "--export", str(out)])
+                                 str(archive.path), "-k", "3", "--export", str(out)])
     assert result.exit_code == 0, result.output
     assert len(list(otio.adapters.read_from_file(str(out)).find_clips())) == 3
-    bad = runner.invoke(app, ["search", "x", "-a", str(archive.store.root), "--export", "r.mov"])
+    bad = runner.invoke(app, ["search", "x", "-a", str(archive.path), "--export", "r.mov"])
     assert bad.exit_code == 2 and "--export" in bad.output

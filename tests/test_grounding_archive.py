@@ -53,18 +53,18 @@ def test_reindex_then_ingest_store_sparse_tokens(tmp_path, tiny_clip_dir, world_
         assert after.features_key == before.features_key  # features untouched, nothing decoded
         archive.ingest([root / "b.mp4"])  # stored at ingest now
         b = archive.find_video("b.mp4")
-        sparse = archive.store.load_sparse(b)
+        sparse = archive._store.load_sparse(b)
         assert sparse is not None and sparse.fingerprint == grounder.adapter_fingerprint
         window = grounder.config.windows.coarse
         assert sparse.tokens.shape[:2] == (-(-b.frames // window), grounder.config.adapter.coarse_tokens)
-        windows = archive.store.catalog.windows(b.id)
+        windows = archive._store.catalog.windows(b.id)
         assert len(windows) == sparse.tokens.shape[0] and windows[0][0] == 0.0
         assert windows[-1][1] == pytest.approx(b.duration, abs=1.0)
         info = archive.info()
         assert info.grounder == str(checkpoint.resolve()) and info.sparse_videos == 2
         archive.remove("b.mp4")
-        assert not archive.store.sparse.path(b.sparse_key).exists()
-        assert archive.store.catalog.windows(b.id) == []
+        assert not archive._store.sparse.path(b.sparse_key).exists()
+        assert archive._store.catalog.windows(b.id) == []
 
 
 def test_grounded_search_returns_scored_moments_and_tree(tmp_path, tiny_clip_dir, world_videos, checkpoint):

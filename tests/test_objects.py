@@ -113,7 +113,7 @@ def test_an_object_selected_in_one_clip_is_found_in_the_others(tmp_path, world_e
         from vidseek.query.objects import score_video_cells
 
         record = archive.find_video("objects.mp4")
-        features = archive.store.video_features(record)
+        features = archive._store.video_features(record)
         token = archive.object_token(box, video="objects.mp4", time=3.0)
         best, _ = score_video_cells(features.dense, token)
         per_clip = [float(best[(features.times >= 6 * n) & (features.times < 6 * n + 6)].max())
@@ -204,7 +204,7 @@ def test_patch_vectors_follow_commits_deletes_and_crashes(tmp_path, tiny_clip_di
 
     with vidseek.Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as archive:
         archive.ingest([media / "bikes.mp4", media / "carphone_pristine.mp4"])
-        store = archive.store
+        store = archive._store
         stored = {v.name: len(store.files.load_tokens(v.features_key)) for v in archive.videos()}
         patches = store.refresh_patch_index()
         assert patches.ntotal == sum(stored.values())
@@ -222,6 +222,6 @@ def test_patch_vectors_follow_commits_deletes_and_crashes(tmp_path, tiny_clip_di
     meta = json.loads(sidecar.read_text())
     sidecar.write_text(json.dumps({**meta, "generation": meta["generation"] - 1}))
     with vidseek.Archive.open(tmp_path / "a", create=False) as archive:
-        rebuilt = archive.store.refresh_patch_index()
+        rebuilt = archive._store.refresh_patch_index()
         assert rebuilt.ntotal == stored["bikes.mp4"]
-        assert rebuilt.generation == archive.store.catalog.generation
+        assert rebuilt.generation == archive._store.catalog.generation

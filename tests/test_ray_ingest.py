@@ -24,7 +24,7 @@ def snapshot(archive: vidseek.Archive) -> dict:
               "width", "height", "codec", "frames", "kept_fraction")
     videos = {}
     for video in archive.videos():
-        features = archive.store.video_features(video)
+        features = archive._store.video_features(video)
         videos[video.name] = ({f: getattr(video, f) for f in fields} | {"id": video.id}, features)
     return videos
 
@@ -60,11 +60,11 @@ def test_ray_ingest_matches_local_ingest(tmp_path, tiny_clip_dir, media, generat
             np.testing.assert_allclose(other.dense.tokens.astype(np.float32),
                                        features.dense.tokens.astype(np.float32), atol=2e-3)
         # searchable like the local archive; a second run skips every file
-        query = remote.store.video_embeddings(remote.find_video("bikes.mp4"))[1][3]
+        query = remote._store.video_embeddings(remote.find_video("bikes.mp4"))[1][3]
         local_hits = vidseek.Archive.open(tmp_path / "local", create=False)
         try:
-            assert ([h.video_id for h in remote.store.search_frames(query, 5)]
-                    == [h.video_id for h in local_hits.store.search_frames(query, 5)])
+            assert ([h.video_id for h in remote._store.search_frames(query, 5)]
+                    == [h.video_id for h in local_hits._store.search_frames(query, 5)])
         finally:
             local_hits.close()
         again = remote.ingest([folder], engine="ray")

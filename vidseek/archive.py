@@ -6,6 +6,7 @@ It wires the three layers together — ``indexer`` (decode, encode, prune) write
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -129,7 +130,7 @@ class Archive:
     def __init__(self, store: ArchiveStore, model: str, config: IngestConfig,
                  device: str | None, encoder: FrameEncoder | None = None,
                  int8_text: bool = False, int8_llm: bool = False) -> None:
-        self.store = store
+        self._store = store
         self.config = config
         self._model = model
         self._device = device
@@ -183,7 +184,7 @@ class Archive:
         return archive
 
     def close(self) -> None:
-        self.store.close()
+        self._store.close()
 
     def __enter__(self) -> "Archive":
         return self
@@ -201,19 +202,19 @@ class Archive:
 
     def _load_encoder(self) -> None:
         encoder = FrameEncoder.load(self._model, device=self._device)
-        if self.store.manifest is None:
-            self.store.set_manifest({  # a no-op if another process set one meanwhile
+        if self._store.manifest is None:
+            self._store.set_manifest({  # a no-op if another process set one meanwhile
                 "encoder": encoder.info.to_dict(),
                 "ingest": {"fps": self.config.fps, "prune_threshold": self.config.prune_threshold},
                 "vidseek_version": __version__,
                 "created": time.time(),
             })
-        manifest = self.store.manifest
+        manifest = self._store.manifest
         if manifest is not None:
             built_with = EncoderInfo.from_dict(manifest["encoder"])
             if built_with.fingerprint != encoder.info.fingerprint:
                 raise EncoderMismatchError(
-                    f"{self.store.root}: archive was built with encoder {built_with.name!r} "
+                    f"{self._store.root}: archive was built with encoder {built_with.name!r} "
                     f"(fingerprint {built_with.fingerprint}), not {encoder.info.name!r} "
                     f"(fingerprint {encoder.info.fingerprint}); use a new archive for another encoder")
         self._encoder = self._quantised_encoder(encoder)
@@ -246,7 +247,7 @@ class Archive:
                     self._failed(report, notify, exc, n, len(files))
                     continue
                 self._done(report, notify, path, outcome, n, len(files))
-        self.store.collect_garbage()
+        self._store.collect_garbage()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -341,7 +342,7 @@ class Archive:
             digest = file_digest(path)
         except OSError as exc:
             raise VideoError(path, f"cannot read the file: {exc.strerror or exc}") from exc
-        existing = self.store.catalog.video_by_path(str(path))
+        existing = self._store.catalog.video_by_path(str(path))
         if (existing is not None and existing.content_hash == digest
                 and existing.fps == self.config.fps):
             return SkippedFile(path, "unchanged since it was indexed")
@@ -365,7 +366,7 @@ class Archive:
         grounder = self.grounder
         if grounder is not None:
             sparse, windows = compute_sparse_tokens(grounder, features, self.config.fps)
-        record = self.store.commit_video(fields, features, sparse, windows)
+        record = self._store.commit_video(fields, features, sparse, windows)
         logger.info("indexed %s: %d frames, %.1fs, %.0f%% dense tokens kept", path,
                     record.frames, record.duration, 100 * record.kept_fraction)
         return record
@@ -376,7 +377,7 @@ class Archive:
         """The archive's grounding checkpoint (loaded on first use), or None if it has none."""
         with self._grounder_lock:  # server threads must not load it twice
             if self._grounder is None:
-                recorded = self.store.catalog.get_meta("grounder")
+                recorded = self._store.catalog.get_meta("grounder")
                 if recorded is not None:
                     self._grounder = self._quantised_grounder(self._check_grounder(
                         Grounder.load(recorded["path"], device=self._device)))
@@ -401,7 +402,7 @@ class Archive:
         return grounder
 
     def _check_grounder(self, grounder: Grounder) -> Grounder:
-        manifest = self.store.manifest
+        manifest = self._store.manifest
         if manifest is not None:
             from .train.grounding import adapter_config_for
 
@@ -418,8 +419,8 @@ class Archive:
         """Adopt a grounding checkpoint: later ingests store its sparse tokens, grounded
         searches use it. Run :meth:`reindex` to back-fill videos already indexed."""
         grounder = self._quantised_grounder(self._check_grounder(Grounder.load(path, device=self._device)))
-        with self.store.lock:
-            self.store.catalog.set_meta("grounder", {
+        with self._store.lock:
+            self._store.catalog.set_meta("grounder", {
                 "path": str(Path(path).resolve()), "fingerprint": grounder.fingerprint,
                 "adapter_fingerprint": grounder.adapter_fingerprint})
         self._grounder = grounder
@@ -431,7 +432,7 @@ class Archive:
         frame features (no video is decoded)."""
         grounder = self.grounder
         if grounder is None:
-            raise ModelError(f"{self.store.root}: no grounding checkpoint; set one first "
+            raise ModelError(f"{self._store.root}: no grounding checkpoint; set one first "
                              "(Archive.set_grounder or vidseek reindex --grounder)")
         started = time.perf_counter()
         report = ReindexReport()
@@ -440,8 +441,8 @@ class Archive:
             if video.sparse_fingerprint == grounder.adapter_fingerprint:
                 report.skipped += 1
             else:
-                sparse, windows = compute_sparse_tokens(grounder, self.store.video_features(video), video.fps)
-                if self.store.set_sparse(video, sparse, windows):
+                sparse, windows = compute_sparse_tokens(grounder, self._store.video_features(video), video.fps)
+                if self._store.set_sparse(video, sparse, windows):
                     report.updated += 1
                 else:
                     report.skipped += 1  # replaced or removed meanwhile; ingest handles it
@@ -456,7 +457,7 @@ class Archive:
         grounder = self.grounder
         if record.frames <= grounder.config.windows.dense:  # type: ignore[union-attr]
             return None
-        sparse = self.store.load_sparse(record)
+        sparse = self._store.load_sparse(record)
         if sparse is not None and sparse.fingerprint == grounder.adapter_fingerprint:  # type: ignore[union-attr]
             return sparse.tokens
         key = (record.id, record.features_key)
@@ -494,12 +495,12 @@ class Archive:
                 timings["ground"] = time.perf_counter() - t0
             return ranked_moments(results, top_k)
         videos = self._resolve_videos(video) if video is not None else None
-        if self.store.manifest is None:
+        if self._store.manifest is None:
             return []
         t0 = time.perf_counter()
         query = self.embed_query(text=text, image=image)
         t1 = time.perf_counter()
-        moments = search_moments(self.store, query, top_k=top_k, videos=videos)
+        moments = search_moments(self._store, query, top_k=top_k, videos=videos)
         if timings is not None:
             timings["encode_query"] = t1 - t0
             timings["retrieve"] = time.perf_counter() - t1
@@ -517,23 +518,23 @@ class Archive:
             raise QueryError("the text query is empty")
         grounder = self.grounder
         if grounder is None:
-            raise QueryError(f"{self.store.root}: the grounded mode needs a grounding checkpoint "
+            raise QueryError(f"{self._store.root}: the grounded mode needs a grounding checkpoint "
                              "(vidseek reindex --grounder CKPT)")
         options = options or GroundingOptions()
         if video is not None:
             videos = self._resolve_videos(video)
-        elif self.store.manifest is None:
+        elif self._store.manifest is None:
             return []
         query_vector = self.embed_query(text=text)
         if video is None:
             seen: list[int] = []
-            for m in search_moments(self.store, query_vector, top_k=4 * candidates):
+            for m in search_moments(self._store, query_vector, top_k=4 * candidates):
                 if m.video_id not in seen:
                     seen.append(m.video_id)
-            videos = [v for v in (self.store.catalog.video_by_id(i) for i in seen[:candidates]) if v]
+            videos = [v for v in (self._store.catalog.video_by_id(i) for i in seen[:candidates]) if v]
         results = []
         for record in videos:
-            features = self.store.video_features(record)
+            features = self._store.video_features(record)
             results.append(ground_video(grounder, record, features, self._sparse_tokens(record, features),
                                         text, query_vector, options))
         return results
@@ -556,12 +557,12 @@ class Archive:
             raise QueryError(f"top_k must be at least 1, got {top_k}")
         token = self.object_token(box, mask=mask, video=video, time=time, image=image)
         videos = self._resolve_videos(within) if within is not None else None
-        return find_object(self.store, token, self._encoder_grid(), top_k=top_k, videos=videos)
+        return find_object(self._store, token, self._encoder_grid(), top_k=top_k, videos=videos)
 
     def _encoder_grid(self) -> tuple[int, int]:
-        manifest = self.store.manifest
+        manifest = self._store.manifest
         if manifest is None:
-            raise QueryError(f"{self.store.root}: the archive is empty")
+            raise QueryError(f"{self._store.root}: the archive is empty")
         return EncoderInfo.from_dict(manifest["encoder"]).grid
 
     def object_token(self, box: str | Sequence[float] | None = None, *,
@@ -585,7 +586,7 @@ class Archive:
                                  f"for the region's frame (got {time})")
             width, height = record.width, record.height
             try:
-                features = self.store.video_features(record)
+                features = self._store.video_features(record)
             except (OSError, ValueError) as exc:  # replaced or removed meanwhile
                 raise QueryError(f"{record.name}: its features are unavailable ({exc}); try again") from exc
             # the sampled frame nearest the time asked for (dense tokens exist per sampled frame)
@@ -633,11 +634,11 @@ class Archive:
         """Indexed videos whose file name, path or id is ``video`` (several may share a name);
         an ``int`` is an id only."""
         if isinstance(video, int):
-            record = self.store.catalog.video_by_id(video)
+            record = self._store.catalog.video_by_id(video)
             return [record] if record is not None else []
-        found = self.store.catalog.find_videos(video)
+        found = self._store.catalog.find_videos(video)
         if not found:
-            found = self.store.catalog.find_videos(str(Path(video).expanduser().resolve()))
+            found = self._store.catalog.find_videos(str(Path(video).expanduser().resolve()))
         return found
 
     def find_video(self, video: str | int) -> VideoRecord:
@@ -661,7 +662,7 @@ class Archive:
         (OpenTimelineIO timeline), ``.edl`` (CMX 3600) or ``.jpg`` (contact sheet)."""
         items = []
         for result in results:
-            record = self.store.catalog.video_by_id(result.video_id)
+            record = self._store.catalog.video_by_id(result.video_id)
             if record is not None:  # removed since the search: nothing to point at
                 items.append(ExportItem(record, result.start, result.end, float(result.score), result.peak))
         return export_results(items, path, title)
@@ -672,30 +673,88 @@ class Archive:
         """The archive's durable ingest job queue (see :class:`~vidseek.IngestDaemon`)."""
         with self._grounder_lock:  # one JobQueue (and one schema check) per archive
             if self._jobs is None:
-                self._jobs = JobQueue(self.store.catalog)
+                self._jobs = JobQueue(self._store.catalog)
         return self._jobs
 
     # -- catalog ----------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """The archive directory."""
+        return self._store.root
+
+    @property
+    def generation(self) -> int:
+        """The catalog's commit counter: it changes whenever a video is added or removed,
+        by this process or another (cheap to poll)."""
+        return self._store.catalog.generation
+
+    @property
+    def is_empty(self) -> bool:
+        """True until the archive has adopted an encoder (on its first ingest)."""
+        return self._store.manifest is None
+
+    @property
+    def manifest(self) -> dict | None:
+        """What the archive was built with (``encoder``: name, fingerprint, dimensions;
+        ``ingest``: sampling rate, pruning threshold), or None before its first ingest."""
+        manifest = self._store.manifest
+        return copy.deepcopy(manifest) if manifest is not None else None
+
+    @property
+    def encoder_name(self) -> str:
+        """The encoder the archive was built with (hub id or local path); for a new archive,
+        the one it will adopt."""
+        manifest = self._store.manifest
+        return manifest["encoder"]["name"] if manifest is not None else self._model
+
     def videos(self) -> list[VideoRecord]:
-        return self.store.catalog.videos()
+        return self._store.catalog.videos()
+
+    def video(self, video_id: int) -> VideoRecord | None:
+        """The indexed video with this id, or None."""
+        return self._store.catalog.video_by_id(video_id)
+
+    def video_at(self, path: str | os.PathLike) -> VideoRecord | None:
+        """The indexed video whose source file is exactly ``path`` (resolved), or None."""
+        return self._store.catalog.video_by_path(str(Path(path).expanduser().resolve()))
+
+    def video_features(self, video: VideoRecord) -> VideoFeatures:
+        """A video's stored frame times, embeddings and dense tokens."""
+        return self._store.video_features(video)
+
+    def totals(self) -> dict[str, float]:
+        """``videos``, ``seconds`` and ``frames`` indexed (a catalog read; no disk walk)."""
+        return dict(self._store.catalog.totals())
+
+    def warm_up(self) -> None:
+        """Load what the first search would: the encoder, the grounder if any, the frame
+        index (a server calls this at start-up)."""
+        self.encoder
+        if self._store.manifest is not None:
+            self.grounder
+            self._store.refresh_index()
+
+    def collect_garbage(self) -> None:
+        """Delete files no committed video references (left by crashes or replacements)."""
+        self._store.collect_garbage()
 
     def remove(self, video: str) -> VideoRecord:
         """Remove one video (file name, path or id) from the archive; returns its record."""
         record = self.find_video(video)
-        self.store.delete_video(record)
+        self._store.delete_video(record)
         return record
 
     def info(self) -> ArchiveInfo:
-        manifest = self.store.manifest or {}
+        manifest = self._store.manifest or {}
         encoder = manifest.get("encoder", {})
-        totals = self.store.catalog.totals()
-        disk = sum(p.stat().st_size for p in self.store.root.rglob("*") if p.is_file())
-        index_kind = self.store.refresh_index().kind if manifest else "none"
-        grounder = self.store.catalog.get_meta("grounder") or {}
+        totals = self._store.catalog.totals()
+        disk = sum(p.stat().st_size for p in self._store.root.rglob("*") if p.is_file())
+        index_kind = self._store.refresh_index().kind if manifest else "none"
+        grounder = self._store.catalog.get_meta("grounder") or {}
         sparse_videos = sum(v.sparse_fingerprint == grounder.get("adapter_fingerprint")
                             for v in self.videos()) if grounder else 0
         return ArchiveInfo(
-            path=self.store.root.absolute(), encoder=encoder.get("name", self._model),
+            path=self._store.root.absolute(), encoder=encoder.get("name", self._model),
             encoder_fingerprint=encoder.get("fingerprint", ""), embed_dim=encoder.get("embed_dim", 0),
             videos=int(totals["videos"]), hours=totals["seconds"] / 3600, frames=int(totals["frames"]),
             index_kind=index_kind, disk_bytes=disk, fps=self.config.fps,

@@ -129,7 +129,7 @@ class IngestDaemon:
             self._wake.set()
             for thread in threads:
                 thread.join()
-            self.archive.store.collect_garbage()
+            self.archive.collect_garbage()
         self.report.seconds = time.perf_counter() - started
         return self.report
 
@@ -204,7 +204,7 @@ class IngestDaemon:
             return
         seconds = time.perf_counter() - t0
         if isinstance(outcome, SkippedFile):
-            record = self.archive.store.catalog.video_by_path(job.path)
+            record = self.archive.video_at(job.path)
             jobs.finish(job, "skipped", record.id if record else 0, seconds)
             self.report.skipped += 1
         else:

@@ -106,17 +106,24 @@ class Catalog:
                 self._connections = alive + [(threading.current_thread(), conn)]
         return db
 
-    def _create_schema(self) -> None:
-        # One immediate transaction: it waits for other writers (a daemon and a server may
-        # open the archive at once) instead of failing on a stale schema read.
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate transaction: it takes the write lock at once (waiting for other
+        writers up to the busy timeout) instead of failing later on a stale read; committed
+        on success, rolled back on any error."""
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            self._create_tables()
+            yield conn
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _create_schema(self) -> None:
+        # a daemon and a server may open the archive at once
+        with self.transaction():
+            self._create_tables()
 
     def _create_tables(self) -> None:
         if "meta" not in self.db.table_names():
@@ -191,16 +198,10 @@ class Catalog:
     @contextmanager
     def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         """An immediate transaction that bumps the generation; rolled back on any error."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as conn:
             yield conn
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)",
                          [json.dumps(self.generation + 1)])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def commit_video(self, fields_: dict[str, Any], times: np.ndarray,
                      replace: VideoRecord | None = None,
@@ -247,19 +248,13 @@ class Catalog:
                    windows: list[tuple[float, float]]) -> bool:
         """Point ``video`` at a new sparse token file. The frame index is unaffected, so the
         generation is not bumped. False if the video changed or vanished meanwhile."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE videos SET sparse_key = ?, sparse_fingerprint = ? "
                 "WHERE id = ? AND features_key = ?", [key, fingerprint, video.id, video.features_key])
             if cur.rowcount:
                 conn.execute("DELETE FROM windows WHERE video_id = ?", [video.id])
                 self._insert_windows(conn, video.id, windows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return bool(cur.rowcount)
 
     def windows(self, video_id: int) -> list[tuple[float, float]]:

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any, Iterator
+from typing import Any
 
 from .catalog import Catalog
 
@@ -97,21 +95,10 @@ class JobQueue:
         if "jobs" not in db.table_names():
             # BEGIN IMMEDIATE waits for other writers; a bare CREATE could fail at once with
             # "database is locked" when another connection wrote since it read the schema
-            with self._transaction():
+            with self.catalog.transaction():
                 db["jobs"].create(_COLUMNS, pk="id", not_null={"path", "status"}, if_not_exists=True)
                 db["jobs"].create_index(["status", "next_attempt_at"], if_not_exists=True)
                 db["jobs"].create_index(["path"], if_not_exists=True)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self.catalog.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _rows(self, sql: str, params: list[Any]) -> list[Job]:
         return [Job.from_row(r) for r in self.catalog.db.query(sql, params)]
@@ -126,7 +113,7 @@ class JobQueue:
         file was already handled and nothing is queued.
         """
         now = time.time()
-        with self._transaction() as conn:
+        with self.catalog.transaction() as conn:
             row = conn.execute(
                 "SELECT id, status, size, mtime_ns FROM jobs WHERE path = ? ORDER BY id DESC LIMIT 1",
                 [path]).fetchone()
@@ -155,7 +142,7 @@ class JobQueue:
     def claim(self, worker: str | None = None) -> Job | None:
         """Take the oldest pending job that is due, marking it running; None if none is."""
         now = time.time()
-        with self._transaction() as conn:
+        with self.catalog.transaction() as conn:
             row = conn.execute(
                 "SELECT id FROM jobs WHERE status = 'pending' AND next_attempt_at <= ? "
                 "AND path NOT IN (SELECT path FROM jobs WHERE status = 'running') "

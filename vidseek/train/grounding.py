@@ -217,9 +217,9 @@ def grounder_config_for(archive, llm: str, annotations: Sequence, out: Path,
     """
     from ..models.llm import build_tiny_llm
 
-    manifest = archive.store.manifest
-    if manifest is None:
-        raise ValueError(f"{archive.store.root}: the archive holds no video yet")
+    if archive.is_empty:
+        raise ConfigError(f"{archive.path}: the archive holds no video yet")
+    manifest = archive.manifest
     if llm == TINY_LLM:
         words = sorted({w for a in annotations for w in a.query.replace(".", " ").split()} | set(_PROMPT_WORDS))
         llm = str(build_tiny_llm(out.with_name(out.name + ".base-llm"), words))

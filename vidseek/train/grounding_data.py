@@ -81,7 +81,7 @@ def load_training_videos(archive, annotations: Sequence[Annotation]) -> list[Tra
             record = archive.find_video(name)
         except QueryError as exc:
             raise QueryError(f"annotations name a video the archive lacks: {exc}") from exc
-        features = archive.store.video_features(record)
+        features = archive.video_features(record)
         grid = features.dense.grid().astype(np.float32)
         events = [(a.query, *event_frames(features.times, a.start, a.end)) for a in anns if a.present]
         videos.append(TrainingVideo(name, features.times, features.embeddings.astype(np.float32),
