@@ -3,7 +3,9 @@
     python scripts/cli_docs.py          # rewrite docs/cli.md
     python scripts/cli_docs.py --check  # exit 1 if docs/cli.md is out of date
 
-tests/test_cli.py runs the check, so the docs cannot drift from ``--help``.
+tests/test_cli.py runs the check, so the docs cannot drift from ``--help``. Commands come
+in the order ``vidseek --help`` lists them (the order ``vidseek/cli/__init__.py`` registers
+them).
 """
 
 from __future__ import annotations
@@ -20,14 +22,22 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 INTRO = """# Command line reference
 
-`vidseek` is a thin layer over the library (`import vidseek`). Every command takes
-`--archive DIR` (default: `$VIDSEEK_ARCHIVE`, else `./vidseek-archive`). Errors are printed
-to stderr as `error: ...` with exit status 1; `ingest` also exits 1 when any file failed,
-after indexing all the others. Progress bars go to stderr; results to stdout.
+`vidseek` is a thin layer over the library (`import vidseek`). Every command that works on
+an archive takes `--archive DIR` (default: `$VIDSEEK_ARCHIVE`, else `./vidseek-archive`).
+Progress bars go to stderr; results to stdout.
 
-This page is generated from `--help` by `python scripts/cli_docs.py`; a test keeps it in step.
+Exit status: errors are printed to stderr as `error: ...` with exit status 1 — a failure,
+or an option value a command cannot use (`--fps nan`, a malformed `--box`), named before
+anything is opened; `ingest` also exits 1 when any file failed, after indexing all the
+others. A command line that cannot run as written — an unknown option, a missing
+argument, a value outside its choices or an integer out of range, options that exclude
+each other — exits 2.
+
+The commands live in `vidseek/cli/`: `index.py` (ingest, info, reindex), `search.py`
+(search, object), `training.py` (synth, train-encoder, train, eval), `service.py` (watch,
+jobs, serve), sharing `options.py`. This page is generated from `--help` by
+`python scripts/cli_docs.py`; a test keeps it in step.
 """
-
 
 def help_text(*args: str) -> str:
     result = CliRunner().invoke(app, [*args, "--help"], prog_name="vidseek",
@@ -39,7 +49,7 @@ def help_text(*args: str) -> str:
 
 def render() -> str:
     parts = [INTRO, "## vidseek\n", "```\n" + help_text() + "```\n"]
-    for name in sorted(get_command(app).commands):
+    for name in get_command(app).commands:  # in the order of `vidseek --help`
         parts += [f"## vidseek {name}\n", "```\n" + help_text(name) + "```\n"]
     return "\n".join(parts)
 

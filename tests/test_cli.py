@@ -92,6 +92,102 @@ def test_errors_are_clear_and_nonzero(cli_archive, tmp_path):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize("args, message", [
+    (["ingest", "x", "--fps", "nan"], "--fps must be a positive number"),
+    (["ingest", "x", "--fps", "inf"], "--fps must be a positive number"),
+    (["ingest", "x", "--fps", "0"], "--fps must be a positive number"),
+    (["ingest", "x", "--fps", "-1"], "--fps must be a positive number"),
+    (["ingest", "x", "--prune-threshold", "nan"], "--prune-threshold must be a number >= 0"),
+    (["ingest", "x", "--prune-threshold", "inf"], "--prune-threshold must be a number >= 0"),
+    (["ingest", "x", "--prune-threshold", "-1"], "--prune-threshold must be a number >= 0"),
+    (["synth", "out", "--minutes", "nan"], "--minutes must be a number >= 0.1"),
+    (["train", "--annotations", "a.jsonl", "-o", "g", "--lr", "inf"], "--lr must be a positive number"),
+    (["watch", ".", "--settle", "-1"], "--settle must be a number >= 0"),
+    (["watch", ".", "--poll", "nan"], "--poll must be a number >= 0.05"),
+    (["object", "--video", "v.mp4", "--time", "nan", "--box", "0,0,1,1"], "--time must be a number >= 0"),
+])
+def test_bad_numbers_are_named_before_anything_is_opened(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    if args[0] != "synth":
+        args = [*args, "--archive", str(tmp_path / "archive")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert f"error: {message}" in result.output
+    assert not (tmp_path / "archive").exists() and not (tmp_path / "out").exists()
+
+
+def test_choices_and_integer_ranges_are_checked_by_the_parser(tmp_path):
+    for args in (["search", "x", "--mode", "fast"], ["ingest", "x", "--engine", "spark"],
+                 ["ingest", "x", "--batch-size", "0"], ["ingest", "x", "--workers", "0"],
+                 ["jobs", "--status", "lost"], ["eval", "--annotations", "a", "--ranking", "best"],
+                 ["search", "--object", "--video", "v.mp4"]):  # object queries have their own command
+        result = runner.invoke(app, [*args, "--archive", str(tmp_path / "archive")])
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "archive").exists()
+
+
+def test_object_command(cli_archive, media, tmp_path):
+    from vidseek.indexer import read_frame
+
+    common = ["--archive", str(cli_archive), "-k", "3", "--json"]
+    result = run("object", "--video", "bikes.mp4", "--time", "4", "--box", "100,50,250,200", *common)
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert 1 <= len(hits) <= 3
+    for hit in hits:
+        assert {"video", "video_id", "start", "end", "score", "peak", "track"} <= set(hit)
+        assert hit["track"] and all(len(p["box"]) == 4 for p in hit["track"])
+    track = run("object", "--video", "bikes.mp4", "--time", "4", "--box", "100,50,250,200",
+                "--within", "bikes.mp4", *common)
+    assert track.exit_code == 0, track.output
+    assert {h["video"] for h in json.loads(track.output)} == {"bikes.mp4"}
+    frame = tmp_path / "frame.png"
+    picture = read_frame(media / "bikes.mp4", 4.0)
+    picture.save(frame)
+    mask = tmp_path / "mask.png"
+    from PIL import Image
+
+    region = Image.new("L", picture.size, 0)
+    region.paste(255, (100, 50, 250, 200))
+    region.save(mask)
+    by_image = run("object", "--image", str(frame), "--mask", str(mask), "--archive", str(cli_archive),
+                   "--export", str(tmp_path / "hits.edl"))
+    assert by_image.exit_code == 0, by_image.output
+    assert "box at peak" in by_image.output and (tmp_path / "hits.edl").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--box x0,y0,x1,y1 or --mask IMAGE (exactly one)"),
+    (["--box", "1,1,9,9", "--mask", "MASK", "--video", "bikes.mp4", "--time", "1"], "(exactly one)"),
+    (["--box", "1,1,9,9"], "--video V --time T or --image IMAGE (exactly one)"),
+    (["--box", "1,1,9,9", "--video", "bikes.mp4", "--image", "MASK"], "(exactly one)"),
+    (["--box", "1,1,9,9", "--video", "bikes.mp4"], "--video needs --time"),
+    (["--box", "1,1,9,9", "--image", "MASK", "--time", "1"], "--time goes with --video"),
+])
+def test_object_command_needs_one_region_on_one_picture(tmp_path, args, message):
+    picture = tmp_path / "mask.png"
+    picture.write_bytes(b"")
+    args = [str(picture) if a == "MASK" else a for a in args]
+    result = runner.invoke(app, ["object", *args, "--archive", str(tmp_path / "archive")])
+    assert result.exit_code == 2, result.output
+    assert "error: " in result.output and message in result.output
+    assert not (tmp_path / "archive").exists()
+
+
+def test_object_command_rejects_bad_boxes_and_unknown_videos(cli_archive):
+    for box in ("1,2,3", "a,b,c,d", "10,10,5,20", "0,0,nan,5"):
+        result = run("object", "--video", "bikes.mp4", "--time", "1", "--box", box,
+                     "--archive", str(cli_archive))
+        assert result.exit_code == 1 and "error: --box must be x0,y0,x1,y1" in result.output, result.output
+    result = run("object", "--video", "bikes.mp4", "--time", "1", "--box", "0,0,5000,50",
+                 "--archive", str(cli_archive))
+    assert result.exit_code == 1 and "error: " in result.output and "box" in result.output
+    result = run("object", "--video", "nope.mp4", "--time", "1", "--box", "0,0,50,50",
+                 "--archive", str(cli_archive))
+    assert result.exit_code == 1 and "no indexed video named 'nope.mp4'" in result.output
+
+
 def test_installed_entry_point_runs(cli_archive):
     exe = Path(sys.executable).with_name("vidseek")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vidseek.cli"]

@@ -1,6 +1,7 @@
-"""The service commands of the CLI: ``watch`` (ingest daemon), ``jobs`` and ``serve``.
+"""Service commands: ``watch`` (the ingest daemon), ``jobs`` and ``serve``.
 
-Options left out fall back to ``VIDSEEK_*`` environment variables (:class:`vidseek.service.ServiceSettings`).
+Options left out fall back to ``VIDSEEK_*`` environment variables
+(:class:`vidseek.service.ServiceSettings`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Literal, Optional
 
 import typer
 from rich.table import Table
 
 import vidseek
-
 import vidseek.service
-from .cli import ArchiveOpt, DeviceOpt, _fail, app, console, err
+
+from .options import ArchiveOpt, DeviceOpt, at_least, console, fail, non_negative, usage_error
 
 logger = logging.getLogger("vidseek.service")
+
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", "-w", min=1, help="Files indexed at once [default: $VIDSEEK_WORKERS or 1].")]
 
 
 def _settings(**overrides) -> vidseek.service.ServiceSettings:
@@ -31,8 +35,7 @@ def _settings(**overrides) -> vidseek.service.ServiceSettings:
         given = {k: v for k, v in overrides.items() if v is not None}
         return base.model_copy(update=given) if given else base
     except ValueError as exc:  # pydantic's ValidationError: a bad VIDSEEK_* value
-        err.print(f"error: invalid setting: {exc}", markup=False)
-        raise typer.Exit(code=2)
+        usage_error(f"invalid setting: {exc}")
 
 
 def _service_logging(level: str) -> None:
@@ -41,16 +44,21 @@ def _service_logging(level: str) -> None:
     logging.getLogger("vidseek").setLevel(level.upper())
 
 
-@app.command()
 def watch(
-    folders: List[Path] = typer.Argument(..., help="Folders to watch (recursively)."),
-    archive: Optional[Path] = ArchiveOpt,
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Files indexed at once [default: $VIDSEEK_WORKERS or 1]."),
-    settle: Optional[float] = typer.Option(None, "--settle", min=0, help="Seconds a file must stop growing before it is indexed [default: $VIDSEEK_SETTLE_SECONDS or 5]."),
-    poll: Optional[float] = typer.Option(None, "--poll", min=0.05, help="Seconds between folder scans [default: $VIDSEEK_POLL_SECONDS or 2]."),
-    once: bool = typer.Option(False, "--once", help="Index what is there (waiting for files to settle), then exit."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Encoder of a new archive [default: the archive's]."),
-    device: Optional[str] = DeviceOpt,
+    folders: Annotated[List[Path], typer.Argument(help="Folders to watch (recursively).")],
+    archive: ArchiveOpt = None,
+    workers: WorkersOpt = None,
+    settle: Annotated[Optional[float], typer.Option(
+        "--settle", callback=non_negative,
+        help="Seconds a file must stop growing before it is indexed, >= 0 [default: $VIDSEEK_SETTLE_SECONDS or 5].")] = None,
+    poll: Annotated[Optional[float], typer.Option(
+        "--poll", callback=at_least(0.05),
+        help="Seconds between folder scans, >= 0.05 [default: $VIDSEEK_POLL_SECONDS or 2].")] = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Index what is there (waiting for files to settle), then exit.")] = False,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="Encoder of a new archive [default: the archive's].")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Keep an archive current: index new and changed videos in FOLDERS as they appear.
 
@@ -65,8 +73,7 @@ def watch(
     _service_logging(settings.log_level)
     for folder in folders:
         if not folder.is_dir():
-            err.print(f"error: {folder}: not a folder", markup=False)
-            raise typer.Exit(code=2)
+            usage_error(f"{folder}: not a folder")
     stop = threading.Event()
 
     def request_stop(signum, frame) -> None:
@@ -82,7 +89,7 @@ def watch(
                         settings.archive, settings.workers)
             report = daemon.run(stop, once=once)
     except vidseek.VidseekError as exc:
-        raise _fail(exc)
+        raise fail(exc)
     console.print(f"{report.indexed} indexed, {report.skipped} unchanged, {report.failed} failed, "
                   f"{report.retried} retried, {report.recovered} recovered after a crash, "
                   f"{report.released} handed back unfinished "
@@ -91,26 +98,25 @@ def watch(
         raise typer.Exit(code=1)
 
 
-@app.command()
 def jobs(
-    archive: Optional[Path] = ArchiveOpt,
-    failed: bool = typer.Option(False, "--failed", help="Only failed jobs (with their errors)."),
-    status: Optional[str] = typer.Option(None, "--status", help="Only jobs in this state: pending, running, done or failed."),
-    limit: int = typer.Option(50, "--limit", min=1, help="Newest N jobs."),
-    as_json: bool = typer.Option(False, "--json", help="Print the jobs as a JSON list."),
+    archive: ArchiveOpt = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed jobs (with their errors).")] = False,
+    status: Annotated[Optional[Literal[vidseek.service.JOB_STATES]], typer.Option(  # type: ignore[valid-type]
+        "--status", help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N jobs.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as a JSON list.")] = False,
 ) -> None:
     """List the archive's ingest jobs, newest first, with counts per state."""
     if failed:
+        if status not in (None, "failed"):
+            usage_error(f"--failed and --status {status} contradict each other")
         status = "failed"
-    if status is not None and status not in vidseek.service.JOB_STATES:
-        err.print(f"error: --status must be one of {', '.join(vidseek.service.JOB_STATES)}")
-        raise typer.Exit(code=2)
     try:
         with vidseek.Archive.open(archive, create=False) as arch:
             found = arch.jobs.list(status=status, limit=limit)
             counts = arch.jobs.counts()
     except vidseek.VidseekError as exc:
-        raise _fail(exc)
+        raise fail(exc)
     if as_json:
         console.print(json.dumps([j.to_dict() for j in found], indent=2), markup=False)
         return
@@ -123,18 +129,28 @@ def jobs(
         console.print(table)
 
 
-@app.command()
 def serve(
-    archive: Optional[Path] = ArchiveOpt,
-    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on [default: $VIDSEEK_HOST or 127.0.0.1]."),
-    port: Optional[int] = typer.Option(None, "--port", "-p", min=0, max=65535, help="Port [default: $VIDSEEK_PORT or 8000]."),
-    watch_folders: Optional[List[Path]] = typer.Option(None, "--watch", help="Also run the ingest daemon on this folder (repeatable)."),
-    ingest: bool = typer.Option(False, "--ingest", help="Also run ingest workers for queued jobs (implied by --watch)."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Ingest workers with --watch/--ingest [default: $VIDSEEK_WORKERS or 1]."),
-    int8_text: Optional[bool] = typer.Option(None, "--int8-text/--no-int8-text", help="Encode text queries with int8 weights (CPU: about half the time) [default: $VIDSEEK_INT8_TEXT or off]."),
-    int8_llm: Optional[bool] = typer.Option(None, "--int8-llm/--no-int8-llm", help="Answer grounded queries with an int8 LM (CPU: about half the time) [default: $VIDSEEK_INT8_LLM or off]."),
-    nprobe: Optional[int] = typer.Option(None, "--nprobe", min=1, help="IVF lists of the frame index a search scans [default: $VIDSEEK_NPROBE or 64]."),
-    device: Optional[str] = DeviceOpt,
+    archive: ArchiveOpt = None,
+    host: Annotated[Optional[str], typer.Option(
+        "--host", help="Address to listen on [default: $VIDSEEK_HOST or 127.0.0.1].")] = None,
+    port: Annotated[Optional[int], typer.Option(
+        "--port", "-p", min=0, max=65535, help="Port [default: $VIDSEEK_PORT or 8000].")] = None,
+    watch_folders: Annotated[Optional[List[Path]], typer.Option(
+        "--watch", help="Also run the ingest daemon on this folder (repeatable).")] = None,
+    ingest: Annotated[bool, typer.Option(
+        "--ingest", help="Also run ingest workers for queued jobs (implied by --watch).")] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", "-w", min=1,
+        help="Ingest workers with --watch/--ingest [default: $VIDSEEK_WORKERS or 1].")] = None,
+    int8_text: Annotated[Optional[bool], typer.Option(
+        "--int8-text/--no-int8-text",
+        help="Encode text queries with int8 weights (CPU: about half the time) [default: $VIDSEEK_INT8_TEXT or off].")] = None,
+    int8_llm: Annotated[Optional[bool], typer.Option(
+        "--int8-llm/--no-int8-llm",
+        help="Answer grounded queries with an int8 LM (CPU: about half the time) [default: $VIDSEEK_INT8_LLM or off].")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(
+        "--nprobe", min=1, help="IVF lists of the frame index a search scans [default: $VIDSEEK_NPROBE or 64].")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Serve the archive over HTTP: JSON API, web page at /, OpenAPI at /docs, /metrics.
 
@@ -149,13 +165,15 @@ def serve(
     try:
         import uvicorn
 
-        from .server import create_app
+        from vidseek.server import create_app
 
         application = create_app(settings, watch=watch_folders or [], ingest=ingest)
     except (ImportError, vidseek.MissingDependencyError) as exc:
-        raise _fail(vidseek.MissingDependencyError(
+        raise fail(vidseek.MissingDependencyError(
             f"the server needs its extra: pip install 'vidseek[server]' ({exc})"))
+    except vidseek.VidseekError as exc:
+        raise fail(exc)
     if not watch_folders and not (settings.archive / "catalog.db").exists():
-        raise _fail(vidseek.ArchiveError(f"{settings.archive}: no archive here (ingest first, or --watch)"))
+        raise fail(vidseek.ArchiveError(f"{settings.archive}: no archive here (ingest first, or --watch)"))
     uvicorn.run(application, host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)

@@ -1,0 +1,149 @@
+"""Archive commands: ``ingest``, ``info`` and ``reindex``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, List, Literal, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+import vidseek
+
+from .options import ArchiveOpt, DeviceOpt, clock, console, err, fail, non_negative, positive
+
+
+def ingest(
+    paths: Annotated[List[Path], typer.Argument(help="Video files or folders (searched recursively).")],
+    archive: ArchiveOpt = None,
+    fps: Annotated[Optional[float], typer.Option(
+        "--fps", callback=positive,
+        help="Frames sampled per second, > 0 [default: the archive's, 1.0 for a new one].")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m",
+        help="CLIP/SigLIP hub id or local directory [default: the archive's, openai/clip-vit-base-patch32 for a new one].")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per encoder batch.")] = 16,
+    prune_threshold: Annotated[Optional[float], typer.Option(
+        "--prune-threshold", callback=non_negative,
+        help="Dense-token pruning threshold, mean |pixel change| in 0-255 units, >= 0 [default: the archive's, 0.1 for a new one].")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.")] = True,
+    device: DeviceOpt = None,
+    engine: Annotated[Literal["local", "ray"], typer.Option(
+        "--engine", help="local: decode and encode here; ray: on a Ray cluster (needs the ray extra).")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        "--address",
+        help="Ray cluster to use with --engine ray (e.g. ray://head:10001 or auto) [default: a local Ray instance].")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=1,
+        help="Encoder workers with --engine ray [default: one per CPU, or per GPU, of the cluster].")] = None,
+) -> None:
+    """Index video files and folders into an archive.
+
+    Unchanged files already in the archive are skipped. Files that cannot be decoded are
+    reported and skipped; the others are still indexed. Exit status 1 if any file failed.
+    With --engine ray, decoding and encoding run on Ray workers and this process commits
+    each video as its features arrive.
+    """
+    try:
+        arch = vidseek.Archive.open(archive, model=model, device=device)
+    except vidseek.VidseekError as exc:
+        raise fail(exc)
+    try:
+        base = arch.config
+        arch.config = vidseek.IngestConfig(
+            fps=fps if fps is not None else base.fps, batch_size=batch_size,
+            prune_threshold=prune_threshold if prune_threshold is not None else base.prune_threshold)
+        ray = vidseek.RayOptions(address=address, workers=workers, device=device)
+    except (vidseek.VidseekError, ValueError) as exc:  # ConfigError; checked above already
+        arch.close()
+        raise fail(exc)
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("scanning", total=None)
+
+        def progress(event: vidseek.IngestProgress) -> None:
+            label = f"[{event.file_index + 1}/{event.file_count}] {event.path.name}"
+            if event.stage == "start":
+                bar.update(task, description=label, completed=0, total=None)
+            elif event.stage == "frames":
+                bar.update(task, description=label, completed=event.seconds_done,
+                           total=event.duration or None)
+
+        try:
+            report = arch.ingest(paths, recursive=recursive, progress=progress, engine=engine, ray=ray)
+        except vidseek.VidseekError as exc:
+            raise fail(exc)
+        finally:
+            arch.close()
+    for record in report.indexed:
+        console.print(f"indexed  {record.path}  ({record.duration:.1f}s, {record.frames} frames, "
+                      f"{100 * record.kept_fraction:.0f}% dense tokens kept)", markup=False)
+    for skipped in report.skipped:
+        console.print(f"skipped  {skipped.path}  ({skipped.reason})", markup=False)
+    for failed in report.failed:
+        err.print(f"failed   {failed.error}", markup=False)
+    realtime = report.video_seconds / report.seconds if report.seconds else 0.0
+    console.print(f"{len(report.indexed)} indexed, {len(report.skipped)} skipped, {len(report.failed)} failed "
+                  f"in {report.seconds:.1f}s ({report.video_seconds:.0f}s of video, {realtime:.1f}x realtime)")
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+def info(
+    archive: ArchiveOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary and the videos as JSON.")] = False,
+) -> None:
+    """Summarise an archive: encoder, size, index type and the videos it holds."""
+    try:
+        with vidseek.Archive.open(archive, create=False) as arch:
+            summary = arch.info()
+            videos = arch.videos()
+    except vidseek.VidseekError as exc:
+        raise fail(exc)
+    if as_json:
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
+        data["video_list"] = [vars(v) for v in videos]
+        console.print(json.dumps(data, indent=2, default=str), markup=False)
+        return
+    console.print(f"archive   {summary.path}\nencoder   {summary.encoder} (fingerprint "
+                  f"{summary.encoder_fingerprint}, {summary.embed_dim}-d)\n"
+                  f"videos    {summary.videos} ({summary.hours:.2f} h, {summary.frames} frames at "
+                  f"{summary.fps:g} fps)\nindex     {summary.index_kind}\n"
+                  f"disk      {summary.disk_bytes / 1e6:.1f} MB\n"
+                  f"grounder  {summary.grounder or 'none'}"
+                  + (f" (sparse tokens for {summary.sparse_videos} of {summary.videos} videos)"
+                     if summary.grounder else ""), markup=False)
+    if videos:
+        table = Table("id", "video", "duration", "frames", "kept", "size")
+        for v in videos:
+            table.add_row(str(v.id), v.name, clock(v.duration), str(v.frames),
+                          f"{100 * v.kept_fraction:.0f}%", f"{v.width}x{v.height}")
+        console.print(table)
+
+
+def reindex(
+    archive: ArchiveOpt = None,
+    grounder: Annotated[Optional[Path], typer.Option(
+        "--grounder", help="Grounding checkpoint to adopt [default: the archive's].")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Compute the grounding checkpoint's sparse tokens for every indexed video.
+
+    Works from the stored frame features: no video is decoded. Videos whose tokens already
+    match the checkpoint are skipped; later ingests store them as they go.
+    """
+    try:
+        with vidseek.Archive.open(archive, device=device, create=False) as arch:
+            if grounder is not None:
+                arch.set_grounder(grounder)
+            with Progress(TextColumn("reindex"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                          console=err, transient=True, disable=not err.is_terminal) as bar:
+                task = bar.add_task("reindex", total=None)
+                report = arch.reindex(progress=lambda done, total, _v: bar.update(task, completed=done, total=total))
+    except vidseek.VidseekError as exc:
+        raise fail(exc)
+    console.print(f"{report.updated} videos reindexed, {report.skipped} already current, "
+                  f"{report.seconds:.1f}s", markup=False)

@@ -1,0 +1,207 @@
+"""Query commands: ``search`` (text or image, CLIP or grounded) and ``object`` (a region)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Sequence
+
+import typer
+from rich.table import Table
+
+import vidseek
+
+from .options import ArchiveOpt, DeviceOpt, clock, console, err, fail, non_negative, usage_error
+
+TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many results to return.")]
+
+
+def _check_export(value: Optional[Path]) -> Optional[Path]:
+    if value is not None and value.suffix.lower() not in vidseek.EXPORT_FORMATS:
+        usage_error(f"--export {value}: use a file ending in {', '.join(vidseek.EXPORT_FORMATS)}")
+    return value
+
+
+ExportOpt = Annotated[Optional[Path], typer.Option(
+    "--export", callback=_check_export,
+    help="Also write the results for media tools: .otio (OpenTimelineIO), .edl (CMX 3600) or .jpg (contact sheet).")]
+
+
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="What to look for, in words (omit with --image).")] = None,
+    archive: ArchiveOpt = None,
+    image: Annotated[Optional[Path], typer.Option(
+        "--image", exists=True, dir_okay=False,
+        help="Search by an image (a frame or a crop) instead of text.")] = None,
+    top_k: TopKOpt = 10,
+    video: Annotated[Optional[str], typer.Option(
+        "--video", help="Only search this video (file name, path or id).")] = None,
+    mode: Annotated[Literal[vidseek.SEARCH_MODES], typer.Option(  # type: ignore[valid-type]
+        "--mode",
+        help="clip: CLIP similarity (training-free); grounded: the grounding checkpoint's recursive LLM search (text only).")] = "clip",
+    levels: Annotated[int, typer.Option(
+        "--levels", min=1, max=3,
+        help="Grounded mode: 1 = level 1 only, 2 = level 1 then dense, 3 = level 1, fine, dense.")] = 3,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Grounded mode: print the recursion tree (level, span, answer, R, P(Not)).")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json",
+        help="Print a JSON list of {video, start, end, score, peak, video_id, path} (with --explain: the trees too).")] = False,
+    export: ExportOpt = None,
+    int8_text: Annotated[bool, typer.Option(
+        "--int8-text",
+        help="Encode the text query with int8 weights (CPU): about half the time, embedding within cosine 0.998.")] = False,
+    int8_llm: Annotated[bool, typer.Option(
+        "--int8-llm", help="Grounded mode: answer with an int8 LM (CPU): about half the time.")] = False,
+    nprobe: Annotated[int, typer.Option(
+        "--nprobe", min=1,
+        help="IVF lists of the frame index scanned (large archives): fewer is faster, at some recall.")] = 64,
+    device: DeviceOpt = None,
+) -> None:
+    """Find the moments that match a text query or an image.
+
+    In grounded mode a moment's score is R x (1 - P(Not)): the confidence R (1 / mean token
+    entropy of the answer) weighted by the probability the event is present. Without --video,
+    the videos coarse retrieval ranks best are grounded. To find an object selected on a
+    frame, see `vidseek object`.
+    """
+    if (query is None) == (image is None):
+        usage_error("give a QUERY or --image (exactly one)")
+    trees: list = []
+    try:
+        with vidseek.Archive.open(archive, device=device, create=False, int8_text=int8_text,
+                                  int8_llm=int8_llm, nprobe=nprobe) as arch:
+            options = vidseek.GroundingOptions(levels=levels)
+            if mode == "grounded" and explain and query is not None:
+                trees = arch.ground(query, video=video, options=options)
+                moments = vidseek.ranked_moments(trees, top_k)
+            else:
+                moments = arch.search(query, image=image, top_k=top_k, video=video, mode=mode,
+                                      grounding=options)
+            _show_moments(moments, trees, as_json)
+            if export is not None:  # after the results are shown: a failed export loses nothing
+                _export(arch, moments, export, query or f"image {image.name}")  # type: ignore[union-attr]
+    except vidseek.VidseekError as exc:
+        raise fail(exc)
+
+
+def _parse_box(value: Optional[str]) -> Optional[tuple[float, float, float, float]]:
+    if value is None:
+        return None
+    try:
+        box = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        box = ()
+    if (len(box) != 4 or not all(math.isfinite(v) and v >= 0 for v in box)
+            or not (box[0] < box[2] and box[1] < box[3])):
+        raise fail(f"--box must be x0,y0,x1,y1: four pixel coordinates, x0 < x1 and y0 < y1, not {value!r}")
+    return box  # type: ignore[return-value]
+
+
+def object_query(
+    archive: ArchiveOpt = None,
+    video: Annotated[Optional[str], typer.Option(
+        "--video", help="The indexed video the region is drawn on (file name, path or id); with --time.")] = None,
+    time: Annotated[Optional[float], typer.Option(
+        "--time", callback=non_negative, help="Seconds into --video of the frame the region is on, >= 0.")] = None,
+    image: Annotated[Optional[Path], typer.Option(
+        "--image", exists=True, dir_okay=False,
+        help="A picture the region is drawn on, instead of --video and --time.")] = None,
+    box: Annotated[Optional[str], typer.Option(
+        "--box", metavar="<x0,y0,x1,y1>", help="The region as a box in pixels of that frame.")] = None,
+    mask: Annotated[Optional[Path], typer.Option(
+        "--mask", exists=True, dir_okay=False,
+        help="The region as a binary mask image of the frame's size (white = object).")] = None,
+    within: Annotated[Optional[str], typer.Option(
+        "--within", help="Only search this video: its hits are the object's track there.")] = None,
+    top_k: TopKOpt = 10,
+    as_json: Annotated[bool, typer.Option(
+        "--json",
+        help="Print a JSON list of {video, video_id, start, end, score, peak, track: [{time, box, score}]}.")] = False,
+    export: ExportOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Find where an object marked on a frame appears again.
+
+    The region (--box or --mask) is drawn on the frame of --video at --time, or on --image.
+    Hits are moments in any indexed video, each with the matching box per sampled frame;
+    with --within, the hits are the object's track in that one video.
+    """
+    if (box is None) == (mask is None):
+        usage_error("give the region as --box x0,y0,x1,y1 or --mask IMAGE (exactly one)")
+    if (video is None) == (image is None):
+        usage_error("give the region's picture as --video V --time T or --image IMAGE (exactly one)")
+    if video is not None and time is None:
+        usage_error("--video needs --time: the seconds into the video of the frame the region is on")
+    if image is not None and time is not None:
+        usage_error("--time goes with --video, not with --image")
+    region = _parse_box(box)
+    try:
+        with vidseek.Archive.open(archive, device=device, create=False) as arch:
+            hits = arch.search_object(region, mask=mask, video=video, time=time, image=image,
+                                      top_k=top_k, within=within)
+            _show_hits(hits, as_json)
+            if export is not None:
+                picture = f"{video} at {clock(time)}" if video is not None else image.name  # type: ignore[union-attr]
+                _export(arch, hits, export, f"object {box or mask.name} on {picture}")  # type: ignore[union-attr]
+    except vidseek.VidseekError as exc:
+        raise fail(exc)
+
+
+# -- output ----------------------------------------------------------------------------
+def _show_moments(moments: Sequence[vidseek.Moment], trees: list, as_json: bool) -> None:
+    if as_json:
+        payload: object = [m.to_dict() for m in moments]
+        if trees:
+            payload = {"moments": payload, "explain": [t.to_dict() for t in trees]}
+        console.print(json.dumps(payload, indent=2), markup=False)
+        return
+    for tree in trees:
+        _print_tree(tree)
+    if not moments:
+        console.print("no results")
+        return
+    table = Table("#", "video", "start", "end", "score")
+    for n, m in enumerate(moments, 1):
+        table.add_row(str(n), m.video, clock(m.start), clock(m.end), f"{m.score:.3f}")
+    console.print(table)
+
+
+def _show_hits(hits: Sequence[vidseek.ObjectHit], as_json: bool) -> None:
+    if as_json:
+        console.print(json.dumps([h.to_dict() for h in hits], indent=2), markup=False)
+        return
+    if not hits:
+        console.print("no results")
+        return
+    table = Table("#", "video", "start", "end", "score", "box at peak")
+    for n, h in enumerate(hits, 1):
+        table.add_row(str(n), h.video, clock(h.start), clock(h.end), f"{h.score:.3f}",
+                      ",".join(map(str, h.box_at_peak or ())))
+    console.print(table)
+
+
+def _export(arch: vidseek.Archive, results: Sequence, path: Path, what: str) -> None:
+    written = arch.export(results, path, title=f"vidseek: {what}")
+    err.print(f"wrote {written} ({vidseek.EXPORT_FORMATS[written.suffix.lower()]}, "
+              f"{len(results)} results)", markup=False)
+
+
+def _print_tree(result: vidseek.GroundingResult) -> None:
+    console.print(f"{result.video.name}: read dense tokens of {result.dense_frames_read} of "
+                  f"{result.frames} frames ({100 * result.dense_fraction:.1f}%)", markup=False)
+
+    def show(node: vidseek.GroundingNode, depth: int) -> None:
+        span = f"{clock(node.span[0])}-{clock(node.span[1])}" if node.span else "-"
+        mark = "*" if node.kept else " "
+        console.print(f"{'  ' * depth}{mark} L{node.level} {node.kind:6s} shown "
+                      f"{clock(node.shown[0])}-{clock(node.shown[1])}  answer {node.answer!r} "
+                      f"[{node.verdict}] -> {span}  R={node.confidence:.2f} P(Not)={node.p_absent:.2f}",
+                      markup=False)
+        for child in node.children:
+            show(child, depth + 1)
+
+    for node in result.tree:
+        show(node, 1)
+    console.print("  (* kept for the next level)", markup=False)
