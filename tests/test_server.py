@@ -299,3 +299,47 @@ def test_new_videos_become_searchable_without_restart_while_queries_keep_answeri
         bunny = client.post("/api/search/image", files={
             "image": ("b.png", frame_png(media / "bigbuckbunny.mp4", 2.0))}).json()
         assert bunny["moments"][0]["video"] == "bigbuckbunny.mp4"
+
+
+def test_openapi_declares_the_answers_and_they_match(client):
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def ref(schema: dict) -> dict:
+        return schemas[schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
+
+    def answer(path: str, method: str = "get", status: str = "200") -> dict:
+        return ref(spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"])
+
+    def items(schema: dict, field: str) -> dict:
+        return ref(schema["properties"][field]["items"])
+
+    search = answer("/api/search")
+    assert {"query", "mode", "took_ms", "timings_ms", "moments", "explain"} == set(search["properties"])
+    assert answer("/api/search/image", "post") == search
+    moment = items(search, "moments")
+    assert {"video", "video_id", "width", "height", "start", "end", "score", "peak", "thumbnail",
+            "media"} == set(moment["properties"])
+    assert all(p.get("description") for p in moment["properties"].values())
+    hit = items(answer("/api/search/object"), "moments")
+    assert {"box", "track"} <= set(hit["properties"]) and "time" in items(hit, "track")["properties"]
+    video = items(answer("/api/videos"), "videos")
+    assert {"id", "name", "duration", "width", "height", "thumbnail", "media"} <= set(video["properties"])
+    assert "path" not in video["properties"]  # no server paths
+    jobs = answer("/api/jobs")
+    assert {"counts", "jobs"} == set(jobs["properties"])
+    assert {"id", "name", "status", "error", "path", "worker"} <= set(items(jobs, "jobs")["properties"])
+    status = answer("/api/status")
+    assert {"videos", "hours", "encoder", "modes", "jobs", "daemon"} <= set(status["properties"])
+    assert {"status", "generation"} == set(answer("/healthz")["properties"])
+    assert set(answer("/api/ingest", "post", "202")["properties"]) == {"jobs", "workers"}
+    assert "error" in answer("/api/search", status="422")["properties"]
+    assert "error" in answer("/api/videos/{video_id}", status="404")["properties"]
+
+    # what the server answers is what it declares
+    body = client.get("/api/search", params={"q": "bikes", "top_k": 2}).json()
+    assert set(body) == set(search["required"]) and set(body["moments"][0]) == set(moment["properties"])
+    first = client.get("/api/videos").json()["videos"][0]
+    assert set(first) == set(video["properties"])
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and isinstance(health["generation"], int)

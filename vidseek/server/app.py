@@ -21,7 +21,6 @@ from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,6 +31,19 @@ import vidseek.indexer
 import vidseek.service
 from .media import media_type, servable_path, thumbnail_jpeg
 from .metrics import CONTENT_TYPE, ServerMetrics
+from .schemas import (
+    ErrorBody,
+    HealthOut,
+    IngestAnswer,
+    IngestRequest,
+    JobList,
+    ObjectSearchAnswer,
+    SearchAnswer,
+    StatusOut,
+    ValidationErrorBody,
+    VideoDetail,
+    VideoList,
+)
 from .uploads import UploadLimit, read_upload_image
 
 __all__ = ["create_app"]
@@ -44,10 +56,21 @@ STATIC = Path(__file__).resolve().parent / "static"
 _GROUND_WAIT_SECONDS = 30.0
 _MAX_VIDEO_ID = 2**63 - 1
 
+_ERRORS = {
+    401: "A missing or wrong admin token.",
+    403: "Ingest requests disabled, or a path outside the allowed folders.",
+    404: "No such video.",
+    411: "An upload without Content-Length.",
+    413: "A body over the upload limit, or an image over 40 megapixels.",
+    422: "Invalid parameters.",
+    503: "Busy: the archive's write lock is held too long, or grounded queries are queued.",
+}
 
-class IngestRequest(BaseModel):
-    paths: list[str] = Field(..., min_length=1, max_length=1000,
-                             description="Files or folders to index, on the server's disks.")
+
+def _errors(*codes: int) -> dict:
+    """OpenAPI entries for the error answers of a route (all ``{"error": ...}``)."""
+    return {code: {"model": ValidationErrorBody if code == 422 else ErrorBody,
+                   "description": _ERRORS[code]} for code in codes}
 
 
 class ServerState:
@@ -69,10 +92,7 @@ class ServerState:
         self.archive = vidseek.Archive.open(s.archive, model=s.model, device=s.device,
                                             create=bool(self.watch), int8_text=s.int8_text,
                                             int8_llm=s.int8_llm, nprobe=s.nprobe)
-        self.archive.encoder  # load the models now, not on the first request
-        if self.archive.store.manifest is not None:
-            self.archive.grounder
-            self.archive.store.refresh_index()
+        self.archive.warm_up()  # load the models and the index now, not on the first request
         if self.ingest:
             self.daemon = vidseek.service.IngestDaemon(self.archive, self.watch, s.daemon_config())
             self.daemon_thread = threading.Thread(target=self.daemon.run, args=(self.stop,),
@@ -87,11 +107,12 @@ class ServerState:
             self.archive.close()
 
     def archive_state(self) -> dict:
-        catalog = self.archive.store.catalog  # type: ignore[union-attr]
-        totals = catalog.totals()
+        arch = self.archive
+        assert arch is not None, "the server has not started"
+        totals = arch.totals()
         return {"videos": totals["videos"], "seconds": totals["seconds"],
-                "frames": totals["frames"], "generation": catalog.generation,
-                "jobs": self.archive.jobs.counts()}  # type: ignore[union-attr]
+                "frames": totals["frames"], "generation": arch.generation,
+                "jobs": arch.jobs.counts()}
 
     def ingest_roots(self) -> list[Path]:
         roots = self.settings.ingest_roots or self.watch
@@ -200,7 +221,7 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
 
     def find_video(video_id: int = FastPath(..., ge=1, le=_MAX_VIDEO_ID),
                    arch: vidseek.Archive = Depends(archive)) -> vidseek.VideoRecord:
-        record = arch.store.catalog.video_by_id(video_id)
+        record = arch.video(video_id)
         if record is None:
             raise HTTPException(404, f"no video with id {video_id}")
         return record
@@ -221,7 +242,8 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         return await run_in_threadpool(read_upload_image, data)  # decoding off the event loop
 
     # -- search ------------------------------------------------------------------------
-    @app.get("/api/search", summary="Search by text")
+    @app.get("/api/search", summary="Search by text", response_model=SearchAnswer,
+             response_model_exclude_unset=True, responses=_errors(404, 422, 503))
     def search_text(
         q: str = Query(..., min_length=1, max_length=1000, description="What to look for."),
         mode: Literal["clip", "grounded"] = Query("clip", description="clip or grounded."),
@@ -263,7 +285,8 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
                 "timings_ms": {k: round(1000 * v, 2) for k, v in timings.items()},
                 "moments": moments_json(arch, moments), **extra}
 
-    @app.post("/api/search/image", summary="Search by an uploaded image")
+    @app.post("/api/search/image", summary="Search by an uploaded image", response_model=SearchAnswer,
+              response_model_exclude_unset=True, responses=_errors(404, 411, 413, 422, 503))
     async def search_image(
         image: UploadFile = File(..., description="A frame or crop (JPEG, PNG, WebP...)."),
         top_k: int = Form(10, ge=1, le=settings.max_top_k),
@@ -285,23 +308,24 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
 
     # -- videos --------------------------------------------------------------------------
     def moments_json(arch: vidseek.Archive, moments: list[vidseek.Moment]) -> list[dict]:
-        records = {m.video_id: arch.store.catalog.video_by_id(m.video_id) for m in moments}
+        records = {m.video_id: arch.video(m.video_id) for m in moments}
         return [_moment_json(m, records[m.video_id]) for m in moments]
 
     def object_answer(arch: vidseek.Archive, hits: list[vidseek.ObjectHit], t0: float, query: str) -> dict:
         seconds = time.perf_counter() - t0
         metrics.observe_stages({"object": seconds})
         metrics.searches.labels("object", "region").inc()
-        records = {h.video_id: arch.store.catalog.video_by_id(h.video_id) for h in hits}
+        records = {h.video_id: arch.video(h.video_id) for h in hits}
         return {"query": query, "mode": "object", "took_ms": round(1000 * seconds, 2),
                 "moments": [_hit_json(h, records[h.video_id]) for h in hits]}
 
     def within_video(arch: vidseek.Archive, within_id: int | None) -> int | None:
-        if within_id is not None and arch.store.catalog.video_by_id(within_id) is None:
+        if within_id is not None and arch.video(within_id) is None:
             raise HTTPException(404, f"within_id: no video with id {within_id}")
         return within_id
 
-    @app.get("/api/search/object", summary="Where does the object in a box on a frame appear?")
+    @app.get("/api/search/object", summary="Where does the object in a box on a frame appear?",
+             response_model=ObjectSearchAnswer, responses=_errors(404, 422, 503))
     def search_object(
         video_id: int = Query(..., ge=1, le=_MAX_VIDEO_ID, description="The video the box is drawn on."),
         t: float = Query(..., ge=0, description="Seconds into that video."),
@@ -316,7 +340,8 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
                                   within=within_video(arch, within_id))
         return object_answer(arch, hits, t0, f"{record.name} at {t:g}s, box {box}")
 
-    @app.post("/api/search/object", summary="Where does the object in a box on an uploaded image appear?")
+    @app.post("/api/search/object", summary="Where does the object in a box on an uploaded image appear?",
+              response_model=ObjectSearchAnswer, responses=_errors(411, 413, 422, 503))
     async def search_object_image(
         image: UploadFile = File(...),
         box: str = Form(..., max_length=100, description="x0,y0,x1,y1 in the image's pixels."),
@@ -328,17 +353,19 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         hits = await run_in_threadpool(arch.search_object, box, image=picture, top_k=top_k)
         return object_answer(arch, hits, t0, f"{image.filename or 'image'}, box {box}")
 
-    @app.get("/api/videos", summary="Indexed videos")
+    @app.get("/api/videos", summary="Indexed videos", response_model=VideoList)
     def list_videos(arch: vidseek.Archive = Depends(archive)) -> dict:
         return {"videos": [_video_json(v) for v in arch.videos()]}
 
-    @app.get("/api/videos/{video_id}", summary="One indexed video")
+    @app.get("/api/videos/{video_id}", summary="One indexed video", response_model=VideoDetail,
+             responses=_errors(404, 422))
     def video_detail(record: vidseek.VideoRecord = Depends(find_video)) -> dict:
         return {**_video_json(record), "native_fps": record.native_fps,
                 "ingest_seconds": record.ingest_seconds, "available": Path(record.path).is_file()}
 
     @app.get("/api/videos/{video_id}/thumbnail", summary="A frame as JPEG",
-             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+             response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}}, **_errors(404, 422)})
     def thumbnail(
         t: float = Query(0.0, ge=0, description="Time in seconds."),
         width: int = Query(320, ge=16, le=1920, description="Width in pixels."),
@@ -357,14 +384,17 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/videos/{video_id}/media", summary="The video file (HTTP Range supported)",
-             response_class=FileResponse)
+             response_class=FileResponse,
+             responses={200: {"content": {"video/mp4": {}}, "description": "The file, whole or a range (206)."},
+                        **_errors(404, 422)})
     def media(record: vidseek.VideoRecord = Depends(find_video)) -> FileResponse:
         path = servable_path(record)
         return FileResponse(path, media_type=media_type(path), filename=record.name,
                             content_disposition_type="inline")
 
     # -- jobs and ingest -------------------------------------------------------------
-    @app.get("/api/jobs", summary="Ingest jobs, newest first")
+    @app.get("/api/jobs", summary="Ingest jobs, newest first", response_model=JobList,
+             response_model_exclude_unset=True, responses=_errors(422))
     def list_jobs(
         status: Optional[Literal["pending", "running", "done", "failed"]] = Query(None),
         limit: int = Query(50, ge=1, le=1000),
@@ -375,7 +405,9 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         return {"counts": arch.jobs.counts(),
                 "jobs": [_job_json(j, full) for j in arch.jobs.list(status=status, limit=limit)]}
 
-    @app.post("/api/ingest", status_code=202, summary="Queue files for indexing (admin token)")
+    @app.post("/api/ingest", status_code=202, summary="Queue files for indexing (admin token)",
+              response_model=IngestAnswer, response_model_exclude_unset=True,
+              responses=_errors(401, 403, 411, 413, 422))
     def ingest(
         request: IngestRequest,
         authorization: Optional[str] = Header(None),
@@ -420,22 +452,21 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         return {"jobs": queued, "workers": bool(state.daemon)}
 
     # -- service -----------------------------------------------------------------------
-    @app.get("/api/status", summary="Archive, models and ingest status")
+    @app.get("/api/status", summary="Archive, models and ingest status", response_model=StatusOut)
     def status(arch: vidseek.Archive = Depends(archive)) -> dict:
         archive_state = state.archive_state()
-        manifest = arch.store.manifest or {}
         return {"version": vidseek.__version__, "videos": archive_state["videos"],
                 "hours": archive_state["seconds"] / 3600, "frames": archive_state["frames"],
-                "encoder": manifest.get("encoder", {}).get("name", ""),
+                "encoder": arch.encoder_name,
                 "modes": ["clip", "grounded"] if arch.grounder is not None else ["clip"],
                 "jobs": archive_state["jobs"],
                 "daemon": {"running": state.daemon_thread is not None and state.daemon_thread.is_alive(),
                            "folders": [str(p) for p in state.watch]},
                 "uptime_s": round(time.time() - state.started, 1)}
 
-    @app.get("/healthz", summary="Liveness")
+    @app.get("/healthz", summary="Liveness", response_model=HealthOut)
     def healthz(arch: vidseek.Archive = Depends(archive)) -> dict:
-        return {"status": "ok", "generation": arch.store.catalog.generation}
+        return {"status": "ok", "generation": arch.generation}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def prometheus() -> Response:
