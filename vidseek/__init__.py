@@ -16,8 +16,7 @@ main errors. The rest lives in public submodules: :mod:`vidseek.errors` (every e
 settings); none of the last three is imported by ``import vidseek``.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .archive import (
     Archive,
     ArchiveInfo,

@@ -11,29 +11,27 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from . import __version__
-from .errors import ConfigError, EncoderMismatchError, IngestCancelled, ModelError, QueryError, VideoError
-from .indexer.decode import VideoInfo, probe_video
-from .indexer.discover import discover_videos, file_digest
-from .indexer.distributed import RayOptions, extract_on_ray
-from .indexer.pipeline import IngestConfig, extract_features
-from .models.encoder import DEFAULT_MODEL, EncoderInfo, FrameEncoder
-from .indexer.sparse import compute_sparse_tokens
+from .errors import ModelError, QueryError
+from .exports import ExportItem, export_results
+from .indexer.distributed import RayOptions
+from .indexer.ingest import FailedFile, Ingester, IngestProgress, IngestReport, SkippedFile
+from .indexer.pipeline import IngestConfig
+from .indexer.sparse import ReindexReport, SparseTokenSource, reindex_sparse
+from .models.encoder import DEFAULT_MODEL, FrameEncoder
 from .models.grounder import Grounder
+from .models.loading import load_grounder, prepare_encoder
 from .query.grounded import GroundingOptions, GroundingResult, ground_video, ranked_moments
 from .query.moments import Moment
-from .exports import ExportItem, export_results
-from .models.pooling import pool_2x2
-from .query.objects import ObjectHit, Region, find_object, object_token
-from .query.search import search_moments
-from .store.archive_store import ArchiveStore
+from .query.objects import (ObjectHit, find_object, frame_cells, image_cells, patch_grid, region_of,
+                            region_token)
+from .query.search import candidate_videos, find_videos, named_videos, open_query_image, search_moments
+from .store.archive_store import ArchiveInfo, ArchiveStore
 from .store.catalog import VideoRecord
 from .store.files import VideoFeatures
 from .store.jobs import JobQueue
@@ -51,72 +49,6 @@ logger = logging.getLogger(__name__)
 def default_archive_path() -> Path:
     """``$VIDSEEK_ARCHIVE`` if set, else ``./vidseek-archive``."""
     return Path(os.environ.get("VIDSEEK_ARCHIVE") or "vidseek-archive")
-
-
-@dataclass(frozen=True)
-class IngestProgress:
-    """Reported to an ingest ``progress`` callback."""
-
-    path: Path
-    file_index: int  # 0-based position of this file in the run
-    file_count: int
-    stage: str  # "start", "frames", "commit", "indexed", "skipped" or "failed"
-    seconds_done: float = 0.0  # video time decoded and encoded so far
-    duration: float = 0.0  # declared duration of the video (0 when unknown)
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    path: Path
-    reason: str
-
-
-@dataclass(frozen=True)
-class FailedFile:
-    path: Path
-    error: str
-
-
-@dataclass
-class IngestReport:
-    """What one :meth:`Archive.ingest` call did."""
-
-    indexed: list[VideoRecord] = field(default_factory=list)
-    skipped: list[SkippedFile] = field(default_factory=list)
-    failed: list[FailedFile] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    @property
-    def video_seconds(self) -> float:
-        return sum(v.duration for v in self.indexed)
-
-
-@dataclass
-class ReindexReport:
-    updated: int = 0
-    skipped: int = 0  # already current, or replaced meanwhile
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class ArchiveInfo:
-    path: Path
-    encoder: str
-    encoder_fingerprint: str
-    embed_dim: int
-    videos: int
-    hours: float
-    frames: int
-    index_kind: str
-    disk_bytes: int
-    fps: float
-    prune_threshold: float
-    grounder: str = ""  # grounding checkpoint path ("" if none)
-    sparse_videos: int = 0  # videos whose sparse tokens match that checkpoint
 
 
 class Archive:
@@ -137,11 +69,11 @@ class Archive:
         self._int8_text = int8_text
         self._int8_llm = int8_llm
         if encoder is not None:
-            self._quantised_encoder(encoder)
+            prepare_encoder(encoder, int8_text=int8_text)
         self._encoder = encoder
         self._grounder: Grounder | None = None
         self._grounder_lock = threading.Lock()  # also guards creating the job queue
-        self._computed_sparse: dict[tuple[int, str], np.ndarray] = {}
+        self._sparse: SparseTokenSource | None = None  # tokens computed for a grounder
         self._jobs: JobQueue | None = None
 
     @classmethod
@@ -202,24 +134,15 @@ class Archive:
 
     def _load_encoder(self) -> None:
         encoder = FrameEncoder.load(self._model, device=self._device)
-        if self._store.manifest is None:
-            self._store.set_manifest({  # a no-op if another process set one meanwhile
-                "encoder": encoder.info.to_dict(),
-                "ingest": {"fps": self.config.fps, "prune_threshold": self.config.prune_threshold},
-                "vidseek_version": __version__,
-                "created": time.time(),
-            })
-        manifest = self._store.manifest
-        if manifest is not None:
-            built_with = EncoderInfo.from_dict(manifest["encoder"])
-            if built_with.fingerprint != encoder.info.fingerprint:
-                raise EncoderMismatchError(
-                    f"{self._store.root}: archive was built with encoder {built_with.name!r} "
-                    f"(fingerprint {built_with.fingerprint}), not {encoder.info.name!r} "
-                    f"(fingerprint {encoder.info.fingerprint}); use a new archive for another encoder")
-        self._encoder = self._quantised_encoder(encoder)
+        # a new archive adopts this encoder; an existing one must have been built with it
+        self._store.adopt_encoder(encoder.info.to_dict(), {
+            "fps": self.config.fps, "prune_threshold": self.config.prune_threshold})
+        self._encoder = prepare_encoder(encoder, int8_text=self._int8_text)
 
     # -- ingest -----------------------------------------------------------------
+    def _ingester(self) -> Ingester:
+        return Ingester(self._store, self.config, lambda: self.encoder, lambda: self.grounder)
+
     def ingest(self, paths: Iterable[str | os.PathLike], *, recursive: bool = True,
                progress: Callable[[IngestProgress], None] | None = None,
                engine: str = "local", ray: RayOptions | None = None) -> IngestReport:
@@ -230,72 +153,8 @@ class Archive:
         ``engine="ray"`` extracts features on a Ray cluster (``ray`` says where); this
         process still commits every video.
         """
-        if engine not in ("local", "ray"):
-            raise ConfigError(f"engine must be 'local' or 'ray', got {engine!r}")
-        started = time.perf_counter()
-        report = IngestReport()
-        files = discover_videos(paths, recursive=recursive)
-        notify = progress or (lambda event: None)
-        if engine == "ray":
-            self._ingest_on_ray(files, report, notify, ray or RayOptions())
-        else:
-            for n, path in enumerate(files):
-                notify(IngestProgress(path, n, len(files), "start"))
-                try:
-                    outcome = self._ingest_file(path, n, len(files), notify)
-                except VideoError as exc:
-                    self._failed(report, notify, exc, n, len(files))
-                    continue
-                self._done(report, notify, path, outcome, n, len(files))
-        self._store.collect_garbage()
-        report.seconds = time.perf_counter() - started
-        return report
-
-    @staticmethod
-    def _failed(report: IngestReport, notify: Callable, exc: VideoError, n: int, count: int) -> None:
-        logger.info("failed: %s", exc)
-        report.failed.append(FailedFile(exc.path, str(exc)))
-        notify(IngestProgress(exc.path, n, count, "failed"))
-
-    @staticmethod
-    def _done(report: IngestReport, notify: Callable, path: Path,
-              outcome: VideoRecord | SkippedFile, n: int, count: int) -> None:
-        if isinstance(outcome, SkippedFile):
-            report.skipped.append(outcome)
-            notify(IngestProgress(path, n, count, "skipped"))
-        else:
-            report.indexed.append(outcome)
-            notify(IngestProgress(path, n, count, "indexed", outcome.duration, outcome.duration))
-
-    def _ingest_on_ray(self, files: list[Path], report: IngestReport, notify: Callable,
-                       options: RayOptions) -> None:
-        """Plan here (probe, hash, skip), extract on Ray, commit here as results arrive."""
-        planned: dict[Path, tuple[int, VideoInfo, str]] = {}
-        for n, path in enumerate(files):
-            notify(IngestProgress(path, n, len(files), "start"))
-            try:
-                outcome = self._plan_file(path)
-            except VideoError as exc:
-                self._failed(report, notify, exc, n, len(files))
-                continue
-            if isinstance(outcome, SkippedFile):
-                self._done(report, notify, path, outcome, n, len(files))
-            else:
-                planned[path] = (n, *outcome)
-        info = self.encoder.info
-        for path, result in extract_on_ray(list(planned), info.name, info.fingerprint,
-                                           self.config, options):
-            n, video_info, digest = planned[path]
-            try:
-                if isinstance(result, VideoError):
-                    raise result
-                notify(IngestProgress(path, n, len(files), "commit", result.duration, video_info.duration))
-                record = self._commit_file(path, video_info, digest, result.features,
-                                           result.duration, result.seconds)
-            except VideoError as exc:
-                self._failed(report, notify, exc, n, len(files))
-                continue
-            self._done(report, notify, path, record, n, len(files))
+        return self._ingester().ingest(paths, recursive=recursive, progress=progress,
+                                       engine=engine, ray=ray)
 
     def ingest_file(self, path: str | os.PathLike, *,
                     progress: Callable[[IngestProgress], None] | None = None,
@@ -307,69 +166,8 @@ class Archive:
         :class:`~vidseek.errors.IngestCancelled` when ``cancel`` is set before the commit
         (the archive is then untouched).
         """
-        path = Path(path).expanduser().resolve()
-        notify = progress or (lambda event: None)
-
-        def checked(event: IngestProgress) -> None:
-            if cancel is not None and cancel.is_set():
-                raise IngestCancelled(f"{path}: ingest stopped on request")
-            notify(event)
-
-        return self._ingest_file(path, 0, 1, checked)
-
-    def _ingest_file(self, path: Path, n: int, count: int,
-                     notify: Callable[[IngestProgress], None]) -> VideoRecord | SkippedFile:
-        planned = self._plan_file(path)
-        if isinstance(planned, SkippedFile):
-            return planned
-        info, digest = planned
-        try:  # errors reading the input are the file's problem, not the archive's
-            t0 = time.perf_counter()
-            features, sampler = extract_features(
-                path, self.encoder, self.config,
-                on_progress=lambda done: notify(
-                    IngestProgress(path, n, count, "frames", done, info.duration)))
-        except OSError as exc:
-            raise VideoError(path, f"cannot read the file: {exc.strerror or exc}") from exc
-        notify(IngestProgress(path, n, count, "commit", sampler.duration, info.duration))
-        return self._commit_file(path, info, digest, features, sampler.duration,
-                                 time.perf_counter() - t0)
-
-    def _plan_file(self, path: Path) -> SkippedFile | tuple[VideoInfo, str]:
-        """Probe and hash a file: a :class:`SkippedFile` when it is indexed and unchanged."""
-        try:
-            info = probe_video(path)  # fails fast on empty / non-video files
-            digest = file_digest(path)
-        except OSError as exc:
-            raise VideoError(path, f"cannot read the file: {exc.strerror or exc}") from exc
-        existing = self._store.catalog.video_by_path(str(path))
-        if (existing is not None and existing.content_hash == digest
-                and existing.fps == self.config.fps):
-            return SkippedFile(path, "unchanged since it was indexed")
-        return info, digest
-
-    def _commit_file(self, path: Path, info: VideoInfo, digest: str, features: VideoFeatures,
-                     duration: float, seconds: float) -> VideoRecord:
-        """Commit one video's features (with sparse tokens when a grounder is set)."""
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise VideoError(path, f"cannot read the file: {exc.strerror or exc}") from exc
-        fields = dict(
-            path=str(path), name=path.name, content_hash=digest, size_bytes=size,
-            duration=duration, fps=self.config.fps, native_fps=info.native_fps,
-            width=info.width, height=info.height, codec=info.codec, frames=len(features.times),
-            kept_fraction=features.dense.kept_fraction, status="indexed", indexed_at=time.time(),
-            ingest_seconds=seconds,
-        )
-        sparse = windows = None
-        grounder = self.grounder
-        if grounder is not None:
-            sparse, windows = compute_sparse_tokens(grounder, features, self.config.fps)
-        record = self._store.commit_video(fields, features, sparse, windows)
-        logger.info("indexed %s: %d frames, %.1fs, %.0f%% dense tokens kept", path,
-                    record.frames, record.duration, 100 * record.kept_fraction)
-        return record
+        return self._ingester().ingest_file(Path(path).expanduser().resolve(),
+                                            progress=progress, cancel=cancel)
 
     # -- grounding checkpoint ---------------------------------------------------------
     @property
@@ -379,52 +177,23 @@ class Archive:
             if self._grounder is None:
                 recorded = self._store.catalog.get_meta("grounder")
                 if recorded is not None:
-                    self._grounder = self._quantised_grounder(self._check_grounder(
-                        Grounder.load(recorded["path"], device=self._device)))
+                    self._grounder = self._load_grounder(recorded["path"])
         return self._grounder
 
-    # int8 inference is a CPU option: on a GPU the models already run in half precision, so
-    # the settings are skipped there (a service configured once may run on either).
-    def _quantised_encoder(self, encoder: FrameEncoder) -> FrameEncoder:
-        if self._int8_text and not encoder.text_int8:
-            if encoder.device == "cpu":
-                encoder.quantize_text()
-            else:
-                logger.warning("int8_text ignored: the encoder runs on %s, not cpu", encoder.device)
-        return encoder
-
-    def _quantised_grounder(self, grounder: Grounder) -> Grounder:
-        if self._int8_llm and not grounder.llm_int8:
-            if grounder.device.type == "cpu":
-                grounder.quantize_llm()
-            else:
-                logger.warning("int8_llm ignored: the grounder runs on %s, not cpu", grounder.device)
-        return grounder
-
-    def _check_grounder(self, grounder: Grounder) -> Grounder:
+    def _load_grounder(self, path: str | os.PathLike) -> Grounder:
         manifest = self._store.manifest
-        if manifest is not None:
-            from .train.grounding import adapter_config_for
-
-            want = adapter_config_for(manifest["encoder"])
-            have = grounder.config.adapter
-            if (have.embed_dim, have.cells, have.cell_width) != (want.embed_dim, want.cells, want.cell_width):
-                raise ModelError(
-                    f"grounding checkpoint expects {have.embed_dim}-d embeddings and {have.cells} "
-                    f"cells of {have.cell_width} channels; this archive's encoder gives "
-                    f"{want.embed_dim}, {want.cells} and {want.cell_width}")
-        return grounder
+        return load_grounder(path, device=self._device, int8_llm=self._int8_llm,
+                             encoder_info=manifest["encoder"] if manifest is not None else None)
 
     def set_grounder(self, path: str | os.PathLike) -> Grounder:
         """Adopt a grounding checkpoint: later ingests store its sparse tokens, grounded
         searches use it. Run :meth:`reindex` to back-fill videos already indexed."""
-        grounder = self._quantised_grounder(self._check_grounder(Grounder.load(path, device=self._device)))
+        grounder = self._load_grounder(path)
         with self._store.lock:
             self._store.catalog.set_meta("grounder", {
                 "path": str(Path(path).resolve()), "fingerprint": grounder.fingerprint,
                 "adapter_fingerprint": grounder.adapter_fingerprint})
         self._grounder = grounder
-        self._computed_sparse.clear()
         return grounder
 
     def reindex(self, progress: Callable[[int, int, VideoRecord], None] | None = None) -> ReindexReport:
@@ -434,38 +203,12 @@ class Archive:
         if grounder is None:
             raise ModelError(f"{self._store.root}: no grounding checkpoint; set one first "
                              "(Archive.set_grounder or vidseek reindex --grounder)")
-        started = time.perf_counter()
-        report = ReindexReport()
-        videos = self.videos()
-        for n, video in enumerate(videos):
-            if video.sparse_fingerprint == grounder.adapter_fingerprint:
-                report.skipped += 1
-            else:
-                sparse, windows = compute_sparse_tokens(grounder, self._store.video_features(video), video.fps)
-                if self._store.set_sparse(video, sparse, windows):
-                    report.updated += 1
-                else:
-                    report.skipped += 1  # replaced or removed meanwhile; ingest handles it
-            if progress is not None:
-                progress(n + 1, len(videos), video)
-        report.seconds = time.perf_counter() - started
-        return report
+        return reindex_sparse(self._store, grounder, progress)
 
-    def _sparse_tokens(self, record: VideoRecord, features) -> np.ndarray | None:
-        """The video's level-1 tokens for the current checkpoint; computed (once per open
-        archive) if the archive lacks them. None for videos the dense level covers whole."""
-        grounder = self.grounder
-        if record.frames <= grounder.config.windows.dense:  # type: ignore[union-attr]
-            return None
-        sparse = self._store.load_sparse(record)
-        if sparse is not None and sparse.fingerprint == grounder.adapter_fingerprint:  # type: ignore[union-attr]
-            return sparse.tokens
-        key = (record.id, record.features_key)
-        if key not in self._computed_sparse:
-            logger.warning("%s: no sparse tokens for this grounding checkpoint; computing them "
-                           "(run vidseek reindex to store them)", record.path)
-            self._computed_sparse[key] = compute_sparse_tokens(grounder, features, record.fps)[0].tokens  # type: ignore[arg-type]
-        return self._computed_sparse[key]
+    def _sparse_source(self, grounder: Grounder) -> SparseTokenSource:
+        if self._sparse is None or self._sparse.grounder is not grounder:
+            self._sparse = SparseTokenSource(self._store, grounder)
+        return self._sparse
 
     # -- search -----------------------------------------------------------------
     def search(self, text: str | None = None, *, image: str | os.PathLike | Image.Image | np.ndarray | None = None,
@@ -494,7 +237,7 @@ class Archive:
             if timings is not None:
                 timings["ground"] = time.perf_counter() - t0
             return ranked_moments(results, top_k)
-        videos = self._resolve_videos(video) if video is not None else None
+        videos = named_videos(self._store, video) if video is not None else None
         if self._store.manifest is None:
             return []
         t0 = time.perf_counter()
@@ -522,20 +265,17 @@ class Archive:
                              "(vidseek reindex --grounder CKPT)")
         options = options or GroundingOptions()
         if video is not None:
-            videos = self._resolve_videos(video)
+            videos = named_videos(self._store, video)
         elif self._store.manifest is None:
             return []
         query_vector = self.embed_query(text=text)
         if video is None:
-            seen: list[int] = []
-            for m in search_moments(self._store, query_vector, top_k=4 * candidates):
-                if m.video_id not in seen:
-                    seen.append(m.video_id)
-            videos = [v for v in (self._store.catalog.video_by_id(i) for i in seen[:candidates]) if v]
+            videos = candidate_videos(self._store, query_vector, candidates)
+        sparse = self._sparse_source(grounder)
         results = []
         for record in videos:
             features = self._store.video_features(record)
-            results.append(ground_video(grounder, record, features, self._sparse_tokens(record, features),
+            results.append(ground_video(grounder, record, features, sparse.tokens(record, features),
                                         text, query_vector, options))
         return results
 
@@ -556,14 +296,8 @@ class Archive:
         if top_k < 1:
             raise QueryError(f"top_k must be at least 1, got {top_k}")
         token = self.object_token(box, mask=mask, video=video, time=time, image=image)
-        videos = self._resolve_videos(within) if within is not None else None
-        return find_object(self._store, token, self._encoder_grid(), top_k=top_k, videos=videos)
-
-    def _encoder_grid(self) -> tuple[int, int]:
-        manifest = self._store.manifest
-        if manifest is None:
-            raise QueryError(f"{self._store.root}: the archive is empty")
-        return EncoderInfo.from_dict(manifest["encoder"]).grid
+        videos = named_videos(self._store, within) if within is not None else None
+        return find_object(self._store, token, patch_grid(self._store), top_k=top_k, videos=videos)
 
     def object_token(self, box: str | Sequence[float] | None = None, *,
                      mask: str | os.PathLike | np.ndarray | None = None,
@@ -573,53 +307,16 @@ class Archive:
         if (video is None) == (image is None):
             raise QueryError("give the region's picture as exactly one of an indexed video "
                              "(with a time) or an image")
-        grid = self._encoder_grid()
+        grid = patch_grid(self._store)
         if image is not None:
-            picture = self._open_image(image)
+            picture = open_query_image(image)
             width, height = picture.size
-            patches = self.encoder.encode_frames(self.encoder.prepare_images([picture])).patches
-            cells = pool_2x2(patches)[0]
+            cells = image_cells(self.encoder, picture)
         else:
             record = self.find_video(video)  # type: ignore[arg-type]
-            if time is None or not 0 <= time <= record.duration + 1e-6:
-                raise QueryError(f"give a time between 0 and {record.duration:.2f}s of {record.name} "
-                                 f"for the region's frame (got {time})")
             width, height = record.width, record.height
-            try:
-                features = self._store.video_features(record)
-            except (OSError, ValueError) as exc:  # replaced or removed meanwhile
-                raise QueryError(f"{record.name}: its features are unavailable ({exc}); try again") from exc
-            # the sampled frame nearest the time asked for (dense tokens exist per sampled frame)
-            frame = int(np.argmin(np.abs(features.times - time)))
-            cells = features.dense.grid(frame, frame + 1)[0]
-        region = self._region(box, mask, width, height)
-        return object_token(cells, region.cell_mask(cells.shape[:2], grid))
-
-    @staticmethod
-    def _region(box, mask, width: int, height: int) -> Region:
-        if (box is None) == (mask is None):
-            raise QueryError("give the region as exactly one of a box or a mask")
-        if isinstance(box, str):
-            return Region.parse_box(box, width, height)
-        if box is not None:
-            if len(box) != 4:
-                raise QueryError(f"a box is four numbers x0,y0,x1,y1 in pixels, got {list(box)}")
-            return Region(width, height, box=tuple(float(v) for v in box))  # type: ignore[arg-type]
-        if isinstance(mask, np.ndarray):
-            return Region(width, height, mask=mask.astype(bool))
-        return Region.from_mask_image(mask, width, height)  # type: ignore[arg-type]
-
-    @staticmethod
-    def _open_image(image: str | os.PathLike | Image.Image | np.ndarray) -> Image.Image:
-        if isinstance(image, np.ndarray):
-            return Image.fromarray(image).convert("RGB")
-        if isinstance(image, Image.Image):
-            return image.convert("RGB")
-        try:
-            with Image.open(image) as opened:
-                return opened.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise QueryError(f"{image}: cannot read the query image: {exc}") from exc
+            cells = frame_cells(self._store, record, time)
+        return region_token(cells, region_of(box, mask, width, height), grid)
 
     def embed_query(self, text: str | None = None,
                     image: str | os.PathLike | Image.Image | np.ndarray | None = None) -> np.ndarray:
@@ -628,32 +325,16 @@ class Archive:
             if not text.strip():
                 raise QueryError("the text query is empty")
             return self.encoder.encode_text([text])[0]
-        return self.encoder.encode_images([self._open_image(image)])[0]  # type: ignore[arg-type]
+        return self.encoder.encode_images([open_query_image(image)])[0]  # type: ignore[arg-type]
 
     def find_videos(self, video: str | int) -> list[VideoRecord]:
         """Indexed videos whose file name, path or id is ``video`` (several may share a name);
         an ``int`` is an id only."""
-        if isinstance(video, int):
-            record = self._store.catalog.video_by_id(video)
-            return [record] if record is not None else []
-        found = self._store.catalog.find_videos(video)
-        if not found:
-            found = self._store.catalog.find_videos(str(Path(video).expanduser().resolve()))
-        return found
+        return find_videos(self._store, video)
 
     def find_video(self, video: str | int) -> VideoRecord:
         """The one indexed video ``video`` names; QueryError if none or several."""
-        found = self._resolve_videos(video)
-        if len(found) > 1:
-            paths = ", ".join(v.path for v in found)
-            raise QueryError(f"{video!r} names {len(found)} videos ({paths}); give a path or id")
-        return found[0]
-
-    def _resolve_videos(self, video: str | int) -> list[VideoRecord]:
-        found = self.find_videos(video)
-        if not found:
-            raise QueryError(f"no indexed video named {video!r}")
-        return found
+        return named_videos(self._store, video, one=True)[0]
 
     # -- exports ------------------------------------------------------------------
     def export(self, results: Sequence[Moment | ObjectHit], path: str | os.PathLike,
@@ -745,18 +426,6 @@ class Archive:
         return record
 
     def info(self) -> ArchiveInfo:
-        manifest = self._store.manifest or {}
-        encoder = manifest.get("encoder", {})
-        totals = self._store.catalog.totals()
-        disk = sum(p.stat().st_size for p in self._store.root.rglob("*") if p.is_file())
-        index_kind = self._store.refresh_index().kind if manifest else "none"
-        grounder = self._store.catalog.get_meta("grounder") or {}
-        sparse_videos = sum(v.sparse_fingerprint == grounder.get("adapter_fingerprint")
-                            for v in self.videos()) if grounder else 0
-        return ArchiveInfo(
-            path=self._store.root.absolute(), encoder=encoder.get("name", self._model),
-            encoder_fingerprint=encoder.get("fingerprint", ""), embed_dim=encoder.get("embed_dim", 0),
-            videos=int(totals["videos"]), hours=totals["seconds"] / 3600, frames=int(totals["frames"]),
-            index_kind=index_kind, disk_bytes=disk, fps=self.config.fps,
-            prune_threshold=self.config.prune_threshold, grounder=grounder.get("path", ""),
-            sparse_videos=sparse_videos)
+        """What the archive holds, where, and how it was built (walks the directory for
+        its size)."""
+        return self._store.info(self._model, self.config.fps, self.config.prune_threshold)

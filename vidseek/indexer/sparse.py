@@ -6,15 +6,24 @@ before a grounding checkpoint existed is back-filled without decoding video agai
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 
 from ..models.adapter import COARSE
 from ..models.grounder import Grounder
+from ..store.archive_store import ArchiveStore
+from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
 from ..store.sparse_tokens import SparseTokens
 
-__all__ = ["compute_sparse_tokens"]
+__all__ = ["compute_sparse_tokens", "ReindexReport", "reindex_sparse", "SparseTokenSource"]
+
+logger = logging.getLogger(__name__)
 
 _CHUNK_WINDOWS = 64  # windows per adapter pass: bounds memory on long videos
 
@@ -37,3 +46,56 @@ def compute_sparse_tokens(grounder: Grounder, features: VideoFeatures,
     spans = [(float(features.times[a]), float(features.times[min(a + window, frames) - 1] + 1.0 / fps))
              for a in range(0, frames, window)]
     return SparseTokens(tokens.astype(np.float16), window, grounder.adapter_fingerprint), spans
+
+
+@dataclass
+class ReindexReport:
+    updated: int = 0
+    skipped: int = 0  # already current, or replaced meanwhile
+    seconds: float = 0.0
+
+
+def reindex_sparse(store: ArchiveStore, grounder: Grounder,
+                   progress: Callable[[int, int, VideoRecord], None] | None = None) -> ReindexReport:
+    """Store ``grounder``'s sparse tokens for every video that lacks them, from the stored
+    frame features (no video is decoded)."""
+    started = time.perf_counter()
+    report = ReindexReport()
+    videos = store.catalog.videos()
+    for n, video in enumerate(videos):
+        if video.sparse_fingerprint == grounder.adapter_fingerprint:
+            report.skipped += 1
+        else:
+            sparse, windows = compute_sparse_tokens(grounder, store.video_features(video), video.fps)
+            if store.set_sparse(video, sparse, windows):
+                report.updated += 1
+            else:
+                report.skipped += 1  # replaced or removed meanwhile; ingest handles it
+        if progress is not None:
+            progress(n + 1, len(videos), video)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class SparseTokenSource:
+    """A video's level-1 tokens for one grounder: the stored ones when they match its
+    adapter, else computed from the frame features once per source (and a warning)."""
+
+    def __init__(self, store: ArchiveStore, grounder: Grounder) -> None:
+        self.store = store
+        self.grounder = grounder
+        self._computed: dict[tuple[int, str], np.ndarray] = {}
+
+    def tokens(self, record: VideoRecord, features: VideoFeatures) -> np.ndarray | None:
+        """None for videos the dense level covers whole."""
+        if record.frames <= self.grounder.config.windows.dense:
+            return None
+        sparse = self.store.load_sparse(record)
+        if sparse is not None and sparse.fingerprint == self.grounder.adapter_fingerprint:
+            return sparse.tokens
+        key = (record.id, record.features_key)
+        if key not in self._computed:
+            logger.warning("%s: no sparse tokens for this grounding checkpoint; computing them "
+                           "(run vidseek reindex to store them)", record.path)
+            self._computed[key] = compute_sparse_tokens(self.grounder, features, record.fps)[0].tokens
+        return self._computed[key]

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["AdapterConfig", "HierarchicalAdapter", "Projector", "relevance_features",
+__all__ = ["AdapterConfig", "adapter_config_for", "HierarchicalAdapter", "Projector", "relevance_features",
            "DENSE", "FINE", "COARSE", "RELEVANCE_FEATURES"]
 
 # Token kinds.
@@ -63,6 +63,14 @@ class AdapterConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def adapter_config_for(encoder_info: dict, hidden: int = 256) -> AdapterConfig:
+    """Adapter dimensions matching an archive's encoder manifest."""
+    side = encoder_info["image_size"] // encoder_info["patch_size"]
+    pooled = -(-side // 2)
+    return AdapterConfig(embed_dim=encoder_info["embed_dim"], cells=pooled * pooled,
+                         cell_width=encoder_info["vision_width"], hidden=hidden)
 
 
 class HierarchicalAdapter(nn.Module):

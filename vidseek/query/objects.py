@@ -10,21 +10,25 @@ around the best matches, and each frame of a moment reports its matching cell as
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from ..errors import QueryError
+from ..models.encoder import FrameEncoder
+from ..models.pooling import pool_2x2
 from ..store.dense_tokens import DenseTokens
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from .moments import runs_around_peaks
 
-__all__ = ["Region", "TrackPoint", "ObjectHit", "object_token", "cell_box", "find_object",
-           "score_video_cells"]
+__all__ = ["Region", "TrackPoint", "ObjectHit", "object_token", "region_of", "image_cells",
+           "frame_cells", "patch_grid", "region_token", "cell_box", "find_object", "score_video_cells"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +132,57 @@ def object_token(cells: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if norm == 0:
         raise QueryError("the selected region has no features (all-zero tokens)")
     return token / norm
+
+
+def region_of(box: str | Sequence[float] | None, mask: str | os.PathLike | np.ndarray | None,
+              width: int, height: int) -> Region:
+    """A region given as exactly one of a box (``"x0,y0,x1,y1"`` or four numbers, pixels) or
+    a mask (an image path or a boolean array), on a ``width`` × ``height`` picture."""
+    if (box is None) == (mask is None):
+        raise QueryError("give the region as exactly one of a box or a mask")
+    if isinstance(box, str):
+        return Region.parse_box(box, width, height)
+    if box is not None:
+        if len(box) != 4:
+            raise QueryError(f"a box is four numbers x0,y0,x1,y1 in pixels, got {list(box)}")
+        return Region(width, height, box=tuple(float(v) for v in box))  # type: ignore[arg-type]
+    if isinstance(mask, np.ndarray):
+        return Region(width, height, mask=mask.astype(bool))
+    return Region.from_mask_image(mask, width, height)  # type: ignore[arg-type]
+
+
+def image_cells(encoder: FrameEncoder, picture: Image.Image) -> np.ndarray:
+    """The dense-token cells ``[h2, w2, C]`` of a picture, pooled as ingest pools frames."""
+    patches = encoder.encode_frames(encoder.prepare_images([picture])).patches
+    return pool_2x2(patches)[0]
+
+
+def frame_cells(store: ArchiveStore, record: VideoRecord, time: float | None) -> np.ndarray:
+    """The stored dense-token cells ``[h2, w2, C]`` of the sampled frame of ``record``
+    nearest ``time`` (dense tokens exist per sampled frame)."""
+    if time is None or not 0 <= time <= record.duration + 1e-6:
+        raise QueryError(f"give a time between 0 and {record.duration:.2f}s of {record.name} "
+                         f"for the region's frame (got {time})")
+    try:
+        features = store.video_features(record)
+    except (OSError, ValueError) as exc:  # replaced or removed meanwhile
+        raise QueryError(f"{record.name}: its features are unavailable ({exc}); try again") from exc
+    frame = int(np.argmin(np.abs(features.times - time)))
+    return features.dense.grid(frame, frame + 1)[0]
+
+
+def patch_grid(store: ArchiveStore) -> tuple[int, int]:
+    """The archive encoder's patch grid (rows, columns)."""
+    manifest = store.manifest
+    if manifest is None:
+        raise QueryError(f"{store.root}: the archive is empty")
+    side = manifest["encoder"]["image_size"] // manifest["encoder"]["patch_size"]
+    return side, side
+
+
+def region_token(cells: np.ndarray, region: Region, grid: tuple[int, int]) -> np.ndarray:
+    """The object token of ``region`` over a picture's cells (``grid``: the encoder's patch grid)."""
+    return object_token(cells, region.cell_mask(cells.shape[:2], grid))
 
 
 def cell_box(cell: int, cells: tuple[int, int], grid: tuple[int, int], width: int,

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from ..errors import QueryError
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from .moments import Moment, runs_around_peaks
 
-__all__ = ["search_moments"]
+__all__ = ["search_moments", "candidate_videos", "open_query_image", "find_videos", "named_videos"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,3 +176,50 @@ def _moments_from_index(store: ArchiveStore, query: np.ndarray, top_k: int,
         for moment in found:
             _push(scores, moment.score, top_k)
     return moments
+
+
+def candidate_videos(store: ArchiveStore, query: np.ndarray, count: int) -> list[VideoRecord]:
+    """The ``count`` videos whose best moments rank highest for ``query`` (CLIP similarity):
+    where the grounded mode looks when no video is named."""
+    seen: list[int] = []
+    for moment in search_moments(store, query, top_k=4 * count):
+        if moment.video_id not in seen:
+            seen.append(moment.video_id)
+    records = (store.catalog.video_by_id(i) for i in seen[:count])
+    return [r for r in records if r is not None]
+
+
+def open_query_image(image: "str | os.PathLike | Image.Image | np.ndarray") -> Image.Image:
+    """A query picture as RGB: a path, a PIL image or an ``[H, W, 3]`` uint8 array."""
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image).convert("RGB")
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    try:
+        with Image.open(image) as opened:
+            return opened.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise QueryError(f"{image}: cannot read the query image: {exc}") from exc
+
+
+def find_videos(store: ArchiveStore, video: str | int) -> list[VideoRecord]:
+    """Indexed videos whose file name, path or id is ``video`` (several may share a name);
+    an ``int`` is an id only."""
+    if isinstance(video, int):
+        record = store.catalog.video_by_id(video)
+        return [record] if record is not None else []
+    found = store.catalog.find_videos(video)
+    if not found:
+        found = store.catalog.find_videos(str(Path(video).expanduser().resolve()))
+    return found
+
+
+def named_videos(store: ArchiveStore, video: str | int, *, one: bool = False) -> list[VideoRecord]:
+    """:func:`find_videos`, with a QueryError when none (or, with ``one``, several) match."""
+    found = find_videos(store, video)
+    if not found:
+        raise QueryError(f"no indexed video named {video!r}")
+    if one and len(found) > 1:
+        paths = ", ".join(v.path for v in found)
+        raise QueryError(f"{video!r} names {len(found)} videos ({paths}); give a path or id")
+    return found

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ArchiveError
+from .._version import __version__
+from ..errors import ArchiveError, EncoderMismatchError
 from .catalog import FRAME_ID_BITS, Catalog, VideoRecord, frame_ids
 from .files import FeatureFileStore, FrameReader, VideoFeatures
 from .frame_index import FrameIndex
@@ -38,7 +40,7 @@ from .patch_index import TOKEN_ID_BITS, PatchIndex, normalised_tokens, patch_ids
 from .lock import WriteLock
 from .sparse_tokens import SparseTokenFiles, SparseTokens
 
-__all__ = ["ArchiveStore", "FrameHit"]
+__all__ = ["ArchiveStore", "ArchiveInfo", "FrameHit"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,23 @@ class _StoredVectors:
                 yield self.vectors_of(video)
             except (OSError, ValueError, KeyError) as exc:
                 logger.error("%s: features of %s unreadable (%s)", self.store.root, video.path, exc)
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    path: Path
+    encoder: str
+    encoder_fingerprint: str
+    embed_dim: int
+    videos: int
+    hours: float
+    frames: int
+    index_kind: str
+    disk_bytes: int
+    fps: float
+    prune_threshold: float
+    grounder: str = ""  # grounding checkpoint path ("" if none)
+    sparse_videos: int = 0  # videos whose sparse tokens match that checkpoint
 
 
 class ArchiveStore:
@@ -126,6 +145,47 @@ class ArchiveStore:
         with self.lock:
             if self.catalog.get_meta("manifest") is None:
                 self.catalog.set_meta("manifest", manifest)
+
+    def adopt_encoder(self, encoder: dict[str, Any], ingest: dict[str, Any]) -> dict[str, Any]:
+        """Record the encoder (its ``EncoderInfo`` dict) and ingest settings of a new archive;
+        then return the manifest. EncoderMismatchError if the archive was built with another
+        encoder (by fingerprint): one archive never mixes embeddings of two encoders."""
+        if self.manifest is None:
+            self.set_manifest({"encoder": encoder, "ingest": ingest, "vidseek_version": __version__,
+                               "created": time.time()})  # a no-op if another process set one
+        manifest = self.manifest
+        assert manifest is not None
+        built_with = manifest["encoder"]
+        if built_with["fingerprint"] != encoder["fingerprint"]:
+            raise EncoderMismatchError(
+                f"{self.root}: archive was built with encoder {built_with['name']!r} "
+                f"(fingerprint {built_with['fingerprint']}), not {encoder['name']!r} "
+                f"(fingerprint {encoder['fingerprint']}); use a new archive for another encoder")
+        return manifest
+
+    def info(self, encoder: str, fps: float, prune_threshold: float) -> ArchiveInfo:
+        """A summary; ``encoder`` names the encoder a new archive will adopt, ``fps`` and
+        ``prune_threshold`` are the ingest settings in force."""
+        manifest = self.manifest or {}
+        built_with = manifest.get("encoder", {})
+        totals = self.catalog.totals()
+        grounder = self.catalog.get_meta("grounder") or {}
+        sparse_videos = sum(v.sparse_fingerprint == grounder.get("adapter_fingerprint")
+                            for v in self.catalog.videos()) if grounder else 0
+        disk = 0
+        for path in self.root.rglob("*"):
+            try:
+                disk += path.stat().st_size if path.is_file() else 0
+            except OSError:  # removed meanwhile (a temporary file, a compacted segment)
+                pass
+        return ArchiveInfo(
+            path=self.root.absolute(), encoder=built_with.get("name", encoder),
+            encoder_fingerprint=built_with.get("fingerprint", ""),
+            embed_dim=built_with.get("embed_dim", 0), videos=int(totals["videos"]),
+            hours=totals["seconds"] / 3600, frames=int(totals["frames"]),
+            index_kind=self.refresh_index().kind if manifest else "none", disk_bytes=disk,
+            fps=fps, prune_threshold=prune_threshold, grounder=grounder.get("path", ""),
+            sparse_videos=sparse_videos)
 
     # -- indexes ----------------------------------------------------------------
     def _encoder_manifest(self) -> dict[str, Any]:

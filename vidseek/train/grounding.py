@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..models.adapter import COARSE, DENSE, FINE, AdapterConfig, relevance_features
+from ..models.adapter import COARSE, DENSE, FINE, adapter_config_for, relevance_features
 from ..models.grounder import STAGES, Grounder, GrounderConfig, VideoTokens, WindowConfig
 from .grounding_data import Example, ExampleSampler, TrainingVideo
 from ..errors import ConfigError
@@ -65,14 +65,6 @@ class StageReport:
     last_loss: float  # mean over the last 50 steps
     seconds: float
     resumed_from: int = 0
-
-
-def adapter_config_for(encoder_info: dict, hidden: int = 256) -> AdapterConfig:
-    """Adapter dimensions matching an archive's encoder manifest."""
-    side = encoder_info["image_size"] // encoder_info["patch_size"]
-    pooled = -(-side // 2)
-    return AdapterConfig(embed_dim=encoder_info["embed_dim"], cells=pooled * pooled,
-                         cell_width=encoder_info["vision_width"], hidden=hidden)
 
 
 QueryEmbedder = Callable[[list[str]], np.ndarray]

@@ -1,0 +1,240 @@
+"""Ingest orchestration: plan each file (probe, hash, skip if unchanged), extract its
+features (here or on Ray), commit it to the store.
+
+A video is committed whole or not at all (:meth:`ArchiveStore.commit_video` is atomic), so
+a failure or a crash at any point leaves the archive as it was before that video. Errors
+reading an input are the file's problem: they become a :class:`~vidseek.errors.VideoError`
+naming the file, reported in :class:`IngestReport.failed`, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import ConfigError, IngestCancelled, VideoError
+from ..models.encoder import FrameEncoder
+from ..models.grounder import Grounder
+from ..store.archive_store import ArchiveStore
+from ..store.catalog import VideoRecord
+from ..store.files import VideoFeatures
+from .decode import VideoInfo, probe_video
+from .discover import discover_videos, file_digest
+from .distributed import RayOptions, extract_on_ray
+from .pipeline import IngestConfig, extract_features
+from .sparse import compute_sparse_tokens
+
+__all__ = ["Ingester", "IngestProgress", "IngestReport", "SkippedFile", "FailedFile", "INGEST_ENGINES"]
+
+INGEST_ENGINES = ("local", "ray")
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """Reported to an ingest ``progress`` callback."""
+
+    path: Path
+    file_index: int  # 0-based position of this file in the run
+    file_count: int
+    stage: str  # "start", "frames", "commit", "indexed", "skipped" or "failed"
+    seconds_done: float = 0.0  # video time decoded and encoded so far
+    duration: float = 0.0  # declared duration of the video (0 when unknown)
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    path: Path
+    error: str
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did."""
+
+    indexed: list[VideoRecord] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    failed: list[FailedFile] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def video_seconds(self) -> float:
+        return sum(v.duration for v in self.indexed)
+
+
+Notify = Callable[[IngestProgress], None]
+
+
+def _cannot_read(path: Path, exc: OSError) -> VideoError:
+    return VideoError(path, f"cannot read the file: {exc.strerror or exc}")
+
+
+class Ingester:
+    """Indexes files into one store with one encoder and one config.
+
+    ``encoder`` and ``grounder`` are called when first needed, so a run whose files are all
+    skipped or unreadable loads no model (and a new archive adopts no encoder).
+    """
+
+    def __init__(self, store: ArchiveStore, config: IngestConfig,
+                 encoder: Callable[[], FrameEncoder],
+                 grounder: Callable[[], Grounder | None]) -> None:
+        self.store = store
+        self.config = config
+        self._encoder = encoder
+        self._grounder = grounder
+
+    def ingest(self, paths: Iterable[str | Path], *, recursive: bool = True,
+               progress: Notify | None = None, engine: str = "local",
+               ray: RayOptions | None = None) -> IngestReport:
+        """Index every video under ``paths``; see :meth:`vidseek.Archive.ingest`."""
+        if engine not in INGEST_ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(INGEST_ENGINES)}, got {engine!r}")
+        started = time.perf_counter()
+        report = IngestReport()
+        files = discover_videos(paths, recursive=recursive)
+        notify = progress or (lambda event: None)
+        if engine == "ray":
+            self._ingest_on_ray(files, report, notify, ray or RayOptions())
+        else:
+            for n, path in enumerate(files):
+                notify(IngestProgress(path, n, len(files), "start"))
+                try:
+                    outcome = self._ingest_one(path, n, len(files), notify)
+                except VideoError as exc:
+                    _failed(report, notify, exc, n, len(files))
+                    continue
+                _done(report, notify, path, outcome, n, len(files))
+        self.store.collect_garbage()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_file(self, path: Path, *, progress: Notify | None = None,
+                    cancel: threading.Event | None = None) -> VideoRecord | SkippedFile:
+        """Index one file; see :meth:`vidseek.Archive.ingest_file`."""
+        notify = progress or (lambda event: None)
+
+        def checked(event: IngestProgress) -> None:
+            if cancel is not None and cancel.is_set():
+                raise IngestCancelled(f"{path}: ingest stopped on request")
+            notify(event)
+
+        return self._ingest_one(path, 0, 1, checked)
+
+    # -- one file ---------------------------------------------------------------------
+    def _ingest_one(self, path: Path, n: int, count: int, notify: Notify) -> VideoRecord | SkippedFile:
+        planned = self._plan(path)
+        if isinstance(planned, SkippedFile):
+            return planned
+        info, digest = planned
+        encoder = self._encoder()
+        try:
+            t0 = time.perf_counter()
+            features, sampler = extract_features(
+                path, encoder, self.config,
+                on_progress=lambda done: notify(
+                    IngestProgress(path, n, count, "frames", done, info.duration)))
+        except OSError as exc:
+            raise _cannot_read(path, exc) from exc
+        notify(IngestProgress(path, n, count, "commit", sampler.duration, info.duration))
+        return self._commit(path, info, digest, features, sampler.duration, time.perf_counter() - t0)
+
+    def _plan(self, path: Path) -> SkippedFile | tuple[VideoInfo, str]:
+        """Probe and hash a file: a :class:`SkippedFile` when it is indexed and unchanged."""
+        try:
+            info = probe_video(path)  # fails fast on empty / non-video files
+            digest = file_digest(path)
+        except OSError as exc:
+            raise _cannot_read(path, exc) from exc
+        existing = self.store.catalog.video_by_path(str(path))
+        if (existing is not None and existing.content_hash == digest
+                and existing.fps == self.config.fps):
+            return SkippedFile(path, "unchanged since it was indexed")
+        return info, digest
+
+    def _commit(self, path: Path, info: VideoInfo, digest: str, features: VideoFeatures,
+                duration: float, seconds: float) -> VideoRecord:
+        """Commit one video's features (with sparse tokens when a grounder is set)."""
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise _cannot_read(path, exc) from exc
+        fields = dict(
+            path=str(path), name=path.name, content_hash=digest, size_bytes=size,
+            duration=duration, fps=self.config.fps, native_fps=info.native_fps,
+            width=info.width, height=info.height, codec=info.codec, frames=len(features.times),
+            kept_fraction=features.dense.kept_fraction, status="indexed", indexed_at=time.time(),
+            ingest_seconds=seconds,
+        )
+        sparse = windows = None
+        grounder = self._grounder()
+        if grounder is not None:
+            sparse, windows = compute_sparse_tokens(grounder, features, self.config.fps)
+        record = self.store.commit_video(fields, features, sparse, windows)
+        logger.info("indexed %s: %d frames, %.1fs, %.0f%% dense tokens kept", path,
+                    record.frames, record.duration, 100 * record.kept_fraction)
+        return record
+
+    # -- Ray ----------------------------------------------------------------------------
+    def _ingest_on_ray(self, files: list[Path], report: IngestReport, notify: Notify,
+                       options: RayOptions) -> None:
+        """Plan here (probe, hash, skip), extract on Ray, commit here as results arrive."""
+        planned: dict[Path, tuple[int, VideoInfo, str]] = {}
+        for n, path in enumerate(files):
+            notify(IngestProgress(path, n, len(files), "start"))
+            try:
+                outcome = self._plan(path)
+            except VideoError as exc:
+                _failed(report, notify, exc, n, len(files))
+                continue
+            if isinstance(outcome, SkippedFile):
+                _done(report, notify, path, outcome, n, len(files))
+            else:
+                planned[path] = (n, *outcome)
+        if not planned:
+            return
+        info = self._encoder().info
+        for path, result in extract_on_ray(list(planned), info.name, info.fingerprint,
+                                           self.config, options):
+            n, video_info, digest = planned[path]
+            try:
+                if isinstance(result, VideoError):
+                    raise result
+                notify(IngestProgress(path, n, len(files), "commit", result.duration, video_info.duration))
+                record = self._commit(path, video_info, digest, result.features,
+                                      result.duration, result.seconds)
+            except VideoError as exc:
+                _failed(report, notify, exc, n, len(files))
+                continue
+            _done(report, notify, path, record, n, len(files))
+
+
+def _failed(report: IngestReport, notify: Notify, exc: VideoError, n: int, count: int) -> None:
+    logger.info("failed: %s", exc)
+    report.failed.append(FailedFile(exc.path, str(exc)))
+    notify(IngestProgress(exc.path, n, count, "failed"))
+
+
+def _done(report: IngestReport, notify: Notify, path: Path,
+          outcome: VideoRecord | SkippedFile, n: int, count: int) -> None:
+    if isinstance(outcome, SkippedFile):
+        report.skipped.append(outcome)
+        notify(IngestProgress(path, n, count, "skipped"))
+    else:
+        report.indexed.append(outcome)
+        notify(IngestProgress(path, n, count, "indexed", outcome.duration, outcome.duration))
