@@ -105,6 +105,7 @@ def test_errors_are_clear_and_nonzero(cli_archive, tmp_path):
     (["watch", ".", "--settle", "-1"], "--settle must be a number >= 0"),
     (["watch", ".", "--poll", "nan"], "--poll must be a number >= 0.05"),
     (["object", "--video", "v.mp4", "--time", "nan", "--box", "0,0,1,1"], "--time must be a number >= 0"),
+    (["ingest", "x", "--engine", "spark"], "--engine must be local or ray, not 'spark'"),
 ])
 def test_bad_numbers_are_named_before_anything_is_opened(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -117,7 +118,7 @@ def test_bad_numbers_are_named_before_anything_is_opened(tmp_path, monkeypatch, 
 
 
 def test_choices_and_integer_ranges_are_checked_by_the_parser(tmp_path):
-    for args in (["search", "x", "--mode", "fast"], ["ingest", "x", "--engine", "spark"],
+    for args in (["search", "x", "--mode", "fast"],
                  ["ingest", "x", "--batch-size", "0"], ["ingest", "x", "--workers", "0"],
                  ["jobs", "--status", "lost"], ["eval", "--annotations", "a", "--ranking", "best"],
                  ["search", "--object", "--video", "v.mp4"]):  # object queries have their own command

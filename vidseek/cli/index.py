@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, List, Literal, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,6 +13,14 @@ from rich.table import Table
 import vidseek
 
 from .options import ArchiveOpt, DeviceOpt, clock, console, err, fail, non_negative, positive
+
+ENGINES = ("local", "ray")
+
+
+def _check_engine(value: str) -> str:
+    if value not in ENGINES:
+        raise fail(f"--engine must be {' or '.join(ENGINES)}, not {value!r}")
+    return value
 
 
 def ingest(
@@ -30,8 +38,9 @@ def ingest(
         help="Dense-token pruning threshold, mean |pixel change| in 0-255 units, >= 0 [default: the archive's, 0.1 for a new one].")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.")] = True,
     device: DeviceOpt = None,
-    engine: Annotated[Literal["local", "ray"], typer.Option(
-        "--engine", help="local: decode and encode here; ray: on a Ray cluster (needs the ray extra).")] = "local",
+    engine: Annotated[str, typer.Option(
+        "--engine", metavar="<local|ray>", callback=_check_engine,
+        help="local: decode and encode here; ray: on a Ray cluster (needs the ray extra).")] = "local",
     address: Annotated[Optional[str], typer.Option(
         "--address",
         help="Ray cluster to use with --engine ray (e.g. ray://head:10001 or auto) [default: a local Ray instance].")] = None,
