@@ -62,14 +62,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def atomic_replace_dir(built: str | os.PathLike, path: str | os.PathLike) -> Path:
+def atomic_replace_dir(built: str | os.PathLike, path: str | os.PathLike, *,
+                       keep_existing: bool = False) -> Path:
     """Move a fully written folder ``built`` to ``path``, replacing what was there.
 
     The files of ``built`` are fsynced first. An existing ``path`` is renamed aside and
     deleted after the swap, so a crash leaves the old folder or the new one at ``path`` (and
-    at worst a stray ``.old`` folder beside it).
+    at worst a stray ``.old`` folder beside it). With ``keep_existing``, a ``path`` that
+    already exists (another process finished first) wins and ``built`` is discarded.
     """
     built, path = Path(built), Path(path)
+    if keep_existing and path.exists():
+        shutil.rmtree(built, ignore_errors=True)
+        return path
     for file in built.rglob("*"):
         if file.is_file():
             _fsync_file(file)

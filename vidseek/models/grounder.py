@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_replace_dir
 from ..errors import ConfigError, ModelError
 from .adapter import AdapterConfig, HierarchicalAdapter, Projector
 from .answers import ParsedAnswer, confidence, mean_token_entropy, parse_answer
@@ -238,11 +239,7 @@ class Grounder(nn.Module):
             "adapter_fingerprint": adapter_fp, "saved": time.time(), **(extra or {}),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        old = path.with_name(path.name + f".old{os.getpid()}")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+        atomic_replace_dir(tmp, path)
         self.fingerprint, self.adapter_fingerprint = manifest["fingerprint"], adapter_fp
         self.manifest = manifest
         return manifest

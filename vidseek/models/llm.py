@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
+from ..atomic import atomic_replace_dir
 from ..errors import MissingDependencyError, ModelError
 
 __all__ = ["SMOLLM2", "load_causal_lm", "resolve_llm", "build_tiny_llm", "write_word_tokenizer",
@@ -64,11 +65,7 @@ def _convert_gguf(gguf: Path, out: Path) -> Path:
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process converted it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return atomic_replace_dir(tmp, out, keep_existing=True)  # another process may have converted it first
 
 
 def resolve_llm(name: str | os.PathLike) -> str:

@@ -28,6 +28,7 @@ import torch
 from ..models.adapter import COARSE, DENSE, FINE, adapter_config_for, relevance_features
 from ..models.grounder import STAGES, Grounder, GrounderConfig, VideoTokens, WindowConfig
 from .grounding_data import Example, ExampleSampler, TrainingVideo
+from ..atomic import atomic_write
 from ..errors import ConfigError
 
 __all__ = ["GroundingTrainConfig", "TrainProgress", "StageReport", "train_grounder",
@@ -124,11 +125,10 @@ def _run_stage(grounder: Grounder, sampler: ExampleSampler, query_vectors: dict[
         seed = int(sampler.rng.integers(2**62))
         sampler.rng = np.random.default_rng(seed)  # the saved seed continues this stream
         training.update(stage=stage, step=step)
-        tmp = out.with_name(out.name + ".trainer.tmp")
-        torch.save({"optimizer": optimizer.state_dict(), "step": step, "sampler_seed": seed,
-                    "torch_rng": torch.get_rng_state()}, tmp)
+        trainer = {"optimizer": optimizer.state_dict(), "step": step, "sampler_seed": seed,
+                   "torch_rng": torch.get_rng_state()}
         grounder.save(out, extra={"training": training})
-        os.replace(tmp, state_path)
+        atomic_write(state_path, lambda tmp: torch.save(trainer, tmp))
 
     for step in range(start, steps):
         for group in optimizer.param_groups:
