@@ -15,7 +15,6 @@ committed whole or not at all.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .archive import Archive, SkippedFile
-from .errors import ConfigError, IngestCancelled, VideoError, VidseekError
+from .errors import ArchiveError, ConfigError, IngestCancelled, VideoError, VidseekError
 from .indexer.watch import FolderWatcher
 from .store.jobs import Job, worker_id
 
@@ -160,7 +159,7 @@ class IngestDaemon:
                     job = jobs.claim(self._worker)
                     if job is not None:
                         self._running[job.id] = job
-            except sqlite3.Error as exc:  # e.g. the catalog locked for longer than its timeout
+            except ArchiveError as exc:  # e.g. the catalog locked for longer than its timeout
                 logger.warning("cannot claim a job (%s); trying again", exc)
                 stop.wait(self.config.poll_seconds)
                 continue

@@ -20,6 +20,8 @@ from typing import Any, Iterator
 import numpy as np
 import sqlite_utils
 
+from ..errors import ArchiveError, ArchiveLockedError
+
 __all__ = ["VideoRecord", "Catalog", "FRAME_ID_BITS", "frame_ids"]
 
 # A frame id packs (video id, frame index): 2**24 frames is 194 days at 1 fps.
@@ -110,14 +112,21 @@ class Catalog:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """An immediate transaction: it takes the write lock at once (waiting for other
         writers up to the busy timeout) instead of failing later on a stale read; committed
-        on success, rolled back on any error."""
+        on success, rolled back on any error. SQLite's operational errors (busy past the
+        timeout, I/O) surface as :class:`~vidseek.errors.ArchiveError` naming the catalog."""
         conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # busy past the timeout: another writer holds it
+            raise ArchiveLockedError(f"{self.path}: the catalog stayed locked by another "
+                                     f"writer ({exc})") from exc
         try:
             yield conn
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise ArchiveError(f"{self.path}: catalog write failed: {exc}") from exc
             raise
 
     def _create_schema(self) -> None:
@@ -127,23 +136,23 @@ class Catalog:
 
     def _create_tables(self) -> None:
         if "meta" not in self.db.table_names():
-            self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            self.db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
         if "videos" not in self.db.table_names():
-            self.db["videos"].create(_VIDEO_COLUMNS, pk="id", not_null={"path"}, if_not_exists=True)
-            self.db["videos"].create_index(["path"], unique=True, if_not_exists=True)
-            self.db["videos"].create_index(["content_hash"], if_not_exists=True)
+            self.db.table("videos").create(_VIDEO_COLUMNS, pk="id", not_null={"path"}, if_not_exists=True)
+            self.db.table("videos").create_index(["path"], unique=True, if_not_exists=True)
+            self.db.table("videos").create_index(["content_hash"], if_not_exists=True)
         else:  # archives made before sparse tokens existed
-            have = set(self.db["videos"].columns_dict)
+            have = set(self.db.table("videos").columns_dict)
             for column in ("sparse_key", "sparse_fingerprint"):
                 if column not in have:
-                    self.db["videos"].add_column(column, str, not_null_default="")
+                    self.db.table("videos").add_column(column, str, not_null_default="")
         if "windows" not in self.db.table_names():
-            self.db["windows"].create({"video_id": int, "idx": int, "start": float, "end": float},
+            self.db.table("windows").create({"video_id": int, "idx": int, "start": float, "end": float},
                                       pk=("video_id", "idx"), if_not_exists=True)
         if "frames" not in self.db.table_names():
-            self.db["frames"].create({"id": int, "video_id": int, "idx": int, "time": float},
+            self.db.table("frames").create({"id": int, "video_id": int, "idx": int, "time": float},
                                      pk="id", if_not_exists=True)
-            self.db["frames"].create_index(["video_id"], if_not_exists=True)
+            self.db.table("frames").create_index(["video_id"], if_not_exists=True)
 
     def close(self) -> None:
         with self._connections_lock:
@@ -219,6 +228,7 @@ class Catalog:
             cur = conn.execute(
                 f"INSERT INTO videos ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                 [fields_[c] for c in columns])
+            assert cur.lastrowid is not None  # set by the INSERT just made
             video_id = int(cur.lastrowid)
             self._insert_windows(conn, video_id, windows or [])
             ids = frame_ids(video_id, len(times))
