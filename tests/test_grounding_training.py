@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -20,10 +27,23 @@ def _embed_text(texts: list[str]) -> np.ndarray:
     """A deterministic stand-in for the CLIP text tower."""
     out = []
     for text in texts:
-        rng = np.random.default_rng(abs(hash(text)) % 2**32)
+        # crc32, not hash(): str hashes change per process (PYTHONHASHSEED)
+        rng = np.random.default_rng(zlib.crc32(text.encode()))
         v = rng.normal(size=DIM)
         out.append(v / np.linalg.norm(v))
     return np.stack(out).astype(np.float32)
+
+
+def test_text_stand_in_is_the_same_in_every_process():
+    """The training data must not change between runs (str hash() is salted per process)."""
+    here = _embed_text(CAPTIONS)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy as np; "
+            "from test_grounding_training import _embed_text, CAPTIONS; "
+            "np.save(sys.stdout.buffer, _embed_text(CAPTIONS))")
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], check=True,
+                             capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        assert np.array_equal(np.load(io.BytesIO(out)), here)
 
 
 def _videos(n: int = 3, frames: int = 400, seed: int = 0) -> list[TrainingVideo]:
