@@ -137,14 +137,15 @@ def object_query(
     if image is not None and time is not None:
         usage_error("--time goes with --video, not with --image")
     region = _parse_box(box)
+    picture = f"{video} at {clock(time)}" if video is not None and time is not None else str(image)
+    what = f"object {box or mask} on {picture}"
     try:
         with vidseek.Archive.open(archive, device=device, create=False) as arch:
             hits = arch.search_object(region, mask=mask, video=video, time=time, image=image,
                                       top_k=top_k, within=within)
             _show_hits(hits, as_json)
             if export is not None:
-                picture = f"{video} at {clock(time)}" if video is not None else image.name  # type: ignore[union-attr]
-                _export(arch, hits, export, f"object {box or mask.name} on {picture}")  # type: ignore[union-attr]
+                _export(arch, hits, export, what)
     except vidseek.VidseekError as exc:
         raise fail(exc)
 
