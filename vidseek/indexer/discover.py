@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -14,7 +15,7 @@ VIDEO_EXTENSIONS = frozenset({
 })
 
 
-def discover_videos(paths: Iterable[str | Path], recursive: bool = True) -> list[Path]:
+def discover_videos(paths: Iterable[str | os.PathLike[str]], recursive: bool = True) -> list[Path]:
     """Expand files and folders into video files (absolute, sorted, without duplicates).
 
     Files named explicitly are always returned, whatever their extension, so a bad file is

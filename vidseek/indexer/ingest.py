@@ -10,6 +10,7 @@ naming the file, reported in :class:`IngestReport.failed`, and the run goes on.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ class Ingester:
         self._encoder = encoder
         self._grounder = grounder
 
-    def ingest(self, paths: Iterable[str | Path], *, recursive: bool = True,
+    def ingest(self, paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True,
                progress: Notify | None = None, engine: str = "local",
                ray: RayOptions | None = None) -> IngestReport:
         """Index every video under ``paths``; see :meth:`vidseek.Archive.ingest`."""

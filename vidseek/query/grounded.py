@@ -190,8 +190,10 @@ def _nodes(view: _VideoView, level: int, kind: int, calls: list[tuple[int, int, 
         frames = None
         span = None
         if gen.answer.is_span:
-            fa = a + gen.answer.start * unit
-            fb = min(b, a + (gen.answer.end + 1) * unit)
+            start, end = gen.answer.start, gen.answer.end
+            assert start is not None and end is not None  # a span answer has both
+            fa = a + start * unit
+            fb = min(b, a + (end + 1) * unit)
             frames = (fa, fb)
             span = view.seconds(fa, fb)
         verdict = gen.answer.kind + (f" ({gen.answer.note})" if gen.answer.note else "")

@@ -13,7 +13,6 @@ import logging
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -59,10 +58,13 @@ class Region:
             if not (0 <= x0 < x1 <= self.width and 0 <= y0 < y1 <= self.height):
                 raise QueryError(f"box {x0:g},{y0:g},{x1:g},{y1:g} must satisfy 0 <= x0 < x1 <= "
                                  f"{self.width} and 0 <= y0 < y1 <= {self.height} (the frame's size)")
-        elif self.mask.shape != (self.height, self.width) or not self.mask.any():  # type: ignore[union-attr]
-            raise QueryError(f"the mask must be {self.width}x{self.height} (the frame's size) "
-                             f"with at least one pixel set; got {self.mask.shape[1::-1]} "  # type: ignore[union-attr]
-                             f"with {int(self.mask.sum())} set")  # type: ignore[union-attr]
+        else:
+            mask = self.mask
+            assert mask is not None  # exactly one of box and mask, checked above
+            if mask.shape != (self.height, self.width) or not mask.any():
+                raise QueryError(f"the mask must be {self.width}x{self.height} (the frame's size) "
+                                 f"with at least one pixel set; got {mask.shape[1::-1]} "
+                                 f"with {int(mask.sum())} set")
 
     @classmethod
     def parse_box(cls, text: str, width: int, height: int) -> "Region":
@@ -73,10 +75,10 @@ class Region:
             values = ()
         if len(values) != 4:
             raise QueryError(f"box {text!r}: expected four numbers x0,y0,x1,y1 in pixels")
-        return cls(width, height, box=values)  # type: ignore[arg-type]
+        return cls(width, height, box=values)
 
     @classmethod
-    def from_mask_image(cls, path: str | Path, width: int, height: int) -> "Region":
+    def from_mask_image(cls, path: str | os.PathLike, width: int, height: int) -> "Region":
         """A binary mask picture (pixels above mid-grey are inside), resized to the frame if needed."""
         try:
             with Image.open(path) as opened:
@@ -84,7 +86,7 @@ class Region:
         except (OSError, ValueError) as exc:
             raise QueryError(f"{path}: cannot read the mask image: {exc}") from exc
         if grey.size != (width, height):
-            grey = grey.resize((width, height), Image.NEAREST)
+            grey = grey.resize((width, height), Image.Resampling.NEAREST)
         return cls(width, height, mask=np.asarray(grey) > 127)
 
     def coverage(self, cells: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
@@ -105,7 +107,9 @@ class Region:
                           - np.maximum(y0 / self.height * gh, np.arange(gh)), 0, 1)
             inside = np.outer(row, col)
         else:
-            resized = Image.fromarray(self.mask.astype(np.uint8) * 255).resize((gw * 8, gh * 8), Image.BILINEAR)  # type: ignore[union-attr]
+            assert self.mask is not None  # exactly one of box and mask
+            resized = Image.fromarray(self.mask.astype(np.uint8) * 255).resize(
+                (gw * 8, gh * 8), Image.Resampling.BILINEAR)
             inside = (np.asarray(resized, np.float64) / 255).reshape(gh, 8, gw, 8).mean(axis=(1, 3))
         h2, w2 = cells
         padded = np.zeros((2 * h2, 2 * w2))
@@ -145,10 +149,12 @@ def region_of(box: str | Sequence[float] | None, mask: str | os.PathLike | np.nd
     if box is not None:
         if len(box) != 4:
             raise QueryError(f"a box is four numbers x0,y0,x1,y1 in pixels, got {list(box)}")
-        return Region(width, height, box=tuple(float(v) for v in box))  # type: ignore[arg-type]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        return Region(width, height, box=(x0, y0, x1, y1))
     if isinstance(mask, np.ndarray):
         return Region(width, height, mask=mask.astype(bool))
-    return Region.from_mask_image(mask, width, height)  # type: ignore[arg-type]
+    assert mask is not None  # exactly one of box and mask, checked above
+    return Region.from_mask_image(mask, width, height)
 
 
 def image_cells(encoder: FrameEncoder, picture: Image.Image) -> np.ndarray:
@@ -298,8 +304,8 @@ def find_object(store: ArchiveStore, token: np.ndarray, grid: tuple[int, int], t
     else:
         by_video = _candidates(store, token, top_k)
         for video_id, seed_times in by_video.items():
-            video = store.catalog.video_by_id(video_id)
-            if video is not None:
-                hits += _video_hits(store, video, token, grid, seed_times, n_seeds)
+            record = store.catalog.video_by_id(video_id)
+            if record is not None:
+                hits += _video_hits(store, record, token, grid, seed_times, n_seeds)
     hits.sort(key=lambda h: -h.score)
     return hits[:top_k]

@@ -169,11 +169,11 @@ def _moments_from_index(store: ArchiveStore, query: np.ndarray, top_k: int,
         if _beaten(scores, top_k, group.peak):
             break
         try:
-            found = _grow(store, group, query)
+            grown = _grow(store, group, query)
         except FileNotFoundError:
             continue
-        moments += found
-        for moment in found:
+        moments += grown
+        for moment in grown:
             _push(scores, moment.score, top_k)
     return moments
 

@@ -23,11 +23,12 @@ rebuilds the index from the feature files. Index saves write only the video's ow
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -43,6 +44,8 @@ from .sparse_tokens import SparseTokenFiles, SparseTokens
 __all__ = ["ArchiveStore", "ArchiveInfo", "FrameHit"]
 
 logger = logging.getLogger(__name__)
+
+_Index = TypeVar("_Index", bound=FrameIndex)  # a FrameIndex or a PatchIndex
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class ArchiveInfo:
 class ArchiveStore:
     """Storage of one archive directory. Knows nothing about models or decoding."""
 
-    def __init__(self, root: str | Path, create: bool = True, ivf_threshold: int = 200_000,
+    def __init__(self, root: str | os.PathLike[str], create: bool = True, ivf_threshold: int = 200_000,
                  patch_threshold: int = 100_000, compress_threshold: int = 1_000_000,
                  nprobe: int = 64) -> None:
         if nprobe < 1:
@@ -234,7 +237,7 @@ class ArchiveStore:
         """The dense patch-token index (object queries), current as :meth:`refresh_index`."""
         return self._refresh(self._patch_index())
 
-    def _refresh(self, index: FrameIndex) -> FrameIndex:
+    def _refresh(self, index: _Index) -> _Index:
         if index.generation == self.catalog.generation:
             return index
         # Another process may have committed and saved. load() reads a new base off the

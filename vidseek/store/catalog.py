@@ -148,10 +148,10 @@ class Catalog:
                     self.db.table("videos").add_column(column, str, not_null_default="")
         if "windows" not in self.db.table_names():
             self.db.table("windows").create({"video_id": int, "idx": int, "start": float, "end": float},
-                                      pk=("video_id", "idx"), if_not_exists=True)
+                                            pk=("video_id", "idx"), if_not_exists=True)
         if "frames" not in self.db.table_names():
             self.db.table("frames").create({"id": int, "video_id": int, "idx": int, "time": float},
-                                     pk="id", if_not_exists=True)
+                                           pk="id", if_not_exists=True)
             self.db.table("frames").create_index(["video_id"], if_not_exists=True)
 
     def close(self) -> None:

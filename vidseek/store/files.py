@@ -15,8 +15,10 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..atomic import atomic_write
 from .dense_tokens import DenseTokens
@@ -72,8 +74,8 @@ def read_rows(fd: int, layout: RowLayout, rows: np.ndarray | slice) -> np.ndarra
         if step != 1:
             raise ValueError("read_rows reads contiguous slices only")
         count = max(0, stop - start)
-        data = os.pread(fd, count * size, layout.offset + start * size)
-        return np.frombuffer(data, layout.dtype).reshape((count, *width))
+        buf = os.pread(fd, count * size, layout.offset + start * size)
+        return np.frombuffer(buf, layout.dtype).reshape((count, *width))
     indices = np.asarray(rows)
     if indices.dtype.kind not in "iu" or (len(indices) and not (
             0 <= indices.min() and indices.max() < layout.shape[0])):
@@ -88,14 +90,17 @@ def read_rows(fd: int, layout: RowLayout, rows: np.ndarray | slice) -> np.ndarra
     return data[np.searchsorted(wanted, indices)]
 
 
-def save_npz_atomically(folder: Path, **arrays: np.ndarray) -> str:
+def save_npz_atomically(folder: Path, **arrays: npt.ArrayLike) -> str:
     """Write ``folder/KEY.npz`` under a temporary name, fsync, rename; return the new key."""
     folder.mkdir(parents=True, exist_ok=True)
     key = uuid.uuid4().hex
 
+    # typed Any: mypy would match the values against savez's ``allow_pickle: bool`` too
+    members: dict[str, Any] = arrays
+
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **members)
 
     atomic_write(folder / f"{key}.npz", write)
     return key
@@ -196,18 +201,23 @@ class FrameReader:
                 self._loaded = (data["times"], data["embeddings"])
 
     def __len__(self) -> int:
-        return len(self._loaded[0]) if self._loaded is not None else self._times.shape[0]
+        if self._loaded is not None:
+            return len(self._loaded[0])
+        assert self._times is not None  # both layouts are known when nothing was loaded
+        return self._times.shape[0]
 
     def times(self, rows: slice = slice(None)) -> np.ndarray:
         """Frame times (8 bytes a frame: one read), of every frame or of a slice."""
         if self._loaded is not None:
             return self._loaded[0][rows]
+        assert self._times is not None
         return self._read(self._times, rows)
 
     def embeddings(self, rows: slice | np.ndarray) -> np.ndarray:
         """Embeddings of ``rows`` (a slice, or frame indices)."""
         if self._loaded is not None:
             return self._loaded[1][rows]
+        assert self._emb is not None
         return self._read(self._emb, rows)
 
     def _read(self, layout: RowLayout, rows: slice | np.ndarray) -> np.ndarray:

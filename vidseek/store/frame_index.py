@@ -36,7 +36,7 @@ import os
 import threading
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import faiss
 import numpy as np
@@ -129,7 +129,8 @@ class FrameIndex:
         self._trained_for = 0
         self._delta = self._new_flat()
         self._tombstones: dict[int, int] = {}  # video id → its vectors in the base
-        self._selector = None  # FAISS filter of the tombstoned ids, built when first needed
+        # FAISS filter of the tombstoned ids, built when first needed
+        self._selector: tuple[faiss.IDSelectorBatch, faiss.IDSelectorNot] | None = None
         self._logs: list[str] = []
         self._pending_ids: list[np.ndarray] = []
         self._pending_vectors: list[np.ndarray] = []
@@ -223,6 +224,8 @@ class FrameIndex:
         """An empty IVF index of ``kind`` trained on ``sample`` (for ``total`` vectors)."""
         nlist = self._lists(total)
         quantizer = faiss.IndexFlatIP(self.dim)
+        # an IndexIVF; Any because faiss's stubs type clustering_index as Index, not Optional
+        index: Any
         if kind == "ivfpq":
             index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_bytes(self.dim), 8,
                                      faiss.METRIC_INNER_PRODUCT)
@@ -388,9 +391,10 @@ class FrameIndex:
             vectors = (np.concatenate(self._pending_vectors) if self._pending_vectors
                        else np.zeros((0, self.dim), self.LOG_DTYPE))
             removed = np.array(sorted(self._pending_removed), np.int64)
-            extra = {}
-            if self._pending_ids and all(x is not None for x in self._pending_lists):
-                extra["lists"] = np.concatenate(self._pending_lists)  # replays skip assignment
+            extra: dict[str, np.ndarray] = {}
+            lists = [x for x in self._pending_lists if x is not None]
+            if self._pending_ids and len(lists) == len(self._pending_lists):
+                extra["lists"] = np.concatenate(lists)  # replays skip assignment
             _write_atomically(self.segments / name, lambda tmp: _save_npz(
                 tmp, ids=ids, vectors=vectors, removed=removed, **extra))
             self._logs.append(name)
@@ -427,7 +431,7 @@ class FrameIndex:
         if len(ids) == 0:
             return
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        stored = np.ascontiguousarray(vectors, dtype=self.LOG_DTYPE)
+        stored: np.ndarray = np.ascontiguousarray(vectors, dtype=self.LOG_DTYPE)
         lists = self._add_to_delta(ids, stored)  # the same rounding as a replay of the log
         self._pending_ids.append(ids)
         self._pending_vectors.append(stored)
@@ -477,6 +481,7 @@ class FrameIndex:
             if self._kind_of(delta) == self._kind_of(merged):
                 merged.merge_from(delta, 0)
             elif delta.ntotal:  # exact delta into IVF lists
+                assert isinstance(delta, faiss.IndexIDMap2)  # the exact kind: see _new_flat
                 ids = faiss.vector_to_array(delta.id_map).astype(np.int64)
                 merged.add_with_ids(delta.index.reconstruct_n(0, delta.ntotal), ids)
         else:
@@ -512,6 +517,7 @@ class FrameIndex:
         self._install(index, trained_file, total if kind != "flat" else 0, generation)
 
     def _sample(self, total: int) -> np.ndarray:
+        assert self.source is not None  # rebuild() checked
         quota = self._training_size(total)
         rng = np.random.default_rng(0)
         sample = []
@@ -573,18 +579,24 @@ class FrameIndex:
 
     def _search_base(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Base results, tombstoned videos' vectors skipped by FAISS itself."""
+        base = self._base
+        assert base is not None  # search() checked
         k = min(k, self._base_ntotal)
         if not self._tombstones:
-            return self._base.search(queries, k)
+            return base.search(queries, k)
         if self._selector is None:
             dead = np.concatenate([(np.int64(v) << self.id_bits) + np.arange(n, dtype=np.int64)
                                    for v, n in self._tombstones.items()])
             batch = faiss.IDSelectorBatch(dead)
             self._selector = (batch, faiss.IDSelectorNot(batch))  # keep both alive
-        params = (faiss.SearchParametersIVF(sel=self._selector[1], nprobe=self.nprobe)
-                  if isinstance(self._base, faiss.IndexIVF)
-                  else faiss.SearchParameters(sel=self._selector[1]))
-        return self._base.search(queries, k, params=params)
+        params: faiss.SearchParameters
+        if isinstance(base, faiss.IndexIVF):
+            params = ivf_params = faiss.SearchParametersIVF()
+            ivf_params.nprobe = self.nprobe
+        else:
+            params = faiss.SearchParameters()
+        params.sel = self._selector[1]
+        return base.search(queries, k, params=params)
 
 
 def default_in_memory_bytes() -> int:
@@ -609,5 +621,7 @@ def pq_bytes(dim: int) -> int:
 
 
 def _save_npz(path: str, **arrays: np.ndarray) -> None:
+    # typed Any: mypy would match the values against savez's ``allow_pickle: bool`` too
+    members: dict[str, Any] = arrays
     with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **members)

@@ -96,9 +96,9 @@ class JobQueue:
             # BEGIN IMMEDIATE waits for other writers; a bare CREATE could fail at once with
             # "database is locked" when another connection wrote since it read the schema
             with self.catalog.transaction():
-                db["jobs"].create(_COLUMNS, pk="id", not_null={"path", "status"}, if_not_exists=True)
-                db["jobs"].create_index(["status", "next_attempt_at"], if_not_exists=True)
-                db["jobs"].create_index(["path"], if_not_exists=True)
+                db.table("jobs").create(_COLUMNS, pk="id", not_null={"path", "status"}, if_not_exists=True)
+                db.table("jobs").create_index(["status", "next_attempt_at"], if_not_exists=True)
+                db.table("jobs").create_index(["path"], if_not_exists=True)
 
     def _rows(self, sql: str, params: list[Any]) -> list[Job]:
         return [Job.from_row(r) for r in self.catalog.db.query(sql, params)]
@@ -228,7 +228,8 @@ class JobQueue:
     def list(self, status: str | None = None, limit: int | None = None,
              path: str | None = None) -> list[Job]:
         """Jobs, newest first, optionally of one status and/or one path."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status is not None:
             if status not in JOB_STATES:
                 raise ValueError(f"unknown job status {status!r} (one of {', '.join(JOB_STATES)})")
