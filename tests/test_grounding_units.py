@@ -237,10 +237,12 @@ def test_forced_spans_start_from_in_the_same_pass(tiny_grounder):
 
 
 def test_grounding_options_are_validated():
-    with pytest.raises(vidseek.QueryError):
+    with pytest.raises(vidseek.ConfigError):
         GroundingOptions(levels=4)
-    with pytest.raises(vidseek.QueryError):
+    with pytest.raises(vidseek.ConfigError):
         GroundingOptions(ranking="vibes")
+    with pytest.raises(ValueError):  # a ConfigError is a ValueError too
+        GroundingOptions(top_k=0)
 
 
 def test_int8_lm_merges_lora_and_answers_like_float32(tiny_llm_dir):

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from ..errors import QueryError
+from ..errors import ConfigError, QueryError
 from ..models.adapter import COARSE, DENSE, FINE, relevance_features
 from ..models.answers import ParsedAnswer, grounding_prompt
 from ..models.grounder import Generation, Grounder, VideoTokens
@@ -60,11 +60,11 @@ class GroundingOptions:
 
     def __post_init__(self) -> None:
         if self.levels not in (1, 2, 3):
-            raise QueryError(f"levels must be 1, 2 or 3, not {self.levels}")
+            raise ConfigError(f"levels must be 1, 2 or 3, not {self.levels}")
         if self.top_k < 1:
-            raise QueryError(f"top_k must be at least 1, not {self.top_k}")
+            raise ConfigError(f"top_k must be at least 1, not {self.top_k}")
         if self.ranking not in RANKINGS:
-            raise QueryError(f"ranking must be one of {', '.join(RANKINGS)}, not {self.ranking!r}")
+            raise ConfigError(f"ranking must be one of {', '.join(RANKINGS)}, not {self.ranking!r}")
 
 
 @dataclass

@@ -202,6 +202,10 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
     async def query_error(request: Request, exc: vidseek.QueryError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=422)
 
+    @app.exception_handler(vidseek.ConfigError)  # an option out of range, e.g. levels=4
+    async def config_error(request: Request, exc: vidseek.ConfigError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
     @app.exception_handler(vidseek.errors.ArchiveLockedError)
     async def archive_busy(request: Request, exc: vidseek.errors.ArchiveLockedError) -> JSONResponse:
         return JSONResponse({"error": f"busy: {exc}"}, status_code=503, headers={"Retry-After": "5"})
