@@ -71,13 +71,18 @@ class EvalReport:
         return "\n".join(lines)
 
 
+def _best_iou(prediction: tuple[float, float], annotation: Annotation) -> float:
+    """IoU with the nearest true span (an event may happen more than once)."""
+    return max((temporal_iou(prediction, w) for w in annotation.windows), default=0.0)
+
+
 def _metrics(rows: list[tuple[Annotation, Sequence[tuple[float, float]]]]) -> tuple[dict[str, float], float]:
     recall = {}
     for n in RECALL_AT:
         for m in IOU_THRESHOLDS:
-            hits = [any(temporal_iou(p, (a.start, a.end)) >= m for p in preds[:n]) for a, preds in rows]
+            hits = [any(_best_iou(p, a) >= m for p in preds[:n]) for a, preds in rows]
             recall[f"R{n}@{m}"] = sum(hits) / len(rows) if rows else 0.0
-    ious = [temporal_iou(preds[0], (a.start, a.end)) if preds else 0.0 for a, preds in rows]
+    ious = [_best_iou(preds[0], a) if preds else 0.0 for a, preds in rows]
     return recall, (sum(ious) / len(ious) if ious else 0.0)
 
 

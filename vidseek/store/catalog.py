@@ -10,6 +10,7 @@ transaction, so a video is either fully catalogued or absent.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -193,6 +194,13 @@ class Catalog:
             "SELECT * FROM videos WHERE path = ? OR name = ? OR CAST(id AS TEXT) = ? ORDER BY id",
             [name_or_path, name_or_path, name_or_path])
         return [VideoRecord.from_row(r) for r in rows]
+
+    def find_videos_by_stem(self, stem: str) -> list[VideoRecord]:
+        """Videos whose file name without its extension is ``stem`` (how datasets name
+        videos: ``3MSZA`` for ``3MSZA.mp4``)."""
+        pattern = re.sub(r"([\\%_])", r"\\\1", stem) + ".%"
+        rows = self.db.query("SELECT * FROM videos WHERE name LIKE ? ESCAPE '\\' ORDER BY id", [pattern])
+        return [r for r in map(VideoRecord.from_row, rows) if Path(r.name).stem == stem]
 
     def videos(self) -> list[VideoRecord]:
         return [VideoRecord.from_row(r) for r in self.db.query("SELECT * FROM videos ORDER BY id")]
