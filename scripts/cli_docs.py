@@ -34,8 +34,8 @@ argument, a value outside its choices or an integer out of range, options that e
 each other — exits 2.
 
 The commands live in `vidseek/cli/`: `index.py` (ingest, info, reindex), `search.py`
-(search, object), `training.py` (synth, train-encoder, train, eval), `service.py` (watch,
-jobs, serve), sharing `options.py`. This page is generated from `--help` by
+(search, object), `doctor.py` (doctor), `training.py` (synth, train-encoder, train, eval),
+`service.py` (watch, jobs, serve), sharing `options.py`. This page is generated from `--help` by
 `python scripts/cli_docs.py`; a test keeps it in step.
 """
 

@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "vidseek" / "cli"
-COMMANDS = ["ingest", "search", "object", "info", "reindex", "synth", "train-encoder", "train",
-            "eval", "watch", "jobs", "serve"]
+COMMANDS = ["ingest", "search", "object", "info", "doctor", "reindex", "synth", "train-encoder",
+            "train", "eval", "watch", "jobs", "serve"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100", "TERMINAL_WIDTH": "100"}
 
 
@@ -72,7 +72,7 @@ def test_command_modules_share_only_the_options_and_use_only_the_public_api():
 
     command_modules = sorted(p.stem for p in CLI.glob("*.py")
                              if p.stem not in ("__init__", "__main__", "options"))
-    assert command_modules == ["index", "search", "service", "training"]
+    assert command_modules == ["doctor", "index", "search", "service", "training"]
     public = {"vidseek", *(f"vidseek.{name}" for name in (
         "train", "synth", "service", "evaluation", "annotations", "indexer", "models", "errors",
         "exports", "server"))}

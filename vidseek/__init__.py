@@ -20,6 +20,8 @@ from ._version import __version__
 from .archive import (
     Archive,
     ArchiveInfo,
+    DoctorFinding,
+    DoctorReport,
     SEARCH_MODES,
     FailedFile,
     IngestProgress,
@@ -53,6 +55,8 @@ __all__ = [
     "FailedFile", "SkippedFile", "ReindexReport", "VideoRecord", "SEARCH_MODES",
     "default_archive_path", "Moment", "GroundingOptions", "GroundingResult", "GroundingNode",
     "ranked_moments", "ObjectHit", "TrackPoint", "Region", "EXPORT_FORMATS",
+    # what `Archive.check` and `Archive.repair` (vidseek doctor) report
+    "DoctorReport", "DoctorFinding",
     # errors (every subclass is in vidseek.errors)
     "VidseekError", "VideoError", "ArchiveError", "ModelError", "QueryError", "ConfigError",
     "MissingDependencyError", "AnnotationError",

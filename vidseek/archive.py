@@ -17,10 +17,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import ModelError, QueryError
+from .errors import ConfigError, ModelError, QueryError
 from .exports import ExportItem, export_results
+from .indexer.discover import file_digest
 from .indexer.distributed import RayOptions
-from .indexer.ingest import FailedFile, Ingester, IngestProgress, IngestReport, SkippedFile
+from .indexer.ingest import FailedFile, Ingester, IngestProgress, IngestReport, SkippedFile, check_settings
 from .indexer.pipeline import IngestConfig
 from .indexer.sparse import ReindexReport, SparseTokenSource, reindex_sparse
 from .models.encoder import DEFAULT_MODEL, FrameEncoder
@@ -30,14 +31,17 @@ from .query.grounded import GroundingOptions, GroundingResult, ground_video, ran
 from .query.moments import Moment
 from .query.objects import (ObjectHit, find_object, frame_cells, image_cells, patch_grid, region_of,
                             region_token)
-from .query.search import candidate_videos, find_videos, named_videos, open_query_image, search_moments
+from .query.search import (SearchWarning, candidate_videos, find_videos, named_videos, open_query_image,
+                           readable_features, search_moments)
 from .store.archive_store import ArchiveInfo, ArchiveStore
+from .store import doctor
 from .store.catalog import VideoRecord
+from .store.doctor import DoctorFinding, DoctorReport
 from .store.files import VideoFeatures
 from .store.jobs import JobQueue
 
-__all__ = ["Archive", "ArchiveInfo", "IngestProgress", "IngestReport", "FailedFile",
-           "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path"]
+__all__ = ["Archive", "ArchiveInfo", "DoctorReport", "DoctorFinding", "IngestProgress",
+           "IngestReport", "FailedFile", "SkippedFile", "ReindexReport", "SEARCH_MODES", "default_archive_path"]
 
 SEARCH_MODES = ("clip", "grounded")
 # Videos the grounded mode examines when no video is named: the coarse retrieval's best.
@@ -63,7 +67,7 @@ class Archive:
                  device: str | None, encoder: FrameEncoder | None = None,
                  int8_text: bool = False, int8_llm: bool = False) -> None:
         self._store = store
-        self.config = config
+        self._config = config
         self._model = model
         self._device = device
         self._int8_text = int8_text
@@ -87,7 +91,9 @@ class Archive:
         ``model`` is a CLIP/SigLIP hub id or local directory. A new archive adopts it (default
         :data:`~vidseek.models.encoder.DEFAULT_MODEL`); an existing one uses its own and raises
         :class:`~vidseek.errors.EncoderMismatchError` if ``model`` is a different encoder.
-        ``config`` sets the ingest defaults of a new archive; an existing one keeps its own.
+        ``config`` sets the ingest settings of a new archive; an existing one keeps its own
+        (a ``config`` with another ``fps`` or ``prune_threshold`` raises
+        :class:`~vidseek.errors.ConfigError`).
         ``int8_text`` encodes text queries with int8 weights (CPU; see
         :meth:`~vidseek.models.encoder.FrameEncoder.quantize_text`): about half the time of
         a CLIP-mode query's text encoding, at a cosine of 0.998 to the float32 embedding.
@@ -107,6 +113,12 @@ class Archive:
                           int8_llm=int8_llm)
             return archive
         settings = manifest["ingest"]
+        if config is not None:
+            try:
+                check_settings(store.root, settings, config)
+            except ConfigError:
+                store.close()
+                raise
         config = config or IngestConfig(fps=settings["fps"], prune_threshold=settings["prune_threshold"])
         archive = cls(store, manifest["encoder"]["name"], config, device, int8_text=int8_text,
                       int8_llm=int8_llm)
@@ -124,6 +136,20 @@ class Archive:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def config(self) -> IngestConfig:
+        """The ingest settings in force. Once the archive has them recorded, assigning
+        another ``fps`` or ``prune_threshold`` raises :class:`~vidseek.errors.ConfigError`
+        (one archive never mixes sampling rates); ``batch_size`` may change."""
+        return self._config
+
+    @config.setter
+    def config(self, config: IngestConfig) -> None:
+        manifest = self._store.manifest
+        if manifest is not None:
+            check_settings(self._store.root, manifest["ingest"], config)
+        self._config = config
+
     # -- encoder ----------------------------------------------------------------
     @property
     def encoder(self) -> FrameEncoder:
@@ -135,8 +161,10 @@ class Archive:
     def _load_encoder(self) -> None:
         encoder = FrameEncoder.load(self._model, device=self._device)
         # a new archive adopts this encoder; an existing one must have been built with it
-        self._store.adopt_encoder(encoder.info.to_dict(), {
+        manifest = self._store.adopt_encoder(encoder.info.to_dict(), {
             "fps": self.config.fps, "prune_threshold": self.config.prune_threshold})
+        # another process may have created the archive meanwhile, with other settings
+        check_settings(self._store.root, manifest["ingest"], self.config)
         self._encoder = prepare_encoder(encoder, int8_text=self._int8_text)
 
     # -- ingest -----------------------------------------------------------------
@@ -166,8 +194,7 @@ class Archive:
         :class:`~vidseek.errors.IngestCancelled` when ``cancel`` is set before the commit
         (the archive is then untouched).
         """
-        return self._ingester().ingest_file(Path(path).expanduser().resolve(),
-                                            progress=progress, cancel=cancel)
+        return self._ingester().ingest_file(Path(path), progress=progress, cancel=cancel)
 
     # -- grounding checkpoint ---------------------------------------------------------
     @property
@@ -214,14 +241,18 @@ class Archive:
     def search(self, text: str | None = None, *, image: str | os.PathLike | Image.Image | np.ndarray | None = None,
                top_k: int = 10, video: str | None = None, mode: str = "clip",
                grounding: GroundingOptions | None = None,
-               timings: dict[str, float] | None = None) -> list[Moment]:
+               timings: dict[str, float] | None = None,
+               warnings: list[SearchWarning] | None = None) -> list[Moment]:
         """Find the moments that best match ``text`` or ``image`` (exactly one of them).
 
         ``video`` limits the search to one video (file name, path or id). ``mode="grounded"``
         (text only) runs the grounding checkpoint's recursion (see :meth:`ground`); a moment's
         ``score`` is then its ranking score (by default R × (1 − P(Not))). ``timings``, if
         given, receives seconds per stage: ``encode_query`` and ``retrieve`` (clip mode) or
-        ``ground`` (grounded mode, query encoding included).
+        ``ground`` (grounded mode, query encoding included). ``warnings``, if given,
+        receives a :class:`~vidseek.query.search.SearchWarning` per video left out because a
+        file of it is damaged (the search answers from the others; ``str()`` of one is the
+        message to show).
         """
         if mode not in SEARCH_MODES:
             raise QueryError(f"unknown search mode {mode!r} (one of {', '.join(SEARCH_MODES)})")
@@ -233,7 +264,8 @@ class Archive:
             if image is not None:
                 raise QueryError("the grounded mode takes a text query, not an image")
             t0 = time.perf_counter()
-            results = self.ground(text, video=video, options=grounding)  # type: ignore[arg-type]
+            results = self.ground(text, video=video, options=grounding,  # type: ignore[arg-type]
+                                  warnings=warnings)
             if timings is not None:
                 timings["ground"] = time.perf_counter() - t0
             return ranked_moments(results, top_k)
@@ -243,7 +275,7 @@ class Archive:
         t0 = time.perf_counter()
         query = self.embed_query(text=text, image=image)
         t1 = time.perf_counter()
-        moments = search_moments(self._store, query, top_k=top_k, videos=videos)
+        moments = search_moments(self._store, query, top_k=top_k, videos=videos, warnings=warnings)
         if timings is not None:
             timings["encode_query"] = t1 - t0
             timings["retrieve"] = time.perf_counter() - t1
@@ -251,11 +283,13 @@ class Archive:
 
     def ground(self, text: str, *, video: str | None = None,
                options: GroundingOptions | None = None,
-               candidates: int = _GROUNDED_CANDIDATES) -> list[GroundingResult]:
+               candidates: int = _GROUNDED_CANDIDATES,
+               warnings: list[SearchWarning] | None = None) -> list[GroundingResult]:
         """The grounded query with its recursion tree, per video examined.
 
         With ``video`` that one video is grounded; otherwise the ``candidates`` videos that
-        coarse (CLIP) retrieval ranks best.
+        coarse (CLIP) retrieval ranks best. Videos with damaged files are left out and
+        reported in ``warnings`` (see :meth:`search`).
         """
         if not text or not text.strip():
             raise QueryError("the text query is empty")
@@ -270,11 +304,10 @@ class Archive:
             return []
         query_vector = self.embed_query(text=text)
         if video is None:
-            videos = candidate_videos(self._store, query_vector, candidates)
+            videos = candidate_videos(self._store, query_vector, candidates, warnings)
         sparse = self._sparse_source(grounder)
         results = []
-        for record in videos:
-            features = self._store.video_features(record)
+        for record, features in readable_features(self._store, videos, warnings):
             results.append(ground_video(grounder, record, features, sparse.tokens(record, features),
                                         text, query_vector, options))
         return results
@@ -284,20 +317,23 @@ class Archive:
                       mask: str | os.PathLike | np.ndarray | None = None,
                       video: str | int | None = None, time: float | None = None,
                       image: str | os.PathLike | Image.Image | np.ndarray | None = None,
-                      top_k: int = 10, within: str | int | None = None) -> list[ObjectHit]:
+                      top_k: int = 10, within: str | int | None = None,
+                      warnings: list[SearchWarning] | None = None) -> list[ObjectHit]:
         """Find where the object in a region appears (VideoRefer mask pooling).
 
         The region is a ``box`` (``"x0,y0,x1,y1"`` or four numbers, in pixels) or a binary
         ``mask`` (an image path or a boolean array), on the frame of indexed ``video`` at
         ``time`` seconds, or on an ``image``. ``within`` limits the search to one video: its
         hits then form that video's track of the object. Each hit lists, per sampled frame,
-        the box of the best-matching dense-token cell.
+        the box of the best-matching dense-token cell. Videos with damaged files are left
+        out and reported in ``warnings`` (see :meth:`search`).
         """
         if top_k < 1:
             raise QueryError(f"top_k must be at least 1, got {top_k}")
         token = self.object_token(box, mask=mask, video=video, time=time, image=image)
         videos = named_videos(self._store, within) if within is not None else None
-        return find_object(self._store, token, patch_grid(self._store), top_k=top_k, videos=videos)
+        return find_object(self._store, token, patch_grid(self._store), top_k=top_k, videos=videos,
+                           warnings=warnings)
 
     def object_token(self, box: str | Sequence[float] | None = None, *,
                      mask: str | os.PathLike | np.ndarray | None = None,
@@ -418,6 +454,18 @@ class Archive:
     def collect_garbage(self) -> None:
         """Delete files no committed video references (left by crashes or replacements)."""
         self._store.collect_garbage()
+
+    def check(self, deep: bool = False) -> DoctorReport:
+        """Check the archive end to end (``vidseek doctor``): catalog, feature and
+        sparse-token files, both indexes, orphan files, jobs, source videos; ``deep`` also
+        compares every source file's content hash (reads them whole). Changes nothing."""
+        return doctor.check(self._store, file_digest if deep else None)
+
+    def repair(self, deep: bool = False) -> DoctorReport:
+        """:meth:`check`, then repair what can be repaired from what is left (rebuild
+        indexes, delete orphans, recover stale jobs, remove damaged videos and queue them
+        for re-ingest); a video whose feature file is good is never removed."""
+        return doctor.repair(self._store, file_digest if deep else None)
 
     def remove(self, video: str) -> VideoRecord:
         """Remove one video (file name, path or id) from the archive; returns its record."""

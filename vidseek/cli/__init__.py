@@ -9,6 +9,7 @@ library's public API:
 - :mod:`.search`: ``search``, ``object``
 - :mod:`.training`: ``synth``, ``train-encoder``, ``train``, ``eval``
 - :mod:`.service`: ``watch``, ``jobs``, ``serve``
+- :mod:`.doctor`: ``doctor``
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from . import index, search, service, training
+from . import doctor, index, search, service, training
 from .options import setup_logging
 
 __all__ = ["app"]
@@ -42,6 +43,7 @@ for _name, _command in (
     ("search", search.search),
     ("object", search.object_query),
     ("info", index.info),
+    ("doctor", doctor.doctor),
     ("reindex", index.reindex),
     ("synth", training.synth),
     ("train-encoder", training.train_encoder),
