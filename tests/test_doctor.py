@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -300,3 +301,21 @@ def test_damaged_sparse_tokens(archive):
         assert after is not None and after.sparse_key == "" and after.features_key == damaged.features_key
         assert not (archive / "sparse" / f"{damaged.sparse_key}.npz").exists()
         assert {(f.kind, f.subject) for f in arch.check().findings} == {("sparse-stale", "2 video(s)")}
+
+
+def test_catalog_rows_of_no_video_are_deleted(archive):
+    with Archive.open(archive) as arch:
+        before = snapshot(arch)
+    with sqlite3.connect(archive / "catalog.db") as conn:
+        conn.execute("INSERT INTO frames (id, video_id, idx, time) VALUES (?, 999, 0, 0.0)", [999 << 24])
+    with Archive.open(archive) as arch:
+        report = arch.check()
+        assert kinds(report) == [("catalog-rows", "error")] and not report.healthy
+        assert arch.repair().healthy
+        assert arch.check().findings == []
+        assert_same(before, snapshot(arch), before)
+
+
+def test_not_an_archive_is_an_error_line(tmp_path):
+    result = doctor(tmp_path / "nothing")
+    assert result.exit_code == 1 and result.output.startswith("error: ") and "Traceback" not in result.output
