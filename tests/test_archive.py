@@ -115,13 +115,23 @@ def test_videos_sharing_a_file_name(archive, media, tmp_path):
     assert [v.path for v in archive.find_videos("clip.mp4")] == [str(tmp_path / "b" / "clip.mp4")]
 
 
-def test_unreadable_index_is_rebuilt(tmp_path, tiny_clip_dir, media):
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+@pytest.mark.parametrize("target", ["frames.json", "frames.d/log-*.npz"])
+def test_unreadable_index_is_rebuilt(tmp_path, tiny_clip_dir, media, target, damage):
+    """A small archive's frame index is a manifest and logs (no base before compaction):
+    either one damaged, the index is rebuilt from the feature files into a new base.
+    (tests/test_damaged_files.py damages bases, patch indexes, feature and sparse files.)"""
     with Archive.open(tmp_path / "a", model=tiny_clip_dir) as arch:
         arch.ingest([media / "carphone_pristine.mp4"])
-    (tmp_path / "a" / "frames.faiss").write_bytes(b"garbage")
+    assert not list((tmp_path / "a" / "frames.d").glob("base-*"))
+    [path] = (tmp_path / "a").glob(target)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"garbage" * 100)
     with Archive.open(tmp_path / "a") as arch:
         state = snapshot(arch)
         assert state["index"] == (4, state["generation"])
+        assert len(list((tmp_path / "a" / "frames.d").glob("base-*.faiss"))) == 1  # rebuilt
+        assert arch.search("anything", top_k=1)
 
 
 def test_encoder_mismatch_is_a_clear_error(tmp_path, tiny_clip_dir, media):
@@ -197,3 +207,94 @@ def test_image_query_finds_spliced_clip_within_one_second(tmp_path, trained_enco
             # the moment lies inside the spliced clip (content changes within it, so the
             # match need not cover all of it)
             assert start - 1.0 <= top.start <= top.peak < top.end <= end + 1.0
+
+
+# -- odd inputs and settings (issue 17, items 4, 10 and 12) ---------------------------
+def test_odd_inputs_fail_one_by_one_and_the_rest_is_indexed(archive, media, tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = tmp_path / "footage"
+    (folder / "locked").mkdir(parents=True)
+    shutil.copy(media / "bikes.mp4", folder / "bikes.mp4")
+    shutil.copy(media / "carphone_pristine.mp4", folder / "locked" / "car.mp4")
+    (folder / "self.mp4").symlink_to(folder / "self.mp4")
+    (folder / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    os.mkfifo(folder / "pipe.mp4")
+    (folder / "null.mp4").symlink_to("/dev/null")
+    Image.new("RGB", (32, 24), "red").save(folder / "still.mp4", format="PNG")
+    loop = tmp_path / "loop.mp4"  # named explicitly: a link to itself
+    loop.symlink_to(loop)
+    real_scandir = os.scandir
+
+    def scandir(path):  # as root every folder is readable: refuse this one as for a user
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = archive.ingest([folder, loop])
+    failed = {f.path.name: f.error for f in report.failed}
+    assert failed == {
+        "locked": f"{folder / 'locked'}: cannot read the folder: permission denied",
+        "self.mp4": f"{folder / 'self.mp4'}: symbolic link loop: the link leads back to itself",
+        "loop.mp4": f"{loop}: symbolic link loop: the link leads back to itself",
+        "gone.mp4": f"{folder / 'gone.mp4'}: dangling symbolic link: its target "
+                    f"{tmp_path / 'nowhere.mp4'} does not exist",
+        "pipe.mp4": f"{folder / 'pipe.mp4'}: is a FIFO (named pipe), not a video file",
+        "null.mp4": f"{folder / 'null.mp4'}: is a character device, not a video file",
+        "still.mp4": f"{folder / 'still.mp4'}: is a still image (PNG), not a video",
+    }
+    assert [v.name for v in report.indexed] == ["bikes.mp4"]
+
+
+def test_a_linked_subfolder_is_skipped_and_said_so(archive, media, tmp_path, caplog):
+    folder, elsewhere = tmp_path / "footage", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(media / "bikes.mp4", folder / "bikes.mp4")
+    shutil.copy(media / "carphone_pristine.mp4", elsewhere / "car.mp4")
+    (folder / "linked").symlink_to(elsewhere)
+    (folder / "up").symlink_to(folder)  # a loop, were links followed
+    (folder / "car-link.mp4").symlink_to(elsewhere / "car.mp4")  # links to files are followed
+    with caplog.at_level("WARNING", logger="vidseek"):
+        report = archive.ingest([folder])
+    assert report.ok
+    assert sorted(v.name for v in report.indexed) == ["bikes.mp4", "car-link.mp4"]
+    assert {s.path: s.reason for s in report.skipped} == {
+        folder / "linked": vidseek.indexer.discover.LINKED_FOLDER,
+        folder / "up": vidseek.indexer.discover.LINKED_FOLDER}
+    assert "not followed" in vidseek.indexer.discover.LINKED_FOLDER
+    assert f"skipped {folder / 'linked'}: symbolic link to a folder" in caplog.text
+    report = archive.ingest([folder / "linked"])  # named explicitly: followed
+    assert [v.path for v in report.indexed] == [str(elsewhere / "car.mp4")]
+
+
+def test_an_existing_archive_refuses_other_ingest_settings(tmp_path, tiny_clip_dir, media):
+    import re
+
+    from vidseek.errors import ConfigError
+
+    with Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu",
+                      config=IngestConfig(fps=1.0)) as arch:
+        arch.ingest([media / "carphone_pristine.mp4"])
+        before = snapshot(arch)
+    message = (f"{tmp_path / 'a'}: this archive was built with fps 1 (given 2); an archive keeps "
+               "its own ingest settings")
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        Archive.open(tmp_path / "a", config=IngestConfig(fps=2.0))
+    with pytest.raises(ConfigError, match="prune_threshold 0.1 \\(given 0.5\\)"):
+        Archive.open(tmp_path / "a", config=IngestConfig(prune_threshold=0.5))
+    with Archive.open(tmp_path / "a", config=IngestConfig(fps=1.0, batch_size=4)) as arch:
+        assert arch.config.batch_size == 4  # batch size changes nothing stored
+        with pytest.raises(ConfigError, match="fps 1 \\(given 2\\)"):
+            arch.config = IngestConfig(fps=2.0)
+        arch.config = IngestConfig(fps=1.0, batch_size=2)
+        assert arch.config == IngestConfig(fps=1.0, batch_size=2)
+        arch.ingest([media / "bikes.mp4"])
+        assert {v.fps for v in arch.videos()} == {1.0}
+        assert arch.manifest["ingest"]["fps"] == 1.0
+        arch.remove("bikes.mp4")
+        assert snapshot(arch)["videos"] == before["videos"]

@@ -206,3 +206,43 @@ def test_docs_match_help():
         sys.path.pop(0)
     assert (ROOT / "docs" / "cli.md").read_text() == cli_docs.render(), (
         "docs/cli.md is out of date: run `python scripts/cli_docs.py`")
+
+
+def test_odd_paths_are_per_file_errors_not_tracebacks(cli_archive, media, tmp_path):
+    loop = tmp_path / "self.mp4"
+    loop.symlink_to(loop)
+    dangling = tmp_path / "gone.mp4"
+    dangling.symlink_to(tmp_path / "nowhere.mp4")
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["ingest", str(loop), str(dangling), str(fifo), "/dev/null",
+                                 str(media / "bikes.mp4"), "--archive", str(cli_archive)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert f"failed   {loop}: symbolic link loop" in result.output
+    assert f"failed   {dangling}: dangling symbolic link" in result.output
+    assert f"failed   {fifo}: is a FIFO (named pipe), not a video file" in result.output
+    assert "failed   /dev/null: is a character device, not a video file" in result.output
+    assert "0 indexed, 1 skipped, 4 failed" in result.output  # bikes.mp4: indexed already
+
+
+def test_ingest_settings_other_than_the_archives_are_refused(cli_archive, media, tmp_path):
+    def state():
+        listing = run("info", "--archive", str(cli_archive), "--json")
+        data = json.loads(listing.output)
+        return data["video_list"], data["fps"], data["prune_threshold"]
+
+    before = state()
+    clip = tmp_path / "new.mp4"
+    shutil.copy(media / "bikes.mp4", clip)
+    for option, value, message in [("--fps", "2", "fps 1 (given 2)"),
+                                   ("--prune-threshold", "0.5", "prune_threshold 0.1 (given 0.5)")]:
+        result = run("ingest", str(clip), "--archive", str(cli_archive), option, value)
+        assert result.exit_code == 1, result.output
+        assert f"error: {cli_archive}: this archive was built with {message}" in result.output
+        assert state() == before
+    result = run("ingest", str(clip), "--archive", str(cli_archive), "--fps", "1", "--batch-size", "3")
+    assert result.exit_code == 0 and "1 indexed" in result.output  # the archive's own settings
+    result = run("info", "--archive", str(cli_archive), "--json")
+    assert {v["fps"] for v in json.loads(result.output)["video_list"]} == {1.0}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
 
 from conftest import CLIPS
-from vidseek.errors import CorruptVideoError, EmptyFileError, NotAVideoError, TruncatedVideoError
+from vidseek.errors import CorruptVideoError, EmptyFileError, NotAVideoError, TruncatedVideoError, VideoError
 from vidseek.indexer import FrameSampler, probe_video, read_frame
 from vidseek.synth import VideoWriter, noise_frames, static_scene_frames
 
@@ -118,3 +120,93 @@ def test_read_frame_matches_sampled_frame(media):
     _, times, pixels = sample(media / "bikes.mp4", size=(640, 272))
     diff = np.abs(np.asarray(image, dtype=int) - pixels[5].astype(int)).mean()
     assert diff < 1.0
+
+
+# -- inputs that are not video files (issue 17, items 4, 5 and 12) ---------------------
+@pytest.mark.parametrize("fmt, name", [("PNG", "PNG"), ("JPEG", "JPEG")])
+def test_a_still_image_renamed_mp4_is_not_a_video(tmp_path, fmt, name):
+    from PIL import Image
+
+    path = tmp_path / f"still-{fmt.lower()}.mp4"
+    pixels = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format=fmt)
+    with pytest.raises(NotAVideoError, match=f"still-{fmt.lower()}.mp4: is a still image \\({name}\\), not a video"):
+        probe_video(path)
+    with pytest.raises(NotAVideoError, match="still image"):
+        list(FrameSampler(path))
+
+
+def test_links_fifos_and_devices_are_named(tmp_path):
+    import os
+
+    loop = tmp_path / "self.mp4"
+    loop.symlink_to(loop)
+    dangling = tmp_path / "gone.mp4"
+    dangling.symlink_to(tmp_path / "nowhere.mp4")
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)  # av.open would block on it forever
+    device = tmp_path / "null.mp4"
+    device.symlink_to("/dev/null")
+    for path, problem in [(loop, "symbolic link loop"), (dangling, "dangling symbolic link"),
+                          (fifo, "is a FIFO (named pipe), not a video file"),
+                          (device, "is a character device, not a video file"),
+                          (tmp_path, "is a directory, not a video file")]:
+        with pytest.raises(NotAVideoError) as caught:
+            probe_video(path)
+        assert str(caught.value).startswith(f"{path}: {problem}"), caught.value
+
+
+def _probe_in_child(path, uid=65534) -> str:
+    """probe_video(path) in a forked child running as ``uid``; the error it raised."""
+    import os
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read_end)
+        try:
+            os.setuid(uid)
+            probe_video(path)
+            message = "no error"
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            message = f"{type(exc).__name__}: {exc}"
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as fh:
+        return fh.read().decode()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setuid") or __import__("os").geteuid() != 0,
+                    reason="needs root to drop to another user (root itself reads mode-000 files)")
+def test_permission_denied_is_not_called_not_a_video(media, tmp_path):
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())  # not under tmp_path, which other users cannot enter
+    try:
+        os.chmod(folder, 0o755)
+        video = folder / "locked.mp4"
+        shutil.copy(media / "bikes.mp4", video)
+        os.chmod(video, 0)
+        assert _probe_in_child(video) == f"VideoError: {video}: cannot read the file: permission denied"
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_permission_denied_from_the_decoder_is_named(media, tmp_path, monkeypatch):
+    """Also where the file opens but FFmpeg is refused (e.g. a mandatory access control)."""
+    import errno
+
+    import vidseek.indexer.decode as decode
+
+    def refused(*args, **kwargs):
+        raise av.error.PermissionError(errno.EACCES, "Permission denied", str(args[0]))
+
+    monkeypatch.setattr(decode.av, "open", refused)
+    with pytest.raises(VideoError) as caught:
+        probe_video(media / "bikes.mp4")
+    assert not isinstance(caught.value, NotAVideoError)
+    assert str(caught.value) == f"{media / 'bikes.mp4'}: cannot read the file: permission denied"

@@ -28,14 +28,14 @@ def ingest(
     archive: ArchiveOpt = None,
     fps: Annotated[Optional[float], typer.Option(
         "--fps", callback=positive,
-        help="Frames sampled per second, > 0 [default: the archive's, 1.0 for a new one].")] = None,
+        help="Frames sampled per second, > 0; an existing archive keeps its own (another value is an error) [default: the archive's, 1.0 for a new one].")] = None,
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m",
         help="CLIP/SigLIP hub id or local directory [default: the archive's, openai/clip-vit-base-patch32 for a new one].")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per encoder batch.")] = 16,
     prune_threshold: Annotated[Optional[float], typer.Option(
         "--prune-threshold", callback=non_negative,
-        help="Dense-token pruning threshold, mean |pixel change| in 0-255 units, >= 0 [default: the archive's, 0.1 for a new one].")] = None,
+        help="Dense-token pruning threshold, mean |pixel change| in 0-255 units, >= 0; an existing archive keeps its own [default: the archive's, 0.1 for a new one].")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.")] = True,
     device: DeviceOpt = None,
     engine: Annotated[str, typer.Option(
@@ -50,8 +50,12 @@ def ingest(
 ) -> None:
     """Index video files and folders into an archive.
 
-    Unchanged files already in the archive are skipped. Files that cannot be decoded are
-    reported and skipped; the others are still indexed. Exit status 1 if any file failed.
+    Unchanged files already in the archive are skipped. Files that cannot be decoded or
+    read (not a video, a still image, permission denied, a dangling link or a link loop,
+    a FIFO or a device) and folders that cannot be listed are reported and skipped; the
+    others are still indexed. Exit status 1 if any file failed. Inside a folder, a
+    symbolic link to another folder is not followed (it is listed as skipped; name it to
+    ingest it); links to files are followed.
     With --engine ray, decoding and encoding run on Ray workers and this process commits
     each video as its features arrive.
     """
@@ -65,7 +69,7 @@ def ingest(
             fps=fps if fps is not None else base.fps, batch_size=batch_size,
             prune_threshold=prune_threshold if prune_threshold is not None else base.prune_threshold)
         ray = vidseek.RayOptions(address=address, workers=workers, device=device)
-    except (vidseek.VidseekError, ValueError) as exc:  # ConfigError; checked above already
+    except (vidseek.VidseekError, ValueError) as exc:  # ConfigError: not the archive's settings
         arch.close()
         raise fail(exc)
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),

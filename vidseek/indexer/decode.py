@@ -13,8 +13,11 @@ ingest rejects the whole file so the archive never holds half a video.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
+import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,7 +27,8 @@ import av
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, CorruptVideoError, EmptyFileError, NotAVideoError, TruncatedVideoError
+from ..errors import (ConfigError, CorruptVideoError, EmptyFileError, NotAVideoError, TruncatedVideoError,
+                      VideoError)
 
 __all__ = ["VideoInfo", "FrameBatch", "FrameSampler", "probe_video", "read_frame"]
 
@@ -58,21 +62,70 @@ class FrameBatch:
         return len(self.times)
 
 
-def _open(path: Path) -> av.container.InputContainer:
-    if not path.exists():
-        raise NotAVideoError(path, "file does not exist")
-    if path.is_dir():
-        raise NotAVideoError(path, "is a directory, not a video file")
-    if path.stat().st_size == 0:
+# What a path is when it is not a regular file (os.stat's mode), to name it in errors.
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+# Still-image formats and codecs FFmpeg opens as a one-frame "video".
+_IMAGE_CODECS = frozenset({"png", "apng", "mjpeg", "jpegls", "jpeg2000", "bmp", "tiff", "webp",
+                           "gif", "ppm", "pgm", "pbm", "pam", "qoi", "sgi", "targa", "xbm",
+                           "xwd", "dpx", "exr", "hdr", "pcx", "sunrast", "jpegxl", "photocd"})
+_IMAGE_NAMES = {"mjpeg": "JPEG", "jpegls": "JPEG-LS", "jpeg2000": "JPEG 2000", "jpegxl": "JPEG XL"}
+
+
+def cannot_read(path: Path, exc: OSError) -> VideoError:
+    """The error for an input that exists but cannot be read ("cannot read the file:
+    permission denied"); the daemon retries these, the cause may be passing."""
+    reason = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else (exc.strerror or str(exc))
+    return VideoError(path, f"cannot read the file: {reason}")
+
+
+def _check_file(path: Path) -> bytes:
+    """Name what keeps ``path`` from being read as a video file, before FFmpeg sees it (a
+    FIFO would block it, a permission error would pass for "not a video"); return the
+    file's first bytes."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise NotAVideoError(path, f"dangling symbolic link: its target {os.readlink(path)} "
+                                       "does not exist") from None
+        raise NotAVideoError(path, "file does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAVideoError(path, "symbolic link loop: the link leads back to itself") from None
+        raise cannot_read(path, exc) from exc
+    for test, kind in _FILE_KINDS:
+        if test(info.st_mode):
+            raise NotAVideoError(path, f"is {kind}, not a video file")
+    if info.st_size == 0:
         raise EmptyFileError(path, "file is empty (0 bytes)")
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(12)
+    except OSError as exc:
+        raise cannot_read(path, exc) from exc
+
+
+def _still_image(container: av.container.InputContainer, stream: av.VideoStream) -> str | None:
+    """The image format (``PNG``, ``JPEG``...) if the file is a still picture, else None:
+    FFmpeg opened it with an image demuxer (``png_pipe``, ``jpeg_pipe``...), or its one
+    stream holds a single frame of an image codec (a one-frame GIF; MJPEG with many frames
+    is a real video)."""
+    codec = stream.codec_context.name
+    fmt = container.format.name
+    if fmt.endswith("_pipe") or fmt == "image2" or (codec in _IMAGE_CODECS and stream.frames == 1):
+        return _IMAGE_NAMES.get(codec, codec.upper())
+    return None
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    head = _check_file(path)
     try:
         container = av.open(str(path), mode="r")
     except av.error.FFmpegError as exc:
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(12)
-        except OSError:
-            head = b""
+        if isinstance(exc, PermissionError):
+            raise cannot_read(path, exc) from exc
         if head[4:8] == b"ftyp":
             raise CorruptVideoError(
                 path, f"MP4/MOV header found but the file cannot be read (truncated or damaged?): {exc}"
@@ -81,6 +134,10 @@ def _open(path: Path) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise NotAVideoError(path, "contains no video stream")
+    image = _still_image(container, container.streams.video[0])
+    if image is not None:
+        container.close()
+        raise NotAVideoError(path, f"is a still image ({image}), not a video")
     return container
 
 

@@ -10,6 +10,7 @@ naming the file, reported in :class:`IngestReport.failed`, and the run goes on.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -23,13 +24,15 @@ from ..models.grounder import Grounder
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
-from .decode import VideoInfo, probe_video
-from .discover import discover_videos, file_digest
+from ..store.sources import source_identity, source_identity_of
+from .decode import VideoInfo, cannot_read, probe_video
+from .discover import file_digest, real_path, scan_paths
 from .distributed import RayOptions, extract_on_ray
 from .pipeline import IngestConfig, extract_features
 from .sparse import compute_sparse_tokens
 
-__all__ = ["Ingester", "IngestProgress", "IngestReport", "SkippedFile", "FailedFile", "INGEST_ENGINES"]
+__all__ = ["Ingester", "IngestProgress", "IngestReport", "SkippedFile", "FailedFile", "INGEST_ENGINES",
+           "check_settings"]
 
 INGEST_ENGINES = ("local", "ray")
 
@@ -80,9 +83,21 @@ class IngestReport:
 
 Notify = Callable[[IngestProgress], None]
 
+# Ingest settings that change what is stored; an archive keeps the ones it was built with.
+_STORED_SETTINGS = ("fps", "prune_threshold")
 
-def _cannot_read(path: Path, exc: OSError) -> VideoError:
-    return VideoError(path, f"cannot read the file: {exc.strerror or exc}")
+
+def check_settings(root: Path, recorded: dict, config: IngestConfig) -> None:
+    """ConfigError if ``config`` would store videos differently from the settings the
+    archive at ``root`` recorded (its sampling rate, its pruning threshold): one archive
+    never mixes sampling rates. ``batch_size`` may differ; it changes nothing stored."""
+    conflicts = [f"{name} {recorded[name]:g} (given {getattr(config, name):g})"
+                 for name in _STORED_SETTINGS
+                 if name in recorded and not math.isclose(recorded[name], getattr(config, name),
+                                                          rel_tol=1e-9, abs_tol=1e-12)]
+    if conflicts:
+        raise ConfigError(f"{root}: this archive was built with {', '.join(conflicts)}; an archive "
+                          "keeps its own ingest settings (use a new archive for other ones)")
 
 
 class Ingester:
@@ -108,19 +123,27 @@ class Ingester:
             raise ConfigError(f"engine must be one of {', '.join(INGEST_ENGINES)}, got {engine!r}")
         started = time.perf_counter()
         report = IngestReport()
-        files = discover_videos(paths, recursive=recursive)
+        found = scan_paths(paths, recursive=recursive)
         notify = progress or (lambda event: None)
+        # folders that could not be listed or were not entered come first, then the files
+        count = len(found.failed) + len(found.skipped) + len(found.files)
+        for n, exc in enumerate(found.failed):
+            _failed(report, notify, exc, n, count)
+        for n, (folder, reason) in enumerate(found.skipped, len(found.failed)):
+            logger.warning("skipped %s: %s", folder, reason)
+            _done(report, notify, folder, SkippedFile(folder, reason), n, count)
+        first = count - len(found.files)
         if engine == "ray":
-            self._ingest_on_ray(files, report, notify, ray or RayOptions())
+            self._ingest_on_ray(found.files, report, notify, ray or RayOptions(), first, count)
         else:
-            for n, path in enumerate(files):
-                notify(IngestProgress(path, n, len(files), "start"))
+            for n, path in enumerate(found.files, first):
+                notify(IngestProgress(path, n, count, "start"))
                 try:
-                    outcome = self._ingest_one(path, n, len(files), notify)
+                    outcome = self._ingest_one(path, n, count, notify)
                 except VideoError as exc:
-                    _failed(report, notify, exc, n, len(files))
+                    _failed(report, notify, exc, n, count)
                     continue
-                _done(report, notify, path, outcome, n, len(files))
+                _done(report, notify, path, outcome, n, count)
         self.store.collect_garbage()
         report.seconds = time.perf_counter() - started
         return report
@@ -129,6 +152,7 @@ class Ingester:
                     cancel: threading.Event | None = None) -> VideoRecord | SkippedFile:
         """Index one file; see :meth:`vidseek.Archive.ingest_file`."""
         notify = progress or (lambda event: None)
+        path = real_path(path)
 
         def checked(event: IngestProgress) -> None:
             if cancel is not None and cancel.is_set():
@@ -151,7 +175,7 @@ class Ingester:
                 on_progress=lambda done: notify(
                     IngestProgress(path, n, count, "frames", done, info.duration)))
         except OSError as exc:
-            raise _cannot_read(path, exc) from exc
+            raise cannot_read(path, exc) from exc
         notify(IngestProgress(path, n, count, "commit", sampler.duration, info.duration))
         return self._commit(path, info, digest, features, sampler.duration, time.perf_counter() - t0)
 
@@ -159,12 +183,15 @@ class Ingester:
         """Probe and hash a file: a :class:`SkippedFile` when it is indexed and unchanged."""
         try:
             info = probe_video(path)  # fails fast on empty / non-video files
+            identity = source_identity(path.stat())
             digest = file_digest(path)
         except OSError as exc:
-            raise _cannot_read(path, exc) from exc
+            raise cannot_read(path, exc) from exc
         existing = self.store.catalog.video_by_path(str(path))
         if (existing is not None and existing.content_hash == digest
                 and existing.fps == self.config.fps):
+            if identity != source_identity_of(existing):  # same bytes, new inode or time (a copy, a touch)
+                self.store.catalog.set_source_identity(existing.id, identity)
             return SkippedFile(path, "unchanged since it was indexed")
         return info, digest
 
@@ -172,11 +199,11 @@ class Ingester:
                 duration: float, seconds: float) -> VideoRecord:
         """Commit one video's features (with sparse tokens when a grounder is set)."""
         try:
-            size = path.stat().st_size
+            identity = source_identity(path.stat())  # media is served only from this very file
         except OSError as exc:
-            raise _cannot_read(path, exc) from exc
+            raise cannot_read(path, exc) from exc
         fields = dict(
-            path=str(path), name=path.name, content_hash=digest, size_bytes=size,
+            path=str(path), name=path.name, content_hash=digest, **identity,
             duration=duration, fps=self.config.fps, native_fps=info.native_fps,
             width=info.width, height=info.height, codec=info.codec, frames=len(features.times),
             kept_fraction=features.dense.kept_fraction, status="indexed", indexed_at=time.time(),
@@ -193,18 +220,18 @@ class Ingester:
 
     # -- Ray ----------------------------------------------------------------------------
     def _ingest_on_ray(self, files: list[Path], report: IngestReport, notify: Notify,
-                       options: RayOptions) -> None:
+                       options: RayOptions, first: int, count: int) -> None:
         """Plan here (probe, hash, skip), extract on Ray, commit here as results arrive."""
         planned: dict[Path, tuple[int, VideoInfo, str]] = {}
-        for n, path in enumerate(files):
-            notify(IngestProgress(path, n, len(files), "start"))
+        for n, path in enumerate(files, first):
+            notify(IngestProgress(path, n, count, "start"))
             try:
                 outcome = self._plan(path)
             except VideoError as exc:
-                _failed(report, notify, exc, n, len(files))
+                _failed(report, notify, exc, n, count)
                 continue
             if isinstance(outcome, SkippedFile):
-                _done(report, notify, path, outcome, n, len(files))
+                _done(report, notify, path, outcome, n, count)
             else:
                 planned[path] = (n, *outcome)
         if not planned:
@@ -216,13 +243,13 @@ class Ingester:
             try:
                 if isinstance(result, VideoError):
                     raise result
-                notify(IngestProgress(path, n, len(files), "commit", result.duration, video_info.duration))
+                notify(IngestProgress(path, n, count, "commit", result.duration, video_info.duration))
                 record = self._commit(path, video_info, digest, result.features,
                                       result.duration, result.seconds)
             except VideoError as exc:
-                _failed(report, notify, exc, n, len(files))
+                _failed(report, notify, exc, n, count)
                 continue
-            _done(report, notify, path, record, n, len(files))
+            _done(report, notify, path, record, n, count)
 
 
 def _failed(report: IngestReport, notify: Notify, exc: VideoError, n: int, count: int) -> None:
