@@ -232,3 +232,78 @@ def test_a_worker_survives_an_unexpected_error_and_the_job_is_retried(
         assert (report.indexed, report.retried, report.failed) == (1, 1, 0)
         (job,) = archive.jobs.list()
         assert job.status == "done" and job.attempts == 2 and len(calls) == 2
+
+
+def _dead_worker() -> str:
+    """The name of a worker on this host whose process has exited (as after a kill -9)."""
+    from vidseek.store.jobs import worker_id
+
+    host, _pid, _token = worker_id().split(":")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return f"{host}:{gone.pid}:deadbeef"
+
+
+def test_a_job_whose_worker_crashed_three_times_fails_visibly_and_can_be_retried(
+        tmp_path, tiny_clip_dir, media):
+    """Issue 17, item 6: the third kill -9 used up the job's attempts; the next daemon must
+    report it as failed (exit status 1), tell it from a bad file, and --retry requeues it."""
+    from typer.testing import CliRunner
+
+    from vidseek.cli import app
+
+    watch, archive = tmp_path / "watch", tmp_path / "archive"
+    watch.mkdir()
+    clip = watch / "good.mp4"
+    shutil.copy(media / "carphone_pristine.mp4", clip)
+    with vidseek.Archive.open(archive, model=tiny_clip_dir, device="cpu") as arch:
+        arch.warm_up()  # adopt the encoder, as the first daemon did
+        st = clip.stat()
+        job, _ = arch.jobs.enqueue(str(clip), st.st_size, st.st_mtime_ns, source="watch")
+        for crash in range(3):  # three daemons, each killed while indexing the file
+            assert arch.jobs.claim(_dead_worker()).id == job.id
+            if crash < 2:  # the next daemon's start-up recovery
+                (recovered,) = arch.jobs.recover()
+                assert recovered.status == "pending" and recovered.crashes == crash + 1
+                assert "worker stopped" in recovered.error and "deadbeef" not in recovered.error
+    common = ["--archive", str(archive), "--device", "cpu", "--settle", "0.1", "--poll", "0.05"]
+    result = CliRunner().invoke(app, ["watch", str(watch), "--once", *common])
+    assert result.exit_code == 1, result.output
+    assert "0 indexed, 0 unchanged, 1 failed, 0 retried, 0 recovered after a crash" in result.output
+    assert f"failed   {clip}: worker crashed 3 times while indexing it" in result.output
+    listed = CliRunner().invoke(app, ["jobs", "--failed", "--json", "--archive", str(archive)])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.output)[0]["error"].startswith("worker crashed 3 times")
+    with vidseek.Archive.open(archive, create=False) as arch:
+        (failed,) = arch.jobs.list(status="failed")
+        assert (failed.attempts, failed.crashes) == (3, 3)
+        assert failed.error.startswith("worker crashed 3 times while indexing it (3 of 3 attempts used)")
+        assert not arch.videos()
+    # --retry takes failed job ids only; the default is every failed job
+    refused = CliRunner().invoke(app, ["jobs", "--retry", "99", "--archive", str(archive)])
+    assert refused.exit_code == 1 and "error: no job 99" in refused.output
+    assert CliRunner().invoke(app, ["jobs", str(job.id), "--archive", str(archive)]).exit_code == 2
+    retried = CliRunner().invoke(app, ["jobs", "--retry", "--archive", str(archive)])
+    assert retried.exit_code == 0, retried.output
+    assert f"queued again: job {job.id} ({clip})" in retried.output
+    again = CliRunner().invoke(app, ["jobs", "--retry", str(job.id), "--archive", str(archive)])
+    assert again.exit_code == 1 and f"job {job.id} is pending, not failed" in again.output
+    result = CliRunner().invoke(app, ["watch", str(watch), "--once", *common])
+    assert result.exit_code == 0, result.output
+    assert "1 indexed, 0 unchanged, 0 failed" in result.output
+    with vidseek.Archive.open(archive, create=False) as arch:
+        (done,) = arch.jobs.list()
+        assert (done.status, done.attempts, done.crashes) == ("done", 1, 0)
+        assert [v.name for v in arch.videos()] == ["good.mp4"]
+
+
+def test_a_bad_file_fails_with_its_reason_not_as_a_crash(tmp_path, tiny_clip_dir):
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    (watch / "bad.mp4").write_text("not a video\n" * 50)
+    with vidseek.Archive.open(tmp_path / "archive", model=tiny_clip_dir, device="cpu") as archive:
+        report = vidseek.service.IngestDaemon(archive, [watch], vidseek.service.DaemonConfig(
+            poll_seconds=0.05, settle_seconds=0.1)).run(once=True)
+        assert report.failed == 1 and "not a video" in report.errors[0]
+        (job,) = archive.jobs.list(status="failed")
+        assert job.crashes == 0 and "not a video" in job.error and "crashed" not in job.error

@@ -71,10 +71,10 @@ class DaemonReport:
     queued: int = 0
     indexed: int = 0
     skipped: int = 0  # jobs whose file was unchanged since it was indexed
-    failed: int = 0  # jobs given up on
+    failed: int = 0  # jobs given up on (bad files, and jobs whose worker crashed on their last attempt)
     retried: int = 0
     released: int = 0  # jobs handed back by a stop
-    recovered: int = 0  # orphaned jobs of dead workers put back in the queue
+    recovered: int = 0  # orphaned jobs of dead workers put back in the queue (not those given up)
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -137,7 +137,13 @@ class IngestDaemon:
         with self._lock:
             found = self.archive.jobs.recover(self.config.stale_after_seconds,
                                               frozenset(self._running))
-        self.report.recovered += len(found)
+        for job in found:
+            if job.status == "failed":  # that crash was its last attempt
+                self._given_up(job)
+            else:
+                self.report.recovered += 1
+                logger.warning("%s (job %d) was interrupted by a crash; it will be redone",
+                               job.path, job.id)
 
     def _scan(self) -> None:
         for state in self.watcher.scan():
@@ -216,11 +222,16 @@ class IngestDaemon:
         after = self.archive.jobs.fail(job, error, seconds=seconds, retry=retry,
                                        backoff_seconds=self.config.backoff_seconds)
         if after.status == "failed":
-            self.report.failed += 1
-            self.report.errors.append(error)
-            logger.error("failed: %s", error)
-            self.progress(DaemonEvent("failed", after, message=error))
+            self._given_up(after)
         elif after.status == "pending":
             self.report.retried += 1
             logger.warning("will retry %s: %s", job.path, error)
             self.progress(DaemonEvent("retry", after, message=error))
+
+    def _given_up(self, job: Job) -> None:
+        # a file's error names it already; a crash's does not
+        message = job.error if job.path in job.error else f"{job.path}: {job.error}"
+        self.report.failed += 1
+        self.report.errors.append(message)
+        logger.error("failed (job %d): %s", job.id, message)
+        self.progress(DaemonEvent("failed", job, message=message))

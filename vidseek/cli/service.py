@@ -20,7 +20,7 @@ from rich.table import Table
 import vidseek
 import vidseek.service
 
-from .options import ArchiveOpt, DeviceOpt, at_least, console, fail, non_negative, usage_error
+from .options import ArchiveOpt, DeviceOpt, at_least, console, err, fail, non_negative, usage_error
 
 logger = logging.getLogger("vidseek.service")
 
@@ -66,7 +66,9 @@ def watch(
     seconds. Jobs live in the archive's catalog (see `vidseek jobs`); failures are retried
     with exponential backoff. SIGTERM or Ctrl-C stops gracefully: videos being indexed are
     abandoned before their commit and redone on the next start, as after a kill -9.
-    Exit status 1 if --once left failed jobs.
+    A job whose worker crashed (kill -9, power cut) is redone; once crashes have used up its
+    attempts it fails as "worker crashed N times" (`vidseek jobs --retry` queues it again).
+    Exit status 1 if --once gave up on any job (a bad file, or crashes).
     """
     settings = _settings(archive=archive, workers=workers, settle_seconds=settle,
                          poll_seconds=poll, model=model, device=device)
@@ -90,6 +92,8 @@ def watch(
             report = daemon.run(stop, once=once)
     except vidseek.VidseekError as exc:
         raise fail(exc)
+    for error in report.errors:
+        err.print(f"failed   {error}", markup=False)
     console.print(f"{report.indexed} indexed, {report.skipped} unchanged, {report.failed} failed, "
                   f"{report.retried} retried, {report.recovered} recovered after a crash, "
                   f"{report.released} handed back unfinished "
@@ -99,20 +103,38 @@ def watch(
 
 
 def jobs(
+    ids: Annotated[Optional[List[int]], typer.Argument(
+        help="With --retry: the failed jobs to queue again [default: every failed job].",
+        show_default=False)] = None,
     archive: ArchiveOpt = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only failed jobs (with their errors).")] = False,
     status: Annotated[Optional[Literal[vidseek.service.JOB_STATES]], typer.Option(  # type: ignore[valid-type]
         "--status", help="Only jobs in this state.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N jobs.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as a JSON list.")] = False,
+    retry: Annotated[bool, typer.Option(
+        "--retry", help="Queue failed jobs (IDS, or all) again with all their attempts, then list.")] = False,
 ) -> None:
-    """List the archive's ingest jobs, newest first, with counts per state."""
+    """List the archive's ingest jobs, newest first, with counts per state.
+
+    A job's error tells a bad file (its reason) from one whose worker crashed ("worker
+    crashed N times while indexing it"). --retry queues failed jobs again; a running
+    daemon (`vidseek watch`, `vidseek serve --watch`) or the next one picks them up.
+    """
+    if ids and not retry:
+        usage_error("job ids are given with --retry only")
     if failed:
         if status not in (None, "failed"):
             usage_error(f"--failed and --status {status} contradict each other")
         status = "failed"
     try:
         with vidseek.Archive.open(archive, create=False) as arch:
+            if retry:
+                requeued = arch.jobs.retry(ids or None)
+                for job in requeued:
+                    err.print(f"queued again: job {job.id} ({job.path})", markup=False)
+                if not requeued:
+                    err.print("no failed jobs to retry", markup=False)
             found = arch.jobs.list(status=status, limit=limit)
             counts = arch.jobs.counts()
     except vidseek.VidseekError as exc:

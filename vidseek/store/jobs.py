@@ -5,12 +5,16 @@ A job asks for one file to be indexed. Its life::
     pending ──claim──▶ running ──▶ done
        ▲                  │
        └──retry (backoff)─┤──▶ failed   (attempts used up, or the file is not a video)
+       ▲                                   │
+       └──────────── retry() ──────────────┘   (vidseek jobs --retry)
 
 Claiming is one ``BEGIN IMMEDIATE`` transaction, so two workers (threads or processes) never
 take the same job. A worker that dies (kill -9, power cut) leaves its job ``running``;
 :meth:`JobQueue.recover` hands such jobs back to ``pending`` when their worker process is
 gone or their heartbeat is stale. The video itself is committed atomically by the archive, so
-an interrupted job is simply redone.
+an interrupted job is simply redone. Each such crash is counted on the job (``crashes``): a job
+whose attempts were used up by crashes of its worker fails with the error "worker crashed N
+times while indexing it", which tells it from a file that is bad.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import uuid
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..errors import QueryError
 from .catalog import Catalog
 
 __all__ = ["Job", "JobQueue", "JOB_STATES"]
@@ -32,8 +37,9 @@ _COLUMNS = {
     "id": int, "path": str, "size": int, "mtime_ns": int, "source": str, "status": str,
     "attempts": int, "max_attempts": int, "error": str, "outcome": str, "video_id": int,
     "created_at": float, "started_at": float, "finished_at": float, "next_attempt_at": float,
-    "heartbeat_at": float, "worker": str, "seconds": float,
+    "heartbeat_at": float, "worker": str, "seconds": float, "crashes": int,
 }
+CRASHED = "worker crashed"  # how the error of a job given up after crashes begins
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Job:
     heartbeat_at: float
     worker: str  # "host:pid:token" of the worker running it
     seconds: float  # wall time of the latest attempt
+    crashes: int  # attempts interrupted by the death of their worker (kill -9, power cut)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Job":
@@ -96,9 +103,15 @@ class JobQueue:
             # BEGIN IMMEDIATE waits for other writers; a bare CREATE could fail at once with
             # "database is locked" when another connection wrote since it read the schema
             with self.catalog.transaction():
-                db.table("jobs").create(_COLUMNS, pk="id", not_null={"path", "status"}, if_not_exists=True)
+                db.table("jobs").create(_COLUMNS, pk="id", not_null={"path", "status"},
+                                        defaults={"crashes": 0}, if_not_exists=True)
                 db.table("jobs").create_index(["status", "next_attempt_at"], if_not_exists=True)
                 db.table("jobs").create_index(["path"], if_not_exists=True)
+        if "crashes" not in db.table("jobs").columns_dict:  # a queue made before it was counted
+            with self.catalog.transaction() as conn:
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+                if "crashes" not in columns:
+                    conn.execute("ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
 
     def _rows(self, sql: str, params: list[Any]) -> list[Job]:
         return [Job.from_row(r) for r in self.catalog.db.query(sql, params)]
@@ -167,21 +180,51 @@ class JobQueue:
             [outcome, video_id, seconds, time.time(), job.id, job.worker])
 
     def fail(self, job: Job, error: str, *, seconds: float = 0.0, retry: bool = True,
-             backoff_seconds: float = 10.0) -> Job:
+             backoff_seconds: float = 10.0, crashed: bool = False) -> Job:
         """Record a failed attempt: back to pending after an exponential backoff while
-        attempts remain and ``retry``, else ``failed``."""
+        attempts remain and ``retry``, else ``failed``. ``crashed``: the attempt died with
+        its worker (counted in ``crashes``; when it was the last, the error says so)."""
         now = time.time()
         current = self.get(job.id) or job
+        crashes = current.crashes + crashed
         if retry and current.attempts < current.max_attempts:
             delay = backoff_seconds * 2 ** max(0, current.attempts - 1)
             self.catalog.db.execute(
                 "UPDATE jobs SET status = 'pending', error = ?, seconds = ?, next_attempt_at = ?,"
-                f" worker = '' WHERE {self._MINE}", [error, seconds, now + delay, job.id, job.worker])
+                f" worker = '', crashes = ? WHERE {self._MINE}",
+                [error, seconds, now + delay, crashes, job.id, job.worker])
         else:
+            if crashed:
+                error = (f"{CRASHED} {crashes} time{'s' if crashes != 1 else ''} while indexing it "
+                         f"({current.attempts} of {current.max_attempts} attempts used); the file "
+                         f"itself may be fine: `vidseek jobs --retry {job.id}` queues it again")
             self.catalog.db.execute(
-                "UPDATE jobs SET status = 'failed', error = ?, seconds = ?, finished_at = ? "
-                f"WHERE {self._MINE}", [error, seconds, now, job.id, job.worker])
+                "UPDATE jobs SET status = 'failed', error = ?, seconds = ?, finished_at = ?, "
+                f"crashes = ? WHERE {self._MINE}", [error, seconds, now, crashes, job.id, job.worker])
         return self.get(job.id)  # type: ignore[return-value]
+
+    def retry(self, job_ids: list[int] | None = None) -> list[Job]:
+        """Queue failed jobs again with all their attempts (every failed job when
+        ``job_ids`` is None); returns them. QueryError, and nothing changed, if an id is
+        unknown or its job has not failed."""
+        now = time.time()
+        with self.catalog.transaction() as conn:
+            if job_ids is None:
+                ids = [row[0] for row in conn.execute("SELECT id FROM jobs WHERE status = 'failed'")]
+            else:
+                ids = list(dict.fromkeys(job_ids))
+                for job_id in ids:
+                    row = conn.execute("SELECT status FROM jobs WHERE id = ?", [job_id]).fetchone()
+                    if row is None:
+                        raise QueryError(f"no job {job_id}")
+                    if row[0] != "failed":
+                        raise QueryError(f"job {job_id} is {row[0]}, not failed: only failed jobs are retried")
+            for job_id in ids:
+                conn.execute(
+                    "UPDATE jobs SET status = 'pending', attempts = 0, crashes = 0, worker = '',"
+                    " next_attempt_at = ?, finished_at = 0 WHERE id = ? AND status = 'failed'",
+                    [now, job_id])
+        return [job for job in map(self.get, ids) if job is not None]
 
     def release(self, job: Job) -> None:
         """Hand a job back untried (a graceful stop interrupted it): the attempt is not counted."""
@@ -197,7 +240,7 @@ class JobQueue:
 
     def recover(self, stale_after: float = 600.0, keep: frozenset[int] = frozenset()) -> list[Job]:
         """Return ``running`` jobs whose worker died to ``pending`` (or ``failed`` when that
-        was their last attempt).
+        was their last attempt; see :meth:`fail` with ``crashed``).
 
         A worker is dead when its heartbeat is older than ``stale_after`` seconds, or, on this
         host, as soon as its process is gone or is this process under another token (an
@@ -216,8 +259,9 @@ class JobQueue:
             elif worker_host == host and pid.isdigit():
                 dead = dead or int(pid) == os.getpid() or not _process_alive(int(pid))
             if dead:
-                recovered.append(self.fail(job, f"interrupted: worker {job.worker} stopped "
-                                           "while indexing", backoff_seconds=0.0))
+                recovered.append(self.fail(job, "interrupted: its worker stopped while indexing "
+                                           "it (killed or crashed)", backoff_seconds=0.0,
+                                           crashed=True))
         return recovered
 
     # -- reads ------------------------------------------------------------------
