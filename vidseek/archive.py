@@ -38,6 +38,7 @@ from .store import doctor
 from .store.catalog import VideoRecord
 from .store.doctor import DoctorFinding, DoctorReport
 from .store.files import VideoFeatures
+from .store.sources import checked_source
 from .store.jobs import JobQueue
 
 __all__ = ["Archive", "ArchiveInfo", "DoctorReport", "DoctorFinding", "IngestProgress",
@@ -434,6 +435,14 @@ class Archive:
     def video_at(self, path: str | os.PathLike) -> VideoRecord | None:
         """The indexed video whose source file is exactly ``path`` (resolved), or None."""
         return self._store.catalog.video_by_path(str(Path(path).expanduser().resolve()))
+
+    def media_path(self, video: VideoRecord) -> Path:
+        """The file of ``video``, if its path still holds the very file that was indexed
+        (device, inode, size and modification time as recorded at ingest; the size for videos
+        indexed before those were recorded) and it is none of the archive's own files under
+        another name. Raises :class:`~vidseek.errors.VideoError` otherwise. Only ``stat`` is
+        used: nothing is opened."""
+        return checked_source(self._store.root, video)
 
     def video_features(self, video: VideoRecord) -> VideoFeatures:
         """A video's stored frame times, embeddings and dense tokens."""

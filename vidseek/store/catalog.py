@@ -58,6 +58,10 @@ class VideoRecord:
     ingest_seconds: float
     sparse_key: str = ""  # sparse token file ("" until a grounding checkpoint computed them)
     sparse_fingerprint: str = ""  # adapter fingerprint of the checkpoint that did
+    # the source file's identity at ingest (with size_bytes); -1 in rows older than these columns
+    source_dev: int = -1
+    source_ino: int = -1
+    source_mtime_ns: int = -1
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "VideoRecord":
@@ -69,6 +73,7 @@ _VIDEO_COLUMNS = {
     "duration": float, "fps": float, "native_fps": float, "width": int, "height": int,
     "codec": str, "frames": int, "kept_fraction": float, "features_key": str, "status": str,
     "indexed_at": float, "ingest_seconds": float, "sparse_key": str, "sparse_fingerprint": str,
+    "source_dev": int, "source_ino": int, "source_mtime_ns": int,
 }
 
 
@@ -142,11 +147,12 @@ class Catalog:
             self.db.table("videos").create(_VIDEO_COLUMNS, pk="id", not_null={"path"}, if_not_exists=True)
             self.db.table("videos").create_index(["path"], unique=True, if_not_exists=True)
             self.db.table("videos").create_index(["content_hash"], if_not_exists=True)
-        else:  # archives made before sparse tokens existed
+        else:  # archives made before sparse tokens, or source identities, existed
             have = set(self.db.table("videos").columns_dict)
-            for column in ("sparse_key", "sparse_fingerprint"):
+            for column, default in (("sparse_key", ""), ("sparse_fingerprint", ""), ("source_dev", -1),
+                                    ("source_ino", -1), ("source_mtime_ns", -1)):
                 if column not in have:
-                    self.db.table("videos").add_column(column, str, not_null_default="")
+                    self.db.table("videos").add_column(column, type(default), not_null_default=default)
         if "windows" not in self.db.table_names():
             self.db.table("windows").create({"video_id": int, "idx": int, "start": float, "end": float},
                                             pk=("video_id", "idx"), if_not_exists=True)
@@ -231,7 +237,8 @@ class Catalog:
         with self._write_transaction() as conn:
             if replace is not None:
                 self._delete_rows(conn, replace.id)
-            fields_ = {"sparse_key": "", "sparse_fingerprint": "", **fields_}
+            fields_ = {"sparse_key": "", "sparse_fingerprint": "", "source_dev": -1, "source_ino": -1,
+                       "source_mtime_ns": -1, **fields_}
             columns = [c for c in _VIDEO_COLUMNS if c != "id"]
             cur = conn.execute(
                 f"INSERT INTO videos ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
@@ -274,6 +281,14 @@ class Catalog:
                 conn.execute("DELETE FROM windows WHERE video_id = ?", [video.id])
                 self._insert_windows(conn, video.id, windows)
         return bool(cur.rowcount)
+
+    def set_source_identity(self, video_id: int, identity: dict[str, int]) -> None:
+        """Record the identity of a video's file anew (it was found unchanged by its content
+        hash, under a new inode or time). Search is unaffected: the generation stays."""
+        self.db.execute("UPDATE videos SET source_dev = ?, source_ino = ?, source_mtime_ns = ?, "
+                        "size_bytes = ? WHERE id = ?",
+                        [identity["source_dev"], identity["source_ino"], identity["source_mtime_ns"],
+                         identity["size_bytes"], video_id])
 
     def windows(self, video_id: int) -> list[tuple[float, float]]:
         rows = self.db.execute("SELECT start, end FROM windows WHERE video_id = ? ORDER BY idx",
