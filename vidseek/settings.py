@@ -43,6 +43,8 @@ class ServiceSettings(BaseSettings):
     ingest_roots: list[Path] = Field(default_factory=list, description="Folders ingest requests may name files under (JSON list); default: the watched folders.")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest image upload accepted.")
     max_top_k: int = Field(100, ge=1, description="Largest top_k a search may ask for.")
+    max_image_pixels: int = Field(25_000_000, ge=1, description="Most pixels (width x height) an uploaded image may have; checked from its header, before decoding.")
+    max_concurrent_decodes: int = Field(2, ge=1, le=64, description="Uploaded images decoded (and searched with) at once; more wait up to 10 s, then get 503.")
 
     def daemon_config(self) -> DaemonConfig:
         return DaemonConfig(workers=self.workers, poll_seconds=self.poll_seconds,

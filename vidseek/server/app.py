@@ -14,13 +14,14 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional, TypeVar
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,7 +30,7 @@ import vidseek
 import vidseek.errors
 import vidseek.indexer
 import vidseek.service
-from .media import media_type, servable_path, thumbnail_jpeg
+from .media import media_type, servable, servable_path, thumbnail_jpeg
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .schemas import (
     ErrorBody,
@@ -44,11 +45,13 @@ from .schemas import (
     VideoDetail,
     VideoList,
 )
-from .uploads import UploadLimit, read_upload_image
+from .redact import looks_like_path, public_encoder, public_text
+from .uploads import DecodeSlots, UploadLimit, decode_upload_image, open_upload_image
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATIC = Path(__file__).resolve().parent / "static"
 # A grounded query waiting longer than this for the one before it gets 503 instead of
@@ -61,9 +64,9 @@ _ERRORS = {
     403: "Ingest requests disabled, or a path outside the allowed folders.",
     404: "No such video.",
     411: "An upload without Content-Length.",
-    413: "A body over the upload limit, or an image over 40 megapixels.",
+    413: "A body over the upload limit, or an image over the pixel limit (25 megapixels by default).",
     422: "Invalid parameters.",
-    503: "Busy: the archive's write lock is held too long, or grounded queries are queued.",
+    503: "Busy: the archive's write lock is held too long, or grounded queries or image decodes are queued.",
 }
 
 
@@ -85,6 +88,7 @@ class ServerState:
         self.daemon_thread: threading.Thread | None = None
         self.stop = threading.Event()
         self.ground_lock = threading.Lock()  # one grounded query at a time: it uses every core
+        self.decodes = DecodeSlots(settings.max_concurrent_decodes)
         self.started = time.time()
 
     def open(self) -> None:
@@ -118,6 +122,11 @@ class ServerState:
         roots = self.settings.ingest_roots or self.watch
         return [Path(r).expanduser().resolve() for r in roots]
 
+    def server_paths(self) -> list[Path]:
+        """Folders of this server that messages may name (cut short for anonymous clients)."""
+        return [self.settings.archive, Path(self.settings.archive).resolve(), *self.watch,
+                *self.settings.ingest_roots, *self.ingest_roots()]
+
 
 def _moment_json(m: vidseek.Moment, record: vidseek.VideoRecord | None = None) -> dict:
     return {"video": m.video, "video_id": m.video_id, "start": round(m.start, 3),
@@ -150,13 +159,13 @@ def _video_json(v: vidseek.VideoRecord) -> dict:
             "media": f"/api/videos/{v.id}/media"}
 
 
-def _job_json(job: vidseek.service.Job, full: bool) -> dict:
+def _job_json(job: vidseek.service.Job, full: bool, known: tuple[Path, ...] = ()) -> dict:
     data = job.to_dict()
     data["name"] = Path(job.path).name
     if not full:
         for key in ("path", "worker"):
             data.pop(key)
-        data["error"] = data["error"].replace(job.path, data["name"])
+        data["error"] = public_text(data["error"], [job.path, *known])
     return data
 
 
@@ -184,31 +193,38 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
     app.state.vidseek = state
     metrics = ServerMetrics(state.archive_state)
 
-    # -- errors as {"error": message} ----------------------------------------------------
+    # -- errors as {"error": message}, with server paths cut short for anonymous clients ----
+    def error_text(request: Request, text: str) -> str:
+        if is_admin(request.headers.get("authorization")):
+            return text
+        return public_text(text, state.server_paths())
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for e in exc.errors():
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body", "path", "header"))
             problems.append(f"{where or 'request'}: {e.get('msg', 'invalid')}")
-        return JSONResponse({"error": "; ".join(problems), "detail": jsonable_errors(exc)}, status_code=422)
+        return JSONResponse({"error": error_text(request, "; ".join(problems)),
+                             "detail": jsonable_errors(exc)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code,
+        return JSONResponse({"error": error_text(request, str(exc.detail))}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(vidseek.QueryError)
     async def query_error(request: Request, exc: vidseek.QueryError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"error": error_text(request, str(exc))}, status_code=422)
 
     @app.exception_handler(vidseek.ConfigError)  # an option out of range, e.g. levels=4
     async def config_error(request: Request, exc: vidseek.ConfigError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"error": error_text(request, str(exc))}, status_code=422)
 
     @app.exception_handler(vidseek.errors.ArchiveLockedError)
     async def archive_busy(request: Request, exc: vidseek.errors.ArchiveLockedError) -> JSONResponse:
-        return JSONResponse({"error": f"busy: {exc}"}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse({"error": error_text(request, f"busy: {exc}")}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.middleware("http")
     async def time_requests(request: Request, call_next):
@@ -231,19 +247,40 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         return record
 
     def is_admin(authorization: str | None) -> bool:
+        """Whether the request carries ``Authorization: Bearer TOKEN`` (the only form accepted)."""
         token = settings.admin_token
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+        scheme, _, given = (authorization or "").strip().partition(" ")
+        return (token is not None and token != "" and scheme.lower() == "bearer"
+                and hmac.compare_digest(given.strip().encode(), token.encode()))
 
-    def check_video_name(arch: vidseek.Archive, video: str | None) -> None:
-        if video is not None and not arch.find_videos(video):
+    def check_video_name(arch: vidseek.Archive, video: str | None, admin: bool) -> None:
+        """404 unless ``video`` names an indexed video. Anonymous clients name videos by file
+        name or id only: a path gets the same 404 whether or not it is indexed."""
+        if video is None:
+            return
+        if not admin and looks_like_path(video):
+            raise HTTPException(404, "video: no indexed video by that name (name a video by its "
+                                     "file name or id; paths need the admin token)")
+        found = arch.find_videos(video)
+        if not admin:
+            found = [r for r in found if video in (r.name, str(r.id), Path(r.name).stem)]
+        if not found:
             raise HTTPException(404, f"no indexed video named {video!r}")
 
-    async def uploaded_picture(image: UploadFile):
+    async def with_upload(image: UploadFile, use: Callable[[Image.Image], T]) -> T:
+        """``use(picture)`` for an uploaded image, off the event loop. Its header is checked
+        before anything is decoded (413 over the pixel limit), and only
+        ``max_concurrent_decodes`` pictures are decoded and in use at once (else 503)."""
         data = await image.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise HTTPException(413, f"image: larger than the limit of {settings.max_upload_bytes} bytes")
-        return await run_in_threadpool(read_upload_image, data)  # decoding off the event loop
+
+        def decode_and_use() -> T:
+            opened = open_upload_image(data, settings.max_image_pixels)
+            with opened, state.decodes.held():
+                return use(decode_upload_image(opened))
+
+        return await run_in_threadpool(decode_and_use)
 
     # -- search ------------------------------------------------------------------------
     @app.get("/api/search", summary="Search by text", response_model=SearchAnswer,
@@ -255,12 +292,14 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         video: Optional[str] = Query(None, max_length=4096, description="Only this video (name or id)."),
         levels: int = Query(3, ge=1, le=3, description="Grounded mode: recursion depth."),
         explain: bool = Query(False, description="Grounded mode: include the recursion trees."),
+        authorization: Optional[str] = Header(None),
         arch: vidseek.Archive = Depends(archive),
     ) -> dict:
         if not q.strip():
             raise HTTPException(422, "q: the text query is blank")
-        check_video_name(arch, video)
+        check_video_name(arch, video, is_admin(authorization))
         timings: dict[str, float] = {}
+        warnings: list = []  # SearchWarning: videos left out, their files damaged
         t0 = time.perf_counter()
         extra: dict = {}
         if mode == "grounded":
@@ -271,7 +310,8 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
                 raise HTTPException(503, "busy: grounded queries are queued; try again shortly",
                                     headers={"Retry-After": "5"})
             try:
-                results = arch.ground(q, video=video, options=vidseek.GroundingOptions(levels=levels))
+                results = arch.ground(q, video=video, options=vidseek.GroundingOptions(levels=levels),
+                                      warnings=warnings)
             finally:
                 state.ground_lock.release()
             timings["ground"] = time.perf_counter() - t0
@@ -282,12 +322,13 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
             if explain:
                 extra["explain"] = [_tree_json(r) for r in results]
         else:
-            moments = arch.search(q, top_k=top_k, video=video, timings=timings)
+            moments = arch.search(q, top_k=top_k, video=video, timings=timings, warnings=warnings)
         metrics.observe_stages(timings)
         metrics.searches.labels(mode, "text").inc()
         return {"query": q, "mode": mode, "took_ms": round(1000 * (time.perf_counter() - t0), 2),
                 "timings_ms": {k: round(1000 * v, 2) for k, v in timings.items()},
-                "moments": moments_json(arch, moments), **extra}
+                "moments": moments_json(arch, moments), "warnings": metrics.count_damaged(warnings),
+                **extra}
 
     @app.post("/api/search/image", summary="Search by an uploaded image", response_model=SearchAnswer,
               response_model_exclude_unset=True, responses=_errors(404, 411, 413, 422, 503))
@@ -295,33 +336,36 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         image: UploadFile = File(..., description="A frame or crop (JPEG, PNG, WebP...)."),
         top_k: int = Form(10, ge=1, le=settings.max_top_k),
         video: Optional[str] = Form(None, max_length=4096),
+        authorization: Optional[str] = Header(None),
         arch: vidseek.Archive = Depends(archive),
     ) -> dict:
-        picture = await uploaded_picture(image)
-        await run_in_threadpool(check_video_name, arch, video)
+        await run_in_threadpool(check_video_name, arch, video, is_admin(authorization))
         timings: dict[str, float] = {}
+        warnings: list = []
         t0 = time.perf_counter()
-        moments = await run_in_threadpool(arch.search, image=picture, top_k=top_k, video=video,
-                                          timings=timings)
+        moments = await with_upload(image, lambda picture: arch.search(
+            image=picture, top_k=top_k, video=video, timings=timings, warnings=warnings))
         metrics.observe_stages(timings)
         metrics.searches.labels("clip", "image").inc()
         return {"query": image.filename or "image", "mode": "clip",
                 "took_ms": round(1000 * (time.perf_counter() - t0), 2),
                 "timings_ms": {k: round(1000 * v, 2) for k, v in timings.items()},
-                "moments": moments_json(arch, moments)}
+                "moments": moments_json(arch, moments), "warnings": metrics.count_damaged(warnings)}
 
     # -- videos --------------------------------------------------------------------------
     def moments_json(arch: vidseek.Archive, moments: list[vidseek.Moment]) -> list[dict]:
         records = {m.video_id: arch.video(m.video_id) for m in moments}
         return [_moment_json(m, records[m.video_id]) for m in moments]
 
-    def object_answer(arch: vidseek.Archive, hits: list[vidseek.ObjectHit], t0: float, query: str) -> dict:
+    def object_answer(arch: vidseek.Archive, hits: list[vidseek.ObjectHit], t0: float, query: str,
+                      warnings: list) -> dict:
         seconds = time.perf_counter() - t0
         metrics.observe_stages({"object": seconds})
         metrics.searches.labels("object", "region").inc()
         records = {h.video_id: arch.video(h.video_id) for h in hits}
         return {"query": query, "mode": "object", "took_ms": round(1000 * seconds, 2),
-                "moments": [_hit_json(h, records[h.video_id]) for h in hits]}
+                "moments": [_hit_json(h, records[h.video_id]) for h in hits],
+                "warnings": metrics.count_damaged(warnings)}
 
     def within_video(arch: vidseek.Archive, within_id: int | None) -> int | None:
         if within_id is not None and arch.video(within_id) is None:
@@ -340,9 +384,10 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
     ) -> dict:
         record = find_video(video_id, arch)
         t0 = time.perf_counter()
+        warnings: list = []
         hits = arch.search_object(box, video=record.id, time=t, top_k=top_k,
-                                  within=within_video(arch, within_id))
-        return object_answer(arch, hits, t0, f"{record.name} at {t:g}s, box {box}")
+                                  within=within_video(arch, within_id), warnings=warnings)
+        return object_answer(arch, hits, t0, f"{record.name} at {t:g}s, box {box}", warnings)
 
     @app.post("/api/search/object", summary="Where does the object in a box on an uploaded image appear?",
               response_model=ObjectSearchAnswer, responses=_errors(411, 413, 422, 503))
@@ -352,10 +397,11 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         top_k: int = Form(10, ge=1, le=settings.max_top_k),
         arch: vidseek.Archive = Depends(archive),
     ) -> dict:
-        picture = await uploaded_picture(image)
         t0 = time.perf_counter()
-        hits = await run_in_threadpool(arch.search_object, box, image=picture, top_k=top_k)
-        return object_answer(arch, hits, t0, f"{image.filename or 'image'}, box {box}")
+        warnings: list = []
+        hits = await with_upload(image, lambda picture: arch.search_object(
+            box, image=picture, top_k=top_k, warnings=warnings))
+        return object_answer(arch, hits, t0, f"{image.filename or 'image'}, box {box}", warnings)
 
     @app.get("/api/videos", summary="Indexed videos", response_model=VideoList)
     def list_videos(arch: vidseek.Archive = Depends(archive)) -> dict:
@@ -363,9 +409,10 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
 
     @app.get("/api/videos/{video_id}", summary="One indexed video", response_model=VideoDetail,
              responses=_errors(404, 422))
-    def video_detail(record: vidseek.VideoRecord = Depends(find_video)) -> dict:
+    def video_detail(record: vidseek.VideoRecord = Depends(find_video),
+                     arch: vidseek.Archive = Depends(archive)) -> dict:
         return {**_video_json(record), "native_fps": record.native_fps,
-                "ingest_seconds": record.ingest_seconds, "available": Path(record.path).is_file()}
+                "ingest_seconds": record.ingest_seconds, "available": servable(arch, record)}
 
     @app.get("/api/videos/{video_id}/thumbnail", summary="A frame as JPEG",
              response_class=Response,
@@ -374,10 +421,11 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         t: float = Query(0.0, ge=0, description="Time in seconds."),
         width: int = Query(320, ge=16, le=1920, description="Width in pixels."),
         record: vidseek.VideoRecord = Depends(find_video),
+        arch: vidseek.Archive = Depends(archive),
     ) -> Response:
         if t > record.duration + 0.5:
             raise HTTPException(422, f"t: {t:g}s is past the end of {record.name} ({record.duration:.1f}s)")
-        path = servable_path(record)
+        path = servable_path(arch, record)
         t0 = time.perf_counter()
         width = min(1920, -(-width // 32) * 32)  # a few sizes and 0.1 s steps keep the cache useful
         try:
@@ -391,8 +439,9 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
              response_class=FileResponse,
              responses={200: {"content": {"video/mp4": {}}, "description": "The file, whole or a range (206)."},
                         **_errors(404, 422)})
-    def media(record: vidseek.VideoRecord = Depends(find_video)) -> FileResponse:
-        path = servable_path(record)
+    def media(record: vidseek.VideoRecord = Depends(find_video),
+              arch: vidseek.Archive = Depends(archive)) -> FileResponse:
+        path = servable_path(arch, record)
         return FileResponse(path, media_type=media_type(path), filename=record.name,
                             content_disposition_type="inline")
 
@@ -407,7 +456,8 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
     ) -> dict:
         full = is_admin(authorization)  # server paths and worker names only for the admin
         return {"counts": arch.jobs.counts(),
-                "jobs": [_job_json(j, full) for j in arch.jobs.list(status=status, limit=limit)]}
+                "jobs": [_job_json(j, full, tuple(state.server_paths()))
+                         for j in arch.jobs.list(status=status, limit=limit)]}
 
     @app.post("/api/ingest", status_code=202, summary="Queue files for indexing (admin token)",
               response_model=IngestAnswer, response_model_exclude_unset=True,
@@ -456,16 +506,21 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         return {"jobs": queued, "workers": bool(state.daemon)}
 
     # -- service -----------------------------------------------------------------------
-    @app.get("/api/status", summary="Archive, models and ingest status", response_model=StatusOut)
-    def status(arch: vidseek.Archive = Depends(archive)) -> dict:
+    @app.get("/api/status", summary="Archive, models and ingest status", response_model=StatusOut,
+             response_model_exclude_unset=True)
+    def status(authorization: Optional[str] = Header(None),
+               arch: vidseek.Archive = Depends(archive)) -> dict:
+        admin = is_admin(authorization)  # the encoder's location and the folders: admin only
         archive_state = state.archive_state()
+        running = state.daemon_thread is not None and state.daemon_thread.is_alive()
+        daemon: dict[str, object] = {"running": running}
+        if admin:
+            daemon["folders"] = [str(p) for p in state.watch]
         return {"version": vidseek.__version__, "videos": archive_state["videos"],
                 "hours": archive_state["seconds"] / 3600, "frames": archive_state["frames"],
-                "encoder": arch.encoder_name,
+                "encoder": arch.encoder_name if admin else public_encoder(arch.encoder_name),
                 "modes": ["clip", "grounded"] if arch.grounder is not None else ["clip"],
-                "jobs": archive_state["jobs"],
-                "daemon": {"running": state.daemon_thread is not None and state.daemon_thread.is_alive(),
-                           "folders": [str(p) for p in state.watch]},
+                "jobs": archive_state["jobs"], "daemon": daemon,
                 "uptime_s": round(time.time() - state.started, 1)}
 
     @app.get("/healthz", summary="Liveness", response_model=HealthOut)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
@@ -13,28 +12,25 @@ from PIL import Image
 import vidseek
 
 import vidseek.indexer
-__all__ = ["servable_path", "thumbnail_jpeg", "media_type"]
+__all__ = ["servable_path", "servable", "thumbnail_jpeg", "media_type"]
 
 
-def servable_path(record: vidseek.VideoRecord) -> Path:
-    """The video's file, if it is still the video that was indexed at that path.
-
-    The path must be a regular file and resolve to itself, or (footage linked into a folder)
-    to a file with a video extension and the size the file had at ingest. So a symlink
-    swapped in after ingest, pointing at the catalog or a key file, is refused.
-    """
-    path = Path(record.path)
-    gone = HTTPException(404, f"the file of video {record.id} is no longer at its path")
+def servable_path(arch: vidseek.Archive, record: vidseek.VideoRecord) -> Path:
+    """The video's file, if its path still holds the very file indexed there (see
+    :meth:`vidseek.Archive.media_path`: nothing is opened to check); else 404 naming the
+    video, never its path."""
     try:
-        real = Path(os.path.realpath(path))
-        if not real.is_file():
-            raise gone
-        if real != path and (real.suffix.lower() not in vidseek.indexer.VIDEO_EXTENSIONS
-                             or real.stat().st_size != record.size_bytes):
-            raise gone
-    except OSError:
-        raise gone
-    return real
+        return arch.media_path(record)
+    except vidseek.VideoError as exc:
+        raise HTTPException(404, f"video {record.id} ({record.name}) cannot be served: {exc.problem}")
+
+
+def servable(arch: vidseek.Archive, record: vidseek.VideoRecord) -> bool:
+    try:
+        arch.media_path(record)
+    except vidseek.VideoError:
+        return False
+    return True
 
 
 @lru_cache(maxsize=256)
@@ -43,7 +39,7 @@ def thumbnail_jpeg(path: str, content_hash: str, t: float, width: int) -> bytes:
     image = vidseek.indexer.read_frame(path, t)
     height = max(1, round(image.height * width / image.width))
     out = BytesIO()
-    image.resize((width, height), Image.BILINEAR).save(out, "JPEG", quality=80)
+    image.resize((width, height), Image.Resampling.BILINEAR).save(out, "JPEG", quality=80)
     return out.getvalue()
 
 

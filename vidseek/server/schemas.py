@@ -1,7 +1,8 @@
 """The JSON bodies the server answers with, as pydantic models (they make the OpenAPI schema).
 
 Times are seconds, rounded to milliseconds; scores are cosine similarities (or the grounded
-mode's own score). No model carries a server path except a job's, which only the admin sees.
+mode's own score). No model carries a server path except a job's and the status's
+watched folders and local encoder, which only the admin sees.
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ class SearchAnswer(_Out):
     timings_ms: dict[str, float] = Field(
         ..., description="Milliseconds per stage: encode_query, retrieve (clip); ground, level1..3 (grounded).")
     moments: list[MomentOut] = Field(..., description="The moments found, best first.")
+    warnings: list[str] = Field(
+        default_factory=list, description="Videos left out because a file of theirs is damaged, "
+                                          "one message each (the moments come from the others).")
     explain: Optional[list[ExplainTree]] = Field(
         None, description="Grounded mode with explain=true only: the recursion tree per video.")
 
@@ -138,6 +142,9 @@ class ObjectSearchAnswer(_Out):
     mode: Literal["object"] = Field("object", description="Always 'object'.")
     took_ms: float = Field(..., description="Time to answer, milliseconds.")
     moments: list[ObjectHitOut] = Field(..., description="The hits, best first.")
+    warnings: list[str] = Field(
+        default_factory=list, description="Videos left out because a file of theirs is damaged, "
+                                          "one message each (the hits come from the others).")
 
 
 # -- videos ------------------------------------------------------------------------------
@@ -208,7 +215,7 @@ class IngestAnswer(_Out):
 # -- service ---------------------------------------------------------------------------------
 class DaemonOut(_Out):
     running: bool = Field(..., description="Whether an ingest daemon runs inside this server.")
-    folders: list[str] = Field(..., description="Folders it watches.")
+    folders: Optional[list[str]] = Field(None, description="Folders it watches (admin token only).")
 
 
 class StatusOut(_Out):
@@ -218,7 +225,8 @@ class StatusOut(_Out):
     videos: int = Field(..., description="Indexed videos.")
     hours: float = Field(..., description="Hours of video indexed.")
     frames: int = Field(..., description="Sampled frames indexed.")
-    encoder: str = Field(..., description="The archive's encoder (hub id or path).")
+    encoder: str = Field(..., description="The archive's encoder: a hub id, or a local checkpoint "
+                                          "(its full path with the admin token, else its folder name).")
     modes: list[str] = Field(..., description="Search modes available: clip, and grounded with a checkpoint.")
     jobs: dict[str, int] = Field(..., description="Jobs per status.")
     daemon: DaemonOut = Field(..., description="The in-process ingest daemon.")
