@@ -24,7 +24,9 @@ from ..models.pooling import pool_2x2
 from ..store.dense_tokens import DenseTokens
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
+from ..store.files import DamagedFileError
 from .moments import runs_around_peaks
+from .search import SearchWarning, note_damaged
 
 __all__ = ["Region", "TrackPoint", "ObjectHit", "object_token", "region_of", "image_cells",
            "frame_cells", "patch_grid", "region_token", "cell_box", "find_object", "score_video_cells"]
@@ -171,6 +173,9 @@ def frame_cells(store: ArchiveStore, record: VideoRecord, time: float | None) ->
                          f"for the region's frame (got {time})")
     try:
         features = store.video_features(record)
+    except DamagedFileError as exc:
+        raise QueryError(f"{record.name}: its features are damaged, so no region can be drawn "
+                         "on it (re-ingest it, or run vidseek doctor --repair)") from exc
     except (OSError, ValueError) as exc:  # replaced or removed meanwhile
         raise QueryError(f"{record.name}: its features are unavailable ({exc}); try again") from exc
     frame = int(np.argmin(np.abs(features.times - time)))
@@ -246,10 +251,14 @@ def score_video_cells(dense: DenseTokens, token: np.ndarray) -> tuple[np.ndarray
 
 
 def _video_hits(store: ArchiveStore, video: VideoRecord, token: np.ndarray, grid: tuple[int, int],
-                seed_times: list[float] | None, n_seeds: int) -> list[ObjectHit]:
+                seed_times: list[float] | None, n_seeds: int,
+                warnings: list[SearchWarning] | None) -> list[ObjectHit]:
     try:
         features = store.video_features(video)
     except FileNotFoundError:  # replaced or removed since the lookup
+        return []
+    except DamagedFileError as exc:
+        note_damaged(warnings, video, exc)
         return []
     dense = features.dense
     best, where = score_video_cells(dense, token)
@@ -268,7 +277,8 @@ def _video_hits(store: ArchiveStore, video: VideoRecord, token: np.ndarray, grid
     return hits
 
 
-def _candidates(store: ArchiveStore, token: np.ndarray, top_k: int) -> dict[int, list[float]]:
+def _candidates(store: ArchiveStore, token: np.ndarray, top_k: int,
+                warnings: list[SearchWarning] | None) -> dict[int, list[float]]:
     """Candidate frame times per video from the patch index. The search deepens (×4, up to
     ``_MAX_TOKENS``) while its tokens name fewer than ``top_k`` videos: one long appearance
     (every cell of every frame of the source video) must not crowd out the others."""
@@ -276,8 +286,11 @@ def _candidates(store: ArchiveStore, token: np.ndarray, top_k: int) -> dict[int,
     stored = store.refresh_patch_index().ntotal
     while True:
         by_video: dict[int, list[float]] = defaultdict(list)
-        for video_id, time in store.search_patches(token, k):
+        damaged: list[tuple[VideoRecord, DamagedFileError]] = []
+        for video_id, time in store.search_patches(token, k, damaged):
             by_video[video_id].append(time)
+        for video, exc in damaged:
+            note_damaged(warnings, video, exc)
         # (a compressed index returns fewer than k when its probed lists run out: deepening
         # still helps up to the cap, so the test is against what is stored, not what came back)
         if len(by_video) >= top_k or k >= min(stored, _MAX_TOKENS):
@@ -286,12 +299,14 @@ def _candidates(store: ArchiveStore, token: np.ndarray, top_k: int) -> dict[int,
 
 
 def find_object(store: ArchiveStore, token: np.ndarray, grid: tuple[int, int], top_k: int = 10,
-                videos: list[VideoRecord] | None = None) -> list[ObjectHit]:
+                videos: list[VideoRecord] | None = None,
+                warnings: list[SearchWarning] | None = None) -> list[ObjectHit]:
     """Rank moments where the object of ``token`` appears.
 
     Without ``videos`` the archive's patch index supplies candidate frames (approximate when
     compressed); each candidate video is then scored exactly from its stored dense tokens.
-    With ``videos`` those are scanned exactly.
+    With ``videos`` those are scanned exactly. A video whose feature file is damaged is left
+    out and reported in ``warnings``.
     """
     if top_k <= 0:
         return []
@@ -300,12 +315,12 @@ def find_object(store: ArchiveStore, token: np.ndarray, grid: tuple[int, int], t
     hits: list[ObjectHit] = []
     if videos is not None:
         for video in videos:
-            hits += _video_hits(store, video, token, grid, None, n_seeds)
+            hits += _video_hits(store, video, token, grid, None, n_seeds, warnings)
     else:
-        by_video = _candidates(store, token, top_k)
+        by_video = _candidates(store, token, top_k, warnings)
         for video_id, seed_times in by_video.items():
             record = store.catalog.video_by_id(video_id)
             if record is not None:
-                hits += _video_hits(store, record, token, grid, seed_times, n_seeds)
+                hits += _video_hits(store, record, token, grid, seed_times, n_seeds, warnings)
     hits.sort(key=lambda h: -h.score)
     return hits[:top_k]

@@ -23,6 +23,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -30,11 +31,52 @@ from PIL import Image
 from ..errors import QueryError
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
+from ..store.files import DamagedFileError, VideoFeatures
 from .moments import Moment, runs_around_peaks
 
-__all__ = ["search_moments", "candidate_videos", "open_query_image", "find_videos", "named_videos"]
+__all__ = ["search_moments", "candidate_videos", "open_query_image", "find_videos", "named_videos",
+           "SearchWarning", "note_damaged", "readable_features"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchWarning:
+    """A video a query had to leave out because a file of it is damaged; ``str()`` says so."""
+
+    video: str  # its file name
+    video_id: int
+    kind: str  # which file: "features"
+
+    def __str__(self) -> str:
+        return (f"{self.video}: its {self.kind} are damaged "
+                "(re-ingest it, or run vidseek doctor --repair)")
+
+
+def note_damaged(warnings: list[SearchWarning] | None, video: VideoRecord,
+                 exc: DamagedFileError, kind: str = "features") -> None:
+    """Log and report (once per video and query) a video left out of a query's answer."""
+    if warnings is not None and any(w.video_id == video.id and w.kind == kind for w in warnings):
+        return
+    logger.warning("%s: %s damaged (%s); left out of this query", video.path, kind, exc.problem)
+    if warnings is not None:
+        warnings.append(SearchWarning(video.name, video.id, kind))
+
+
+def readable_features(store: ArchiveStore, videos: list[VideoRecord],
+                      warnings: list[SearchWarning] | None = None,
+                      ) -> Iterator[tuple[VideoRecord, VideoFeatures]]:
+    """Each video with its stored features, skipping (and reporting) damaged ones and ones
+    replaced or removed meanwhile."""
+    for video in videos:
+        try:
+            features = store.video_features(video)
+        except FileNotFoundError:
+            continue
+        except DamagedFileError as exc:
+            note_damaged(warnings, video, exc)
+            continue
+        yield video, features
 
 # How many frames to pull from the index per requested moment: several hits usually fall
 # into one moment, and some moments lie in the same video.
@@ -114,13 +156,15 @@ def _beaten(heap: list[float], size: int, bound: float) -> bool:
 
 
 def search_moments(store: ArchiveStore, query: np.ndarray, top_k: int = 10,
-                   videos: list[VideoRecord] | None = None) -> list[Moment]:
+                   videos: list[VideoRecord] | None = None,
+                   warnings: list[SearchWarning] | None = None) -> list[Moment]:
     """Rank moments for one L2-normalised query vector.
 
     With ``videos`` the search is exact over those videos' frames; without, the archive's
     FAISS index supplies the hits (see the module's description). A moment scores at least
     its best hit, and no frame outside the hits is taken to score above them; a slack covers
-    the scores of compressed indexes.
+    the scores of compressed indexes. A video whose feature file is damaged is left out and
+    reported in ``warnings``.
     """
     if top_k <= 0:
         return []
@@ -133,14 +177,16 @@ def search_moments(store: ArchiveStore, query: np.ndarray, top_k: int = 10,
                 moments += _whole_video_moments(store, video, query, n_frames)
             except FileNotFoundError:  # replaced or removed by another process meanwhile
                 continue
+            except DamagedFileError as exc:
+                note_damaged(warnings, video, exc)
     else:
-        moments = _moments_from_index(store, query, top_k, n_frames)
+        moments = _moments_from_index(store, query, top_k, n_frames, warnings)
     moments.sort(key=lambda m: -m.score)
     return moments[:top_k]
 
 
 def _moments_from_index(store: ArchiveStore, query: np.ndarray, top_k: int,
-                        n_frames: int) -> list[Moment]:
+                        n_frames: int, warnings: list[SearchWarning] | None) -> list[Moment]:
     rows: dict[int, list[int]] = defaultdict(list)
     best: dict[int, float] = {}
     for hit in store.search_frames(query, n_frames):  # best first
@@ -159,6 +205,9 @@ def _moments_from_index(store: ArchiveStore, query: np.ndarray, top_k: int,
             found = _exact_groups(store, video, np.array(rows[video_id]), query)
         except FileNotFoundError:  # replaced or removed by another process meanwhile
             continue
+        except DamagedFileError as exc:
+            note_damaged(warnings, video, exc)
+            continue
         groups += found
         for group in found:
             _push(peaks, group.peak, top_k)
@@ -172,17 +221,21 @@ def _moments_from_index(store: ArchiveStore, query: np.ndarray, top_k: int,
             grown = _grow(store, group, query)
         except FileNotFoundError:
             continue
+        except DamagedFileError as exc:  # cut since its hits were read
+            note_damaged(warnings, group.video, exc)
+            continue
         moments += grown
         for moment in grown:
             _push(scores, moment.score, top_k)
     return moments
 
 
-def candidate_videos(store: ArchiveStore, query: np.ndarray, count: int) -> list[VideoRecord]:
+def candidate_videos(store: ArchiveStore, query: np.ndarray, count: int,
+                     warnings: list[SearchWarning] | None = None) -> list[VideoRecord]:
     """The ``count`` videos whose best moments rank highest for ``query`` (CLIP similarity):
     where the grounded mode looks when no video is named."""
     seen: list[int] = []
-    for moment in search_moments(store, query, top_k=4 * count):
+    for moment in search_moments(store, query, top_k=4 * count, warnings=warnings):
         if moment.video_id not in seen:
             seen.append(moment.video_id)
     records = (store.catalog.video_by_id(i) for i in seen[:count])

@@ -35,7 +35,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import ArchiveError, EncoderMismatchError
 from .catalog import FRAME_ID_BITS, Catalog, VideoRecord, frame_ids
-from .files import FeatureFileStore, FrameReader, VideoFeatures
+from .files import DamagedFileError, FeatureFileStore, FrameReader, VideoFeatures
 from .frame_index import FrameIndex
 from .patch_index import TOKEN_ID_BITS, PatchIndex, normalised_tokens, patch_ids
 from .lock import WriteLock
@@ -74,16 +74,26 @@ class _StoredVectors:
                 total += self.count_of(video)
                 self._readable.append(video)
             except (OSError, ValueError, KeyError) as exc:  # lost to a power cut or damaged
-                logger.error("%s: features of %s unreadable (%s); re-ingest it", self.store.root,
-                             video.path, exc)
+                self._left_out(video, exc)
         return total
 
     def batches(self):
-        for video in self._readable:
+        # (a rebuild reads these twice when it trains: a video found unreadable the first
+        # time is dropped, so it is reported once)
+        for video in list(self._readable):
             try:
-                yield self.vectors_of(video)
+                vectors = self.vectors_of(video)
             except (OSError, ValueError, KeyError) as exc:
-                logger.error("%s: features of %s unreadable (%s)", self.store.root, video.path, exc)
+                self._readable.remove(video)
+                self._left_out(video, exc)
+                continue
+            yield vectors
+
+    def _left_out(self, video: VideoRecord, exc: Exception) -> None:
+        what = "damaged" if isinstance(exc, DamagedFileError) else "unreadable"
+        logger.warning("%s: features of %s are %s (%s); left out of the index until it is "
+                       "re-ingested (or vidseek doctor --repair)", self.store.root, video.path,
+                       what, exc)
 
 
 @dataclass(frozen=True)
@@ -362,8 +372,9 @@ class ArchiveStore:
             return None
         try:
             return self.sparse.load(video.sparse_key)
-        except (OSError, ValueError) as exc:
-            logger.warning("%s: sparse tokens of %s unreadable (%s)", self.root, video.path, exc)
+        except (OSError, ValueError) as exc:  # DamagedFileError included: computed again
+            logger.warning("%s: sparse tokens of %s unreadable (%s); computing them from its "
+                           "features (vidseek reindex stores them again)", self.root, video.path, exc)
             return None
 
     def delete_video(self, video: VideoRecord) -> None:
@@ -400,8 +411,11 @@ class ArchiveStore:
         return list(map(FrameHit, (ids >> FRAME_ID_BITS).tolist(),
                         (ids & ((1 << FRAME_ID_BITS) - 1)).tolist(), scores.tolist()))
 
-    def search_patches(self, token: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """``(video id, frame time)`` of the top-``k`` stored dense tokens for a unit vector."""
+    def search_patches(self, token: np.ndarray, k: int,
+                       damaged: list[tuple[VideoRecord, DamagedFileError]] | None = None,
+                       ) -> list[tuple[int, float]]:
+        """``(video id, frame time)`` of the top-``k`` stored dense tokens for a unit vector.
+        A video whose feature file is damaged is left out, and added to ``damaged``."""
         index = self.refresh_patch_index()
         _, ids = index.search(np.asarray(token, np.float32).reshape(1, -1), k)
         by_video: dict[int, list[int]] = {}
@@ -415,6 +429,10 @@ class ArchiveStore:
                 continue
             try:
                 times, kept = self.files.load_token_layout(video.features_key)
+            except DamagedFileError as exc:
+                if damaged is not None:
+                    damaged.append((video, exc))
+                continue
             except (OSError, ValueError):  # replaced meanwhile
                 continue
             cells = int(np.prod(kept.shape[1:]))

@@ -13,18 +13,52 @@ import struct
 import time
 import uuid
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import numpy.typing as npt
 
 from ..atomic import atomic_write
+from ..errors import ArchiveError
 from .dense_tokens import DenseTokens
 
 __all__ = ["VideoFeatures", "FeatureFileStore", "FrameReader", "save_npz_atomically",
-           "remove_unreferenced", "npz_row_layout", "read_rows"]
+           "remove_unreferenced", "npz_row_layout", "read_rows", "DamagedFileError", "reading"]
+
+
+class DamagedFileError(ArchiveError, ValueError):
+    """A file of the archive (feature, sparse-token or index file) exists but cannot be
+    parsed: truncated or garbled. ``path`` names it. A ``ValueError`` too, so the store's
+    "unreadable counts as missing" handlers catch it with the other failures to read."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: damaged file ({problem})")
+
+
+# What parsing a truncated or garbled .npz raises: zipfile's own errors are not OSErrors
+# or ValueErrors, and a cut member ends in EOFError or a zlib error.
+_PARSE_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, struct.error, ValueError, KeyError,
+                 IndexError)
+
+
+@contextmanager
+def reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a failure to parse the stored file ``path`` into :class:`DamagedFileError`.
+
+    A missing file stays ``FileNotFoundError`` (a video replaced or removed meanwhile), and
+    other ``OSError``\ s (permissions, I/O errors) stay what they are."""
+    try:
+        yield
+    except DamagedFileError:
+        raise
+    except _PARSE_ERRORS as exc:
+        raise DamagedFileError(path, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _member_header(fh, info: zipfile.ZipInfo, path: Path) -> tuple[tuple, bool, np.dtype, int]:
@@ -153,14 +187,15 @@ class FeatureFileStore:
                                    embeddings=features.embeddings.astype(np.float32),
                                    dense_tokens=features.dense.tokens, dense_kept=features.dense.kept)
 
+    # Every read raises DamagedFileError for a truncated or garbled file (see reading()).
     def load(self, key: str) -> VideoFeatures:
-        with np.load(self.path(key)) as data:
+        with reading(self.path(key)), np.load(self.path(key)) as data:
             return VideoFeatures(data["times"], data["embeddings"],
                                  DenseTokens(data["dense_tokens"], data["dense_kept"]))
 
     def load_embeddings(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """Only ``(times, embeddings)``: npz members load lazily, tokens stay on disk."""
-        with np.load(self.path(key)) as data:
+        with reading(self.path(key)), np.load(self.path(key)) as data:
             return data["times"], data["embeddings"]
 
     def frames(self, key: str) -> "FrameReader":
@@ -169,16 +204,17 @@ class FeatureFileStore:
 
     def _layout(self, key: str) -> tuple[Path, RowLayout | None, RowLayout | None]:
         path = self.path(key)
-        return path, npz_row_layout(path, "times"), npz_row_layout(path, "embeddings")
+        with reading(path):
+            return path, npz_row_layout(path, "times"), npz_row_layout(path, "embeddings")
 
     def load_tokens(self, key: str) -> np.ndarray:
         """Only the stored dense tokens ``[K, C]`` (float16)."""
-        with np.load(self.path(key)) as data:
+        with reading(self.path(key)), np.load(self.path(key)) as data:
             return data["dense_tokens"]
 
     def load_token_layout(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """``(times, kept mask)``: which frame each stored dense token belongs to."""
-        with np.load(self.path(key)) as data:
+        with reading(self.path(key)), np.load(self.path(key)) as data:
             return data["times"], data["dense_kept"]
 
     def keys(self) -> set[str]:
@@ -197,7 +233,7 @@ class FrameReader:
         self.path, self._times, self._emb = path, times, embeddings
         self._loaded: tuple[np.ndarray, np.ndarray] | None = None
         if times is None or embeddings is None:
-            with np.load(path) as data:
+            with reading(path), np.load(path) as data:
                 self._loaded = (data["times"], data["embeddings"])
 
     def __len__(self) -> int:
@@ -223,6 +259,7 @@ class FrameReader:
     def _read(self, layout: RowLayout, rows: slice | np.ndarray) -> np.ndarray:
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            return read_rows(fd, layout, rows)
+            with reading(self.path):  # a file cut since its layout was read: short reads
+                return read_rows(fd, layout, rows)
         finally:
             os.close(fd)

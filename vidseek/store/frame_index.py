@@ -42,6 +42,7 @@ import faiss
 import numpy as np
 
 from ..atomic import atomic_write, atomic_write_text
+from .files import reading
 
 __all__ = ["FrameIndex", "VectorSource", "ArraySource", "default_in_memory_bytes"]
 
@@ -267,7 +268,9 @@ class FrameIndex:
                     return True
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            # (damaged logs raise DamagedFileError, a ValueError; a garbled manifest that is
+            # valid JSON raises KeyError or TypeError; FAISS raises RuntimeError)
+            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
                 logger.error("%s: unreadable index (%s); it will be rebuilt", self.path, exc)
                 break
         with self._lock:
@@ -280,6 +283,8 @@ class FrameIndex:
         if not self.sidecar.exists():
             return None
         meta = json.loads(self.sidecar.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"{self.sidecar}: not a manifest (JSON {type(meta).__name__})")
         if meta.get("format") != _FORMAT or meta.get("dim") != self.dim:
             logger.warning("%s: index of an older format; it will be rebuilt", self.path)
             self.generation = -1
@@ -291,7 +296,7 @@ class FrameIndex:
         try:
             meta = json.loads(self.sidecar.read_text())
             name, kind = meta["base"], meta["base_kind"]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None  # load() reads the manifest again and reports what is wrong
         if not name or name == self._base_file:
             return None
@@ -325,7 +330,7 @@ class FrameIndex:
     def _replay(self, logs: list[str]) -> None:
         """Apply log files to the delta, in order: each one's removals, then its additions."""
         for name in logs:
-            with np.load(self.segments / name) as log:
+            with reading(self.segments / name), np.load(self.segments / name) as log:
                 for video_id in log["removed"].tolist():
                     self._delta.remove_ids(self._video_range(video_id))
                 lists = log["lists"] if "lists" in log.files else None

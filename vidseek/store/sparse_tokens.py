@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import remove_unreferenced, save_npz_atomically
+from .files import reading, remove_unreferenced, save_npz_atomically
 
 __all__ = ["SparseTokens", "SparseTokenFiles"]
 
@@ -37,7 +37,8 @@ class SparseTokenFiles:
                                    fingerprint=np.array(sparse.fingerprint))
 
     def load(self, key: str) -> SparseTokens:
-        with np.load(self.path(key)) as data:
+        """DamagedFileError for a truncated or garbled file."""
+        with reading(self.path(key)), np.load(self.path(key)) as data:
             return SparseTokens(data["tokens"], int(data["window"]), str(data["fingerprint"]))
 
     def remove_unreferenced(self, referenced: set[str], min_age_s: float = 3600.0) -> int:
