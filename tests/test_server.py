@@ -315,7 +315,8 @@ def test_openapi_declares_the_answers_and_they_match(client):
         return ref(schema["properties"][field]["items"])
 
     search = answer("/api/search")
-    assert {"query", "mode", "took_ms", "timings_ms", "moments", "explain"} == set(search["properties"])
+    assert {"query", "mode", "took_ms", "timings_ms", "moments", "warnings",
+            "explain"} == set(search["properties"])
     assert answer("/api/search/image", "post") == search
     moment = items(search, "moments")
     assert {"video", "video_id", "width", "height", "start", "end", "score", "peak", "thumbnail",

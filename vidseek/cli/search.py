@@ -69,21 +69,30 @@ def search(
     if (query is None) == (image is None):
         usage_error("give a QUERY or --image (exactly one)")
     trees: list = []
+    warnings: list = []  # videos left out, a file of theirs damaged
     try:
         with vidseek.Archive.open(archive, device=device, create=False, int8_text=int8_text,
                                   int8_llm=int8_llm, nprobe=nprobe) as arch:
             options = vidseek.GroundingOptions(levels=levels)
             if mode == "grounded" and explain and query is not None:
-                trees = arch.ground(query, video=video, options=options)
+                trees = arch.ground(query, video=video, options=options, warnings=warnings)
                 moments = vidseek.ranked_moments(trees, top_k)
             else:
                 moments = arch.search(query, image=image, top_k=top_k, video=video, mode=mode,
-                                      grounding=options)
+                                      grounding=options, warnings=warnings)
+            _show_warnings(warnings)
             _show_moments(moments, trees, as_json)
             if export is not None:  # after the results are shown: a failed export loses nothing
                 _export(arch, moments, export, query or f"image {image.name}")  # type: ignore[union-attr]
     except vidseek.VidseekError as exc:
         raise fail(exc)
+
+
+def _show_warnings(warnings: list) -> None:
+    """One ``warning: ...`` line on stderr per video a search left out (the results, on
+    stdout, come from the others; the exit status stays 0)."""
+    for warning in warnings:
+        err.print(f"warning: {warning}", markup=False)
 
 
 def _parse_box(value: Optional[str]) -> Optional[tuple[float, float, float, float]]:
@@ -141,8 +150,10 @@ def object_query(
     what = f"object {box or mask} on {picture}"
     try:
         with vidseek.Archive.open(archive, device=device, create=False) as arch:
+            warnings: list = []
             hits = arch.search_object(region, mask=mask, video=video, time=time, image=image,
-                                      top_k=top_k, within=within)
+                                      top_k=top_k, within=within, warnings=warnings)
+            _show_warnings(warnings)
             _show_hits(hits, as_json)
             if export is not None:
                 _export(arch, hits, export, what)

@@ -48,11 +48,21 @@ class ServerMetrics:
             "thumbnail.", ["stage"], buckets=_BUCKETS, registry=self.registry)
         self.searches = Counter("vidseek_searches", "Searches answered, by mode and kind.",
                                 ["mode", "kind"], registry=self.registry)
+        # exported as vidseek_damaged_files_total
+        self.damaged = Counter("vidseek_damaged_files", "Damaged archive files that searches "
+                               "met and left out (each time), by kind of file.", ["kind"],
+                               registry=self.registry)
         self.registry.register(_ArchiveCollector(read_archive_state))
 
     def observe_stages(self, timings: dict[str, float]) -> None:
         for stage, seconds in timings.items():
             self.stages.labels(stage).observe(seconds)
+
+    def count_damaged(self, warnings: list) -> list[str]:
+        """Count a search's warnings (``SearchWarning``: ``kind``, ``str()``); their messages."""
+        for warning in warnings:
+            self.damaged.labels(warning.kind).inc()
+        return [str(w) for w in warnings]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
