@@ -137,6 +137,20 @@ def test_media_path_checks_identity_and_archive_files(dropped):
             archive.media_path(record)
 
 
+def test_an_unchanged_reingest_records_the_identity_anew(dropped):
+    archive_path, drop, ids = dropped
+    bikes = drop / "bikes.mp4"
+    data = bikes.read_bytes()
+    bikes.unlink()
+    bikes.write_bytes(data)  # the same bytes: another file, another time
+    with vidseek.Archive.open(archive_path, create=False) as archive:
+        with pytest.raises(vidseek.VideoError, match="changed"):
+            archive.media_path(archive.video(ids["bikes.mp4"]))
+        report = archive.ingest([bikes])
+        assert len(report.skipped) == 1 and not report.indexed  # not re-encoded
+        assert archive.media_path(archive.video(ids["bikes.mp4"])) == bikes
+
+
 def test_old_rows_without_identity_are_served_while_the_size_matches(dropped):
     archive_path, drop, ids = dropped
     import sqlite3
