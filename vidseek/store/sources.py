@@ -45,7 +45,7 @@ def checked_source(root: Path, record: VideoRecord) -> Path:
     try:
         st = os.stat(path)  # follows a symlink to what would be served
     except OSError as exc:
-        raise VideoError(path, f"the file is gone ({exc.strerror or exc})") from exc
+        raise VideoError(path, f"the file cannot be reached at its path ({exc.strerror or exc})") from exc
     if not stat.S_ISREG(st.st_mode):
         raise VideoError(path, "not a regular file any more")
     own = _archive_file(Path(root), path, st)
