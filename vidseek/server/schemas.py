@@ -129,8 +129,8 @@ class SearchAnswer(_Out):
         ..., description="Milliseconds per stage: encode_query, retrieve (clip); ground, level1..3 (grounded).")
     moments: list[MomentOut] = Field(..., description="The moments found, best first.")
     warnings: list[str] = Field(
-        default_factory=list, description="Videos left out because a file of theirs is damaged, "
-                                          "one message each (the moments come from the others).")
+        ..., description="Videos left out because a file of theirs is damaged, "
+                         "one message each (the moments come from the others).")
     explain: Optional[list[ExplainTree]] = Field(
         None, description="Grounded mode with explain=true only: the recursion tree per video.")
 
@@ -143,8 +143,8 @@ class ObjectSearchAnswer(_Out):
     took_ms: float = Field(..., description="Time to answer, milliseconds.")
     moments: list[ObjectHitOut] = Field(..., description="The hits, best first.")
     warnings: list[str] = Field(
-        default_factory=list, description="Videos left out because a file of theirs is damaged, "
-                                          "one message each (the hits come from the others).")
+        ..., description="Videos left out because a file of theirs is damaged, "
+                         "one message each (the hits come from the others).")
 
 
 # -- videos ------------------------------------------------------------------------------
