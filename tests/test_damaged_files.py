@@ -194,6 +194,12 @@ def test_grounded_search_skips_a_video_whose_features_are_damaged(template, tmp_
         warnings = []  # (an untrained grounder may find nothing: only the warning is checked)
         arch.search("a red circle", mode="grounded", top_k=10, warnings=warnings)
         assert [str(w) for w in warnings] == [WARNING]
+        # reindex gives every other video its sparse tokens and names the damaged one
+        report = arch.reindex()
+        assert report.damaged == [DAMAGED_VIDEO] and report.updated == len(VIDEOS) - 1
+        current = {v.name for v in arch.videos()
+                   if v.sparse_fingerprint == arch.grounder.adapter_fingerprint}
+        assert current == set(VIDEOS) - {DAMAGED_VIDEO}
 
 
 def test_cli_search_prints_a_warning_and_succeeds(template, tmp_path):

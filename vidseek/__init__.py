@@ -46,6 +46,7 @@ from .indexer.pipeline import IngestConfig
 from .query.grounded import GroundingNode, GroundingOptions, GroundingResult, ranked_moments
 from .query.moments import Moment
 from .query.objects import ObjectHit, Region, TrackPoint
+from .query.search import SearchWarning
 from .store.catalog import VideoRecord
 
 __all__ = [
@@ -54,7 +55,7 @@ __all__ = [
     "Archive", "ArchiveInfo", "IngestConfig", "RayOptions", "IngestProgress", "IngestReport",
     "FailedFile", "SkippedFile", "ReindexReport", "VideoRecord", "SEARCH_MODES",
     "default_archive_path", "Moment", "GroundingOptions", "GroundingResult", "GroundingNode",
-    "ranked_moments", "ObjectHit", "TrackPoint", "Region", "EXPORT_FORMATS",
+    "ranked_moments", "ObjectHit", "TrackPoint", "Region", "EXPORT_FORMATS", "SearchWarning",
     # what `Archive.check` and `Archive.repair` (vidseek doctor) report
     "DoctorReport", "DoctorFinding",
     # errors (every subclass is in vidseek.errors)

@@ -27,12 +27,12 @@ from .indexer.sparse import ReindexReport, SparseTokenSource, reindex_sparse
 from .models.encoder import DEFAULT_MODEL, FrameEncoder
 from .models.grounder import Grounder
 from .models.loading import load_grounder, prepare_encoder
-from .query.grounded import GroundingOptions, GroundingResult, ground_video, ranked_moments
+from .query.grounded import GroundingOptions, GroundingResult, ground_videos, ranked_moments
 from .query.moments import Moment
 from .query.objects import (ObjectHit, find_object, frame_cells, image_cells, patch_grid, region_of,
                             region_token)
-from .query.search import (SearchWarning, candidate_videos, find_videos, named_videos, open_query_image,
-                           readable_features, search_moments)
+from .query.search import (SearchWarning, check_request, find_videos, named_videos, open_query_image,
+                           search_moments)
 from .store.archive_store import ArchiveInfo, ArchiveStore
 from .store import doctor
 from .store.catalog import VideoRecord
@@ -87,22 +87,14 @@ class Archive:
              create: bool = True, ivf_threshold: int = 200_000,
              patch_threshold: int = 100_000, int8_text: bool = False,
              int8_llm: bool = False, nprobe: int = 64) -> "Archive":
-        """Open (or create) an archive.
+        """Open (or create) an archive (docs/library.md).
 
-        ``model`` is a CLIP/SigLIP hub id or local directory. A new archive adopts it (default
-        :data:`~vidseek.models.encoder.DEFAULT_MODEL`); an existing one uses its own and raises
-        :class:`~vidseek.errors.EncoderMismatchError` if ``model`` is a different encoder.
-        ``config`` sets the ingest settings of a new archive; an existing one keeps its own
-        (a ``config`` with another ``fps`` or ``prune_threshold`` raises
-        :class:`~vidseek.errors.ConfigError`).
-        ``int8_text`` encodes text queries with int8 weights (CPU; see
-        :meth:`~vidseek.models.encoder.FrameEncoder.quantize_text`): about half the time of
-        a CLIP-mode query's text encoding, at a cosine of 0.998 to the float32 embedding.
-        ``int8_llm`` answers grounded queries with an int8 LM (CPU; see
-        :meth:`~vidseek.models.grounder.Grounder.quantize_llm`): about half the time. Both
-        apply on CPU only; on a GPU they are skipped with a warning.
-        ``nprobe`` is how many IVF lists of the frame index a search scans once the archive
-        is large enough for IVF (docs/scale.md): fewer is faster, at some recall.
+        ``model``: a CLIP/SigLIP hub id or directory, adopted by a new archive; another
+        encoder than an existing archive's raises EncoderMismatchError. ``config``: a new
+        archive's ingest settings; an existing one keeps its own (other ``fps`` or
+        ``prune_threshold``: ConfigError). ``int8_text`` / ``int8_llm``: int8 text encoder /
+        LM for queries on CPU, about half the time each (skipped with a warning on a GPU).
+        ``nprobe``: IVF lists a search scans once the index is IVF (docs/scale.md).
         """
         store = ArchiveStore(path if path is not None else default_archive_path(),
                              create=create, ivf_threshold=ivf_threshold,
@@ -139,9 +131,8 @@ class Archive:
 
     @property
     def config(self) -> IngestConfig:
-        """The ingest settings in force. Once the archive has them recorded, assigning
-        another ``fps`` or ``prune_threshold`` raises :class:`~vidseek.errors.ConfigError`
-        (one archive never mixes sampling rates); ``batch_size`` may change."""
+        """The ingest settings; another ``fps`` or ``prune_threshold`` than the archive's
+        raises ConfigError (one archive never mixes them); ``batch_size`` may change."""
         return self._config
 
     @config.setter
@@ -175,12 +166,9 @@ class Archive:
     def ingest(self, paths: Iterable[str | os.PathLike], *, recursive: bool = True,
                progress: Callable[[IngestProgress], None] | None = None,
                engine: str = "local", ray: RayOptions | None = None) -> IngestReport:
-        """Index every video under ``paths`` (files or folders).
-
-        Unusable files are reported in ``report.failed`` and skipped; the archive is never
-        left holding part of a video. Unchanged files already indexed are skipped.
-        ``engine="ray"`` extracts features on a Ray cluster (``ray`` says where); this
-        process still commits every video.
+        """Index every video under ``paths`` (files or folders); unusable files are reported
+        and skipped, unchanged ones skipped, and no video is ever half-committed.
+        ``engine="ray"`` extracts on a Ray cluster (``ray`` says where); this process commits.
         """
         return self._ingester().ingest(paths, recursive=recursive, progress=progress,
                                        engine=engine, ray=ray)
@@ -188,13 +176,9 @@ class Archive:
     def ingest_file(self, path: str | os.PathLike, *,
                     progress: Callable[[IngestProgress], None] | None = None,
                     cancel: threading.Event | None = None) -> VideoRecord | SkippedFile:
-        """Index one file; the unit of work of the ingest daemon.
-
-        Returns the new record, or a :class:`SkippedFile` if the file is unchanged since it
-        was indexed. Raises :class:`~vidseek.errors.VideoError` for unusable files and
-        :class:`~vidseek.errors.IngestCancelled` when ``cancel`` is set before the commit
-        (the archive is then untouched).
-        """
+        """Index one file (the daemon's unit of work): the new record, or a SkippedFile if
+        unchanged. VideoError for an unusable file; IngestCancelled when ``cancel`` is set
+        before the commit (nothing written)."""
         return self._ingester().ingest_file(Path(path), progress=progress, cancel=cancel)
 
     # -- grounding checkpoint ---------------------------------------------------------
@@ -217,10 +201,8 @@ class Archive:
         """Adopt a grounding checkpoint: later ingests store its sparse tokens, grounded
         searches use it. Run :meth:`reindex` to back-fill videos already indexed."""
         grounder = self._load_grounder(path)
-        with self._store.lock:
-            self._store.catalog.set_meta("grounder", {
-                "path": str(Path(path).resolve()), "fingerprint": grounder.fingerprint,
-                "adapter_fingerprint": grounder.adapter_fingerprint})
+        self._store.record_grounder(Path(path).resolve(), grounder.fingerprint,
+                                    grounder.adapter_fingerprint)
         self._grounder = grounder
         return grounder
 
@@ -246,24 +228,14 @@ class Archive:
                warnings: list[SearchWarning] | None = None) -> list[Moment]:
         """Find the moments that best match ``text`` or ``image`` (exactly one of them).
 
-        ``video`` limits the search to one video (file name, path or id). ``mode="grounded"``
-        (text only) runs the grounding checkpoint's recursion (see :meth:`ground`); a moment's
-        ``score`` is then its ranking score (by default R × (1 − P(Not))). ``timings``, if
-        given, receives seconds per stage: ``encode_query`` and ``retrieve`` (clip mode) or
-        ``ground`` (grounded mode, query encoding included). ``warnings``, if given,
-        receives a :class:`~vidseek.query.search.SearchWarning` per video left out because a
-        file of it is damaged (the search answers from the others; ``str()`` of one is the
-        message to show).
+        ``video``: one video only (name, path or id). ``mode="grounded"`` (text only): the
+        grounding checkpoint's recursion (:meth:`ground`), scored R × (1 − P(Not)).
+        ``timings`` receives seconds per stage (``encode_query``, ``retrieve``; ``ground``).
+        ``warnings`` receives a :class:`SearchWarning` per video left out because a file of
+        it is damaged (the others still answer; ``str()`` of one is the message to show).
         """
-        if mode not in SEARCH_MODES:
-            raise QueryError(f"unknown search mode {mode!r} (one of {', '.join(SEARCH_MODES)})")
-        if (text is None) == (image is None):
-            raise QueryError("give exactly one of a text query or an image")
-        if top_k < 1:
-            raise QueryError(f"top_k must be at least 1, got {top_k}")
+        check_request(mode, SEARCH_MODES, text, image, top_k)
         if mode == "grounded":
-            if image is not None:
-                raise QueryError("the grounded mode takes a text query, not an image")
             t0 = time.perf_counter()
             results = self.ground(text, video=video, options=grounding,  # type: ignore[arg-type]
                                   warnings=warnings)
@@ -298,20 +270,12 @@ class Archive:
         if grounder is None:
             raise QueryError(f"{self._store.root}: the grounded mode needs a grounding checkpoint "
                              "(vidseek reindex --grounder CKPT)")
-        options = options or GroundingOptions()
-        if video is not None:
-            videos = named_videos(self._store, video)
-        elif self._store.manifest is None:
+        videos = named_videos(self._store, video) if video is not None else None
+        if self._store.manifest is None:
             return []
-        query_vector = self.embed_query(text=text)
-        if video is None:
-            videos = candidate_videos(self._store, query_vector, candidates, warnings)
-        sparse = self._sparse_source(grounder)
-        results = []
-        for record, features in readable_features(self._store, videos, warnings):
-            results.append(ground_video(grounder, record, features, sparse.tokens(record, features),
-                                        text, query_vector, options))
-        return results
+        return ground_videos(self._store, grounder, self._sparse_source(grounder).tokens, text,
+                             self.embed_query(text=text), videos, options or GroundingOptions(),
+                             candidates, warnings)
 
     # -- object queries ------------------------------------------------------------
     def search_object(self, box: str | Sequence[float] | None = None, *,
@@ -322,12 +286,10 @@ class Archive:
                       warnings: list[SearchWarning] | None = None) -> list[ObjectHit]:
         """Find where the object in a region appears (VideoRefer mask pooling).
 
-        The region is a ``box`` (``"x0,y0,x1,y1"`` or four numbers, in pixels) or a binary
-        ``mask`` (an image path or a boolean array), on the frame of indexed ``video`` at
-        ``time`` seconds, or on an ``image``. ``within`` limits the search to one video: its
-        hits then form that video's track of the object. Each hit lists, per sampled frame,
-        the box of the best-matching dense-token cell. Videos with damaged files are left
-        out and reported in ``warnings`` (see :meth:`search`).
+        The region is a ``box`` (``"x0,y0,x1,y1"`` or four numbers, pixels) or a ``mask``
+        (image path or boolean array) on the frame of ``video`` at ``time`` s, or on an
+        ``image``. ``within``: one video only (its hits are the object's track there). Each
+        hit boxes the best-matching cell per frame. ``warnings``: as for :meth:`search`.
         """
         if top_k < 1:
             raise QueryError(f"top_k must be at least 1, got {top_k}")
@@ -379,10 +341,10 @@ class Archive:
         """Write search results for media tools; the suffix picks the format: ``.otio``
         (OpenTimelineIO timeline), ``.edl`` (CMX 3600) or ``.jpg`` (contact sheet)."""
         items = []
-        for result in results:
-            record = self._store.catalog.video_by_id(result.video_id)
+        for r in results:
+            record = self._store.catalog.video_by_id(r.video_id)
             if record is not None:  # removed since the search: nothing to point at
-                items.append(ExportItem(record, result.start, result.end, float(result.score), result.peak))
+                items.append(ExportItem(record, r.start, r.end, float(r.score), r.peak))
         return export_results(items, path, title)
 
     # -- job queue ----------------------------------------------------------------
@@ -402,8 +364,7 @@ class Archive:
 
     @property
     def generation(self) -> int:
-        """The catalog's commit counter: it changes whenever a video is added or removed,
-        by this process or another (cheap to poll)."""
+        """The catalog's commit counter: changes on every add or remove, by any process."""
         return self._store.catalog.generation
 
     @property
@@ -413,15 +374,13 @@ class Archive:
 
     @property
     def manifest(self) -> dict | None:
-        """What the archive was built with (``encoder``: name, fingerprint, dimensions;
-        ``ingest``: sampling rate, pruning threshold), or None before its first ingest."""
+        """What the archive was built with (``encoder``, ``ingest`` settings); None if new."""
         manifest = self._store.manifest
         return copy.deepcopy(manifest) if manifest is not None else None
 
     @property
     def encoder_name(self) -> str:
-        """The encoder the archive was built with (hub id or local path); for a new archive,
-        the one it will adopt."""
+        """The encoder the archive was built with, or (new archive) will adopt."""
         manifest = self._store.manifest
         return manifest["encoder"]["name"] if manifest is not None else self._model
 
@@ -437,11 +396,8 @@ class Archive:
         return self._store.catalog.video_by_path(str(Path(path).expanduser().resolve()))
 
     def media_path(self, video: VideoRecord) -> Path:
-        """The file of ``video``, if its path still holds the very file that was indexed
-        (device, inode, size and modification time as recorded at ingest; the size for videos
-        indexed before those were recorded) and it is none of the archive's own files under
-        another name. Raises :class:`~vidseek.errors.VideoError` otherwise. Only ``stat`` is
-        used: nothing is opened."""
+        """The file of ``video`` if its path still holds the very file indexed (device, inode,
+        size, mtime) and none of the archive's own files; else VideoError. Opens nothing."""
         return checked_source(self._store.root, video)
 
     def video_features(self, video: VideoRecord) -> VideoFeatures:
@@ -453,8 +409,7 @@ class Archive:
         return dict(self._store.catalog.totals())
 
     def warm_up(self) -> None:
-        """Load what the first search would: the encoder, the grounder if any, the frame
-        index (a server calls this at start-up)."""
+        """Load the encoder, grounder and frame index now, not on the first search."""
         self.encoder
         if self._store.manifest is not None:
             self.grounder
@@ -465,15 +420,13 @@ class Archive:
         self._store.collect_garbage()
 
     def check(self, deep: bool = False) -> DoctorReport:
-        """Check the archive end to end (``vidseek doctor``): catalog, feature and
-        sparse-token files, both indexes, orphan files, jobs, source videos; ``deep`` also
-        compares every source file's content hash (reads them whole). Changes nothing."""
+        """Check the archive end to end (``vidseek doctor``; docs/architecture.md); ``deep``
+        also hashes every source file. Changes nothing."""
         return doctor.check(self._store, file_digest if deep else None)
 
     def repair(self, deep: bool = False) -> DoctorReport:
-        """:meth:`check`, then repair what can be repaired from what is left (rebuild
-        indexes, delete orphans, recover stale jobs, remove damaged videos and queue them
-        for re-ingest); a video whose feature file is good is never removed."""
+        """:meth:`check`, then repair what can be (indexes, orphans, stale jobs, damaged
+        videos queued for re-ingest); a video whose feature file is good is never removed."""
         return doctor.repair(self._store, file_digest if deep else None)
 
     def remove(self, video: str) -> VideoRecord:
@@ -483,6 +436,5 @@ class Archive:
         return record
 
     def info(self) -> ArchiveInfo:
-        """What the archive holds, where, and how it was built (walks the directory for
-        its size)."""
+        """What the archive holds and how it was built (walks the directory for its size)."""
         return self._store.info(self._model, self.config.fps, self.config.prune_threshold)

@@ -158,5 +158,8 @@ def reindex(
                 report = arch.reindex(progress=lambda done, total, _v: bar.update(task, completed=done, total=total))
     except vidseek.VidseekError as exc:
         raise fail(exc)
-    console.print(f"{report.updated} videos reindexed, {report.skipped} already current, "
-                  f"{report.seconds:.1f}s", markup=False)
+    for name in report.damaged:
+        err.print(f"warning: {name}: its features are damaged (re-ingest it, or run vidseek "
+                  "doctor --repair); no sparse tokens", markup=False)
+    console.print(f"{report.updated} videos reindexed, {report.skipped - len(report.damaged)} "
+                  f"already current, {len(report.damaged)} damaged, {report.seconds:.1f}s", markup=False)

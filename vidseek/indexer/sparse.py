@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -18,7 +18,7 @@ from ..models.adapter import COARSE
 from ..models.grounder import Grounder
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
-from ..store.files import VideoFeatures
+from ..store.files import DamagedFileError, VideoFeatures
 from ..store.sparse_tokens import SparseTokens
 
 __all__ = ["compute_sparse_tokens", "ReindexReport", "reindex_sparse", "SparseTokenSource"]
@@ -51,8 +51,9 @@ def compute_sparse_tokens(grounder: Grounder, features: VideoFeatures,
 @dataclass
 class ReindexReport:
     updated: int = 0
-    skipped: int = 0  # already current, or replaced meanwhile
+    skipped: int = 0  # already current, replaced meanwhile, or damaged
     seconds: float = 0.0
+    damaged: list[str] = field(default_factory=list)  # videos whose features could not be read
 
 
 def reindex_sparse(store: ArchiveStore, grounder: Grounder,
@@ -66,11 +67,19 @@ def reindex_sparse(store: ArchiveStore, grounder: Grounder,
         if video.sparse_fingerprint == grounder.adapter_fingerprint:
             report.skipped += 1
         else:
-            sparse, windows = compute_sparse_tokens(grounder, store.video_features(video), video.fps)
-            if store.set_sparse(video, sparse, windows):
-                report.updated += 1
+            try:
+                features = store.video_features(video)
+            except DamagedFileError as exc:  # the others still get their tokens
+                logger.warning("%s: features damaged, no sparse tokens (%s); re-ingest it or "
+                               "run vidseek doctor --repair", video.name, exc)
+                report.damaged.append(video.name)
+                report.skipped += 1
             else:
-                report.skipped += 1  # replaced or removed meanwhile; ingest handles it
+                sparse, windows = compute_sparse_tokens(grounder, features, video.fps)
+                if store.set_sparse(video, sparse, windows):
+                    report.updated += 1
+                else:
+                    report.skipped += 1  # replaced or removed meanwhile; ingest handles it
         if progress is not None:
             progress(n + 1, len(videos), video)
     report.seconds = time.perf_counter() - started

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,11 +33,14 @@ from ..errors import ConfigError, QueryError
 from ..models.adapter import COARSE, DENSE, FINE, relevance_features
 from ..models.answers import ParsedAnswer, grounding_prompt
 from ..models.grounder import Generation, Grounder, VideoTokens
+from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
 from .moments import Moment
+from .search import SearchWarning, candidate_videos, readable_features
 
-__all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video", "ranked_moments"]
+__all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video", "ground_videos",
+           "ranked_moments"]
 
 logger = logging.getLogger(__name__)
 
@@ -315,3 +319,17 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
 def ranked_moments(results: list[GroundingResult], top_k: int) -> list[Moment]:
     """The best ``top_k`` moments of several videos' results, by score."""
     return sorted((m for r in results for m in r.moments), key=lambda m: -m.score)[:top_k]
+
+
+def ground_videos(store: ArchiveStore, grounder: Grounder,
+                  sparse_tokens: Callable[[VideoRecord, VideoFeatures], np.ndarray | None],
+                  query: str, query_vector: np.ndarray, videos: list[VideoRecord] | None,
+                  options: GroundingOptions, candidates: int,
+                  warnings: list[SearchWarning] | None = None) -> list[GroundingResult]:
+    """Ground ``query`` in each of ``videos``, or (None) in the ``candidates`` videos that
+    CLIP similarity ranks best; videos whose files are damaged are left out and reported."""
+    if videos is None:
+        videos = candidate_videos(store, query_vector, candidates, warnings)
+    return [ground_video(grounder, record, features, sparse_tokens(record, features), query,
+                         query_vector, options)
+            for record, features in readable_features(store, videos, warnings)]

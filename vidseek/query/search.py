@@ -23,7 +23,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -35,7 +35,7 @@ from ..store.files import DamagedFileError, VideoFeatures
 from .moments import Moment, runs_around_peaks
 
 __all__ = ["search_moments", "candidate_videos", "open_query_image", "find_videos", "named_videos",
-           "SearchWarning", "note_damaged", "readable_features"]
+           "SearchWarning", "note_damaged", "readable_features", "check_request"]
 
 logger = logging.getLogger(__name__)
 
@@ -278,3 +278,17 @@ def named_videos(store: ArchiveStore, video: str | int, *, one: bool = False) ->
         paths = ", ".join(v.path for v in found)
         raise QueryError(f"{video!r} names {len(found)} videos ({paths}); give a path or id")
     return found
+
+
+def check_request(mode: str, modes: Sequence[str], text: str | None, image: object,
+                  top_k: int) -> None:
+    """QueryError unless the search asks for a known mode, exactly one of a text or an
+    image (text only in grounded mode), and at least one result."""
+    if mode not in modes:
+        raise QueryError(f"unknown search mode {mode!r} (one of {', '.join(modes)})")
+    if (text is None) == (image is None):
+        raise QueryError("give exactly one of a text query or an image")
+    if top_k < 1:
+        raise QueryError(f"top_k must be at least 1, got {top_k}")
+    if mode == "grounded" and image is not None:
+        raise QueryError("the grounded mode takes a text query, not an image")

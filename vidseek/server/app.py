@@ -486,7 +486,9 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
                                              "(VIDSEEK_INGEST_ROOTS)")
                 if not path.exists():
                     raise HTTPException(422, f"paths: {raw} does not exist")
-                found = {f: f.resolve() for f in vidseek.indexer.discover_videos([path])}
+                # real_path never raises: a link loop inside the folder is queued and its
+                # job fails naming it, instead of refusing the whole request
+                found = {f: vidseek.indexer.real_path(f) for f in vidseek.indexer.discover_videos([path])}
             except (ValueError, OSError, RuntimeError) as exc:  # NUL bytes, loops, permissions
                 raise HTTPException(422, f"paths: {raw!r} is not a usable path ({exc})")
             outside = [f for f, real in found.items() if not allowed(real)]  # symlinks out

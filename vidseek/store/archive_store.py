@@ -159,6 +159,13 @@ class ArchiveStore:
             if self.catalog.get_meta("manifest") is None:
                 self.catalog.set_meta("manifest", manifest)
 
+    def record_grounder(self, path: Path, fingerprint: str, adapter_fingerprint: str) -> None:
+        """Name the archive's grounding checkpoint (the sparse tokens it stores are that
+        adapter's)."""
+        with self.lock:
+            self.catalog.set_meta("grounder", {"path": str(path), "fingerprint": fingerprint,
+                                               "adapter_fingerprint": adapter_fingerprint})
+
     def adopt_encoder(self, encoder: dict[str, Any], ingest: dict[str, Any]) -> dict[str, Any]:
         """Record the encoder (its ``EncoderInfo`` dict) and ingest settings of a new archive;
         then return the manifest. EncoderMismatchError if the archive was built with another
