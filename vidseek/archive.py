@@ -26,7 +26,7 @@ from .indexer.pipeline import IngestConfig
 from .indexer.sparse import ReindexReport, SparseTokenSource, reindex_sparse
 from .models.encoder import DEFAULT_MODEL, FrameEncoder
 from .models.grounder import Grounder
-from .models.loading import load_grounder, prepare_encoder
+from .models.loading import GrounderSlot, prepare_encoder
 from .query.grounded import GroundingOptions, GroundingResult, ground_videos, ranked_moments
 from .query.moments import Moment
 from .query.objects import (ObjectHit, find_object, frame_cells, image_cells, patch_grid, region_of,
@@ -76,8 +76,9 @@ class Archive:
         if encoder is not None:
             prepare_encoder(encoder, int8_text=int8_text)
         self._encoder = encoder
-        self._grounder: Grounder | None = None
-        self._grounder_lock = threading.Lock()  # also guards creating the job queue
+        self._grounders = GrounderSlot(store.grounder_path, lambda: (store.manifest or {}).get("encoder"),
+                                       device, int8_llm)
+        self._jobs_lock = threading.Lock()
         self._sparse: SparseTokenSource | None = None  # tokens computed for a grounder
         self._jobs: JobQueue | None = None
 
@@ -185,25 +186,15 @@ class Archive:
     @property
     def grounder(self) -> Grounder | None:
         """The archive's grounding checkpoint (loaded on first use), or None if it has none."""
-        with self._grounder_lock:  # server threads must not load it twice
-            if self._grounder is None:
-                recorded = self._store.catalog.get_meta("grounder")
-                if recorded is not None:
-                    self._grounder = self._load_grounder(recorded["path"])
-        return self._grounder
-
-    def _load_grounder(self, path: str | os.PathLike) -> Grounder:
-        manifest = self._store.manifest
-        return load_grounder(path, device=self._device, int8_llm=self._int8_llm,
-                             encoder_info=manifest["encoder"] if manifest is not None else None)
+        return self._grounders.get()
 
     def set_grounder(self, path: str | os.PathLike) -> Grounder:
         """Adopt a grounding checkpoint: later ingests store its sparse tokens, grounded
         searches use it. Run :meth:`reindex` to back-fill videos already indexed."""
-        grounder = self._load_grounder(path)
+        grounder = self._grounders.load(path)
         self._store.record_grounder(Path(path).resolve(), grounder.fingerprint,
                                     grounder.adapter_fingerprint)
-        self._grounder = grounder
+        self._grounders.adopt(grounder)
         return grounder
 
     def reindex(self, progress: Callable[[int, int, VideoRecord], None] | None = None) -> ReindexReport:
@@ -351,7 +342,7 @@ class Archive:
     @property
     def jobs(self) -> JobQueue:
         """The archive's durable ingest job queue (see :class:`~vidseek.IngestDaemon`)."""
-        with self._grounder_lock:  # one JobQueue (and one schema check) per archive
+        with self._jobs_lock:  # one JobQueue (and one schema check) per archive
             if self._jobs is None:
                 self._jobs = JobQueue(self._store.catalog)
         return self._jobs

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from typing import Callable
 
 from ..errors import ModelError
 from .adapter import adapter_config_for
 from .encoder import FrameEncoder
 from .grounder import Grounder
 
-__all__ = ["prepare_encoder", "load_grounder", "check_grounder_fits"]
+__all__ = ["prepare_encoder", "load_grounder", "check_grounder_fits", "GrounderSlot"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +57,38 @@ def load_grounder(path: str | os.PathLike, *, device: str | None, encoder_info: 
         else:
             logger.warning("int8_llm ignored: the grounder runs on %s, not cpu", grounder.device)
     return grounder
+
+
+class GrounderSlot:
+    """An archive's grounding checkpoint: loaded once, on first use (server threads share
+    it, so loading is locked), fitted to the archive's encoder, with the int8 LM option.
+
+    ``recorded`` returns the checkpoint path the archive names (None: no checkpoint);
+    ``encoder_info`` the archive's encoder entry (None while the archive is new).
+    """
+
+    def __init__(self, recorded: Callable[[], str | None], encoder_info: Callable[[], dict | None],
+                 device: str | None, int8_llm: bool) -> None:
+        self._recorded = recorded
+        self._encoder_info = encoder_info
+        self._device = device
+        self._int8_llm = int8_llm
+        self._grounder: Grounder | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Grounder | None:
+        with self._lock:
+            if self._grounder is None:
+                path = self._recorded()
+                if path is not None:
+                    self._grounder = self.load(path)
+        return self._grounder
+
+    def load(self, path: str | os.PathLike) -> Grounder:
+        """A checkpoint loaded for this archive (not yet its own: see :meth:`adopt`)."""
+        return load_grounder(path, device=self._device, encoder_info=self._encoder_info(),
+                             int8_llm=self._int8_llm)
+
+    def adopt(self, grounder: Grounder) -> None:
+        with self._lock:
+            self._grounder = grounder

@@ -159,6 +159,11 @@ class ArchiveStore:
             if self.catalog.get_meta("manifest") is None:
                 self.catalog.set_meta("manifest", manifest)
 
+    def grounder_path(self) -> str | None:
+        """The grounding checkpoint the archive names, or None."""
+        recorded = self.catalog.get_meta("grounder")
+        return recorded["path"] if recorded is not None else None
+
     def record_grounder(self, path: Path, fingerprint: str, adapter_fingerprint: str) -> None:
         """Name the archive's grounding checkpoint (the sparse tokens it stores are that
         adapter's)."""
