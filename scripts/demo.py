@@ -52,9 +52,10 @@ def standin_clip(path: Path, seed: int, seconds: float = 24.0, size: tuple[int, 
     panning slowly, with a few shapes moving across it."""
     rng = np.random.default_rng(seed)
     width, height = size
-    tiles = rng.integers(0, 256, (height // 24 + 2, width // 24 + 8, 3)).astype(np.float32)
-    tiles = 0.5 * tiles + 0.5 * rng.integers(0, 256, 3)  # the clip's own colour cast
-    scene = np.repeat(np.repeat(tiles, 24, 0), 24, 1).astype(np.uint8)
+    tile = (12, 32, 64)[seed % 3]  # each clip its own texture scale and colour cast
+    tiles = rng.integers(0, 256, (height // tile + 2, width // tile + 8, 3)).astype(np.float32)
+    tiles = 0.3 * tiles + 0.7 * rng.integers(0, 256, 3)
+    scene = np.repeat(np.repeat(tiles, tile, 0), tile, 1).astype(np.uint8)
     shapes = [(rng.uniform(0, width), rng.uniform(0, height), rng.uniform(-6, 6), rng.uniform(-3, 3),
                int(rng.integers(20, 60)), rng.integers(0, 256, 3)) for _ in range(4)]
     with VideoWriter(path, 25) as writer:
