@@ -319,3 +319,38 @@ def test_catalog_rows_of_no_video_are_deleted(archive):
 def test_not_an_archive_is_an_error_line(tmp_path):
     result = doctor(tmp_path / "nothing")
     assert result.exit_code == 1 and result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_a_feature_file_that_cannot_be_read_just_now_is_never_deleted(archive, monkeypatch):
+    """An I/O error or no memory says nothing about the file: report it, repair nothing."""
+    with Archive.open(archive) as arch:
+        before = snapshot(arch)
+        store = arch._store
+        real_load = store.files.load
+        victim = arch.find_video("bikes.mp4")
+
+        def flaky(key):
+            if key == victim.features_key:
+                raise OSError(5, "Input/output error")
+            return real_load(key)
+
+        monkeypatch.setattr(store.files, "load", flaky)
+        report = arch.repair()
+        assert kinds(report) == [("features-unreadable", "error")] and not report.healthy
+        assert not report.findings[0].repaired
+        monkeypatch.setattr(store.files, "load", real_load)
+        assert arch.check().findings == []
+        assert_same(before, snapshot(arch), before)
+
+
+def test_frame_rows_out_of_step_keep_the_video(archive):
+    """A good feature file is never deleted because the catalog's frame rows are wrong."""
+    with Archive.open(archive) as arch:
+        victim = arch.find_video("bikes.mp4")
+        features_file = archive / "features" / f"{victim.features_key}.npz"
+    with sqlite3.connect(archive / "catalog.db") as conn:
+        conn.execute("DELETE FROM frames WHERE video_id = ? AND idx = 0", [victim.id])
+    with Archive.open(archive) as arch:
+        report = arch.repair()
+        assert ("frame-rows", "error") in kinds(report) and not report.healthy
+        assert arch.video(victim.id) is not None and features_file.exists()

@@ -24,7 +24,7 @@ from ..models.grounder import Grounder
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
-from ..store.sources import source_identity, source_identity_of
+from ..store.sources import archive_file_name, source_identity, source_identity_of
 from .decode import VideoInfo, cannot_read, probe_video
 from .discover import file_digest, real_path, scan_paths
 from .distributed import RayOptions, extract_on_ray
@@ -82,6 +82,16 @@ class IngestReport:
 
 
 Notify = Callable[[IngestProgress], None]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What planning found out about a file to index: its header, content hash and
+    identity (all taken before its features, which commit checks it still has)."""
+
+    info: VideoInfo
+    digest: str
+    identity: dict[str, int]
 
 # Ingest settings that change what is stored; an archive keeps the ones it was built with.
 _STORED_SETTINGS = ("fps", "prune_threshold")
@@ -163,10 +173,10 @@ class Ingester:
 
     # -- one file ---------------------------------------------------------------------
     def _ingest_one(self, path: Path, n: int, count: int, notify: Notify) -> VideoRecord | SkippedFile:
-        planned = self._plan(path)
-        if isinstance(planned, SkippedFile):
-            return planned
-        info, digest = planned
+        plan = self._plan(path)
+        if isinstance(plan, SkippedFile):
+            return plan
+        info = plan.info
         encoder = self._encoder()
         try:
             t0 = time.perf_counter()
@@ -177,13 +187,16 @@ class Ingester:
         except OSError as exc:
             raise cannot_read(path, exc) from exc
         notify(IngestProgress(path, n, count, "commit", sampler.duration, info.duration))
-        return self._commit(path, info, digest, features, sampler.duration, time.perf_counter() - t0)
+        return self._commit(path, plan, features, sampler.duration, time.perf_counter() - t0)
 
-    def _plan(self, path: Path) -> SkippedFile | tuple[VideoInfo, str]:
+    def _plan(self, path: Path) -> SkippedFile | _Plan:
         """Probe and hash a file: a :class:`SkippedFile` when it is indexed and unchanged."""
+        own = archive_file_name(self.store.root, path)  # a stat: nothing opened yet
+        if own is not None:
+            raise VideoError(path, f"is the archive's own file {own}, not a video")
         try:
             info = probe_video(path)  # fails fast on empty / non-video files
-            identity = source_identity(path.stat())
+            identity = source_identity(path.stat())  # what the hash and features are of
             digest = file_digest(path)
         except OSError as exc:
             raise cannot_read(path, exc) from exc
@@ -193,17 +206,21 @@ class Ingester:
             if identity != source_identity_of(existing):  # same bytes, new inode or time (a copy, a touch)
                 self.store.catalog.set_source_identity(existing.id, identity)
             return SkippedFile(path, "unchanged since it was indexed")
-        return info, digest
+        return _Plan(info, digest, identity)
 
-    def _commit(self, path: Path, info: VideoInfo, digest: str, features: VideoFeatures,
+    def _commit(self, path: Path, plan: _Plan, features: VideoFeatures,
                 duration: float, seconds: float) -> VideoRecord:
         """Commit one video's features (with sparse tokens when a grounder is set)."""
         try:
-            identity = source_identity(path.stat())  # media is served only from this very file
+            now = source_identity(path.stat())
         except OSError as exc:
             raise cannot_read(path, exc) from exc
+        if now != plan.identity:  # media is served only from the very file that was indexed
+            raise VideoError(path, "cannot read the file: it changed while it was being indexed "
+                                   "(it is tried again)")
+        info = plan.info
         fields = dict(
-            path=str(path), name=path.name, content_hash=digest, **identity,
+            path=str(path), name=path.name, content_hash=plan.digest, **plan.identity,
             duration=duration, fps=self.config.fps, native_fps=info.native_fps,
             width=info.width, height=info.height, codec=info.codec, frames=len(features.times),
             kept_fraction=features.dense.kept_fraction, status="indexed", indexed_at=time.time(),
@@ -222,7 +239,7 @@ class Ingester:
     def _ingest_on_ray(self, files: list[Path], report: IngestReport, notify: Notify,
                        options: RayOptions, first: int, count: int) -> None:
         """Plan here (probe, hash, skip), extract on Ray, commit here as results arrive."""
-        planned: dict[Path, tuple[int, VideoInfo, str]] = {}
+        planned: dict[Path, tuple[int, _Plan]] = {}
         for n, path in enumerate(files, first):
             notify(IngestProgress(path, n, count, "start"))
             try:
@@ -233,19 +250,18 @@ class Ingester:
             if isinstance(outcome, SkippedFile):
                 _done(report, notify, path, outcome, n, count)
             else:
-                planned[path] = (n, *outcome)
+                planned[path] = (n, outcome)
         if not planned:
             return
         info = self._encoder().info
         for path, result in extract_on_ray(list(planned), info.name, info.fingerprint,
                                            self.config, options):
-            n, video_info, digest = planned[path]
+            n, plan = planned[path]
             try:
                 if isinstance(result, VideoError):
                     raise result
-                notify(IngestProgress(path, n, count, "commit", result.duration, video_info.duration))
-                record = self._commit(path, video_info, digest, result.features,
-                                      result.duration, result.seconds)
+                notify(IngestProgress(path, n, count, "commit", result.duration, plan.info.duration))
+                record = self._commit(path, plan, result.features, result.duration, result.seconds)
             except VideoError as exc:
                 _failed(report, notify, exc, n, count)
                 continue

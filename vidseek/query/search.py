@@ -261,6 +261,8 @@ def find_videos(store: ArchiveStore, video: str | int) -> list[VideoRecord]:
     if isinstance(video, int):
         record = store.catalog.video_by_id(video)
         return [record] if record is not None else []
+    if "\0" in video:  # no path holds one (and pathlib raises on it)
+        raise QueryError(f"no indexed video named {video!r}")
     found = store.catalog.find_videos(video)
     if not found:
         found = store.catalog.find_videos(str(Path(video).expanduser().resolve()))

@@ -285,10 +285,11 @@ class Catalog:
     def set_source_identity(self, video_id: int, identity: dict[str, int]) -> None:
         """Record the identity of a video's file anew (it was found unchanged by its content
         hash, under a new inode or time). Search is unaffected: the generation stays."""
-        self.db.execute("UPDATE videos SET source_dev = ?, source_ino = ?, source_mtime_ns = ?, "
-                        "size_bytes = ? WHERE id = ?",
-                        [identity["source_dev"], identity["source_ino"], identity["source_mtime_ns"],
-                         identity["size_bytes"], video_id])
+        with self.transaction() as conn:  # busy or I/O errors surface as ArchiveError
+            conn.execute("UPDATE videos SET source_dev = ?, source_ino = ?, source_mtime_ns = ?, "
+                         "size_bytes = ? WHERE id = ?",
+                         [identity["source_dev"], identity["source_ino"], identity["source_mtime_ns"],
+                          identity["size_bytes"], video_id])
 
     def windows(self, video_id: int) -> list[tuple[float, float]]:
         rows = self.db.execute("SELECT start, end FROM windows WHERE video_id = ? ORDER BY idx",

@@ -44,6 +44,7 @@ from .catalog import VideoRecord
 from .frame_index import FrameIndex
 from .jobs import Job, JobQueue, _process_alive, worker_id
 from .patch_index import PatchIndex
+from .sources import UNKNOWN, archive_file_name
 
 __all__ = ["DoctorFinding", "DoctorReport", "KINDS", "SEVERITIES", "check", "repair"]
 
@@ -57,7 +58,10 @@ KINDS = {
     "catalog-rows": ("error", "frame or window rows of a video the catalog no longer has"),
     "features-missing": ("error", "a video's feature file is gone"),
     "features-damaged": ("error", "a video's feature file cannot be read"),
-    "features-mismatch": ("error", "a video's feature file disagrees with its catalog rows"),
+    "features-mismatch": ("error", "a video's feature file disagrees with its catalog record"),
+    # not repaired: the file may be fine (a share offline, no memory, permissions)
+    "features-unreadable": ("error", "a video's feature file could not be read just now"),
+    "frame-rows": ("error", "a video's frame rows disagree with its record (re-ingest it)"),
     "sparse-missing": ("error", "the sparse-token file a video names is gone"),
     "sparse-damaged": ("error", "the sparse-token file a video names cannot be read"),
     "sparse-stale": ("warning", "videos without sparse tokens of the grounding checkpoint"),
@@ -221,14 +225,25 @@ class _Checker:
                 continue
             try:
                 features = self.store.files.load(video.features_key)
-            except Exception as exc:  # noqa: BLE001 - any failure to read means damaged
+            except ValueError as exc:  # DamagedFileError among them: the file itself is bad
                 self._damaged(video, _finding("features-damaged", subject, f"feature file "
                               f"{self._rel(path)} unreadable ({_describe(exc, path)})",
                               video_id=video.id, path=str(path)))
                 kept = None
                 continue
+            except (OSError, MemoryError) as exc:  # maybe passing: never a reason to delete
+                self.findings.append(_finding("features-unreadable", subject, f"feature file "
+                                     f"{self._rel(path)} could not be read ({_describe(exc, path)}); "
+                                     "run the check again", video_id=video.id, path=str(path)))
+                kept = None
+                continue
             count, emb = len(features.times), features.embeddings
-            if count != video.frames or rows.get(video.id, 0) != video.frames:
+            if count == video.frames and rows.get(video.id, 0) != video.frames:
+                # the file agrees with its record: the catalog rows are wrong, not the features
+                self.findings.append(_finding("frame-rows", subject, f"{rows.get(video.id, 0)} "
+                                     f"frame rows for {video.frames} frames", video_id=video.id))
+                kept = None
+            if count != video.frames:
                 problem = (f"{count} frames in {self._rel(path)}, {video.frames} in its catalog "
                            f"record, {rows.get(video.id, 0)} frame rows")
             elif encoder and (emb.ndim != 2 or emb.shape[1] != encoder.get("embed_dim")):
@@ -462,10 +477,11 @@ def _worker_gone(job: Job, now: float, host: str, me: str, stale_after: float) -
 
 
 # -- source videos ------------------------------------------------------------------------
-def _check_sources(videos: list[VideoRecord],
+def _check_sources(root: Path, videos: list[VideoRecord],
                    digest: Callable[[Path], str] | None) -> list[DoctorFinding]:
-    """Source files gone or changed: size, and modification after indexing (the record has
-    no mtime); with ``digest``, the content hash (reads every file whole)."""
+    """Source files gone or changed: size, and modification since indexing (the recorded
+    mtime, or the indexing time for rows older than it); with ``digest``, the content hash
+    (reads every file whole; a path leading to an archive file is never opened)."""
     findings = []
     for video in videos:
         path, subject = Path(video.path), _video_subject(video)
@@ -481,7 +497,10 @@ def _check_sources(videos: list[VideoRecord],
                                      f"({_describe(exc)})", video_id=video.id, path=str(path)))
             continue
         changed = None
-        if st.st_size != video.size_bytes:
+        own = archive_file_name(root, path)
+        if own is not None:
+            changed = f"the path now leads to the archive's own file {own}"
+        elif st.st_size != video.size_bytes:
             changed = f"its size is {st.st_size} bytes, {video.size_bytes} when indexed"
         elif digest is not None:
             try:
@@ -491,7 +510,8 @@ def _check_sources(videos: list[VideoRecord],
                 findings.append(_finding("source-missing", subject, f"{path} unreadable "
                                          f"({_describe(exc)})", video_id=video.id, path=str(path)))
                 continue
-        elif st.st_mtime > video.indexed_at:
+        elif (st.st_mtime_ns != video.source_mtime_ns if video.source_mtime_ns != UNKNOWN
+              else st.st_mtime > video.indexed_at):
             changed = "modified after it was indexed (same size; --deep compares contents)"
         if changed:
             findings.append(_finding("source-changed", subject, f"{path}: {changed}; "
@@ -504,11 +524,12 @@ def _check_sources(videos: list[VideoRecord],
 def check(store: ArchiveStore, digest: Callable[[Path], str] | None = None, *,
           orphan_age: float = ORPHAN_AGE_S, stale_after: float = STALE_JOB_S) -> DoctorReport:
     """Check the archive; ``digest`` (a file → content hash function, the one ingest uses)
-    also compares every source file's content hash (``--deep``). Changes nothing."""
+    also compares every source file's content hash (``--deep``). Changes nothing (opening
+    an archive from an older version adds its newer catalog columns, as any open does)."""
     with store.lock:
         checker = _Checker(store, orphan_age, stale_after)
         findings = checker.run()
-    findings += _check_sources(checker.state.videos, digest)
+    findings += _check_sources(store.root, checker.state.videos, digest)
     return DoctorReport(store.root, findings, len(checker.state.videos), deep=digest is not None)
 
 
@@ -521,7 +542,7 @@ def repair(store: ArchiveStore, digest: Callable[[Path], str] | None = None, *,
         findings = checker.run()
         if checker.state.catalog_ok:
             findings = _Repairer(store, checker, stale_after).run(findings)
-    findings += _check_sources(checker.state.videos, digest)
+    findings += _check_sources(store.root, checker.state.videos, digest)
     return DoctorReport(store.root, findings, len(checker.state.videos), repair=True,
                         deep=digest is not None)
 

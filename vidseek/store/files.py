@@ -150,7 +150,11 @@ def remove_unreferenced(folder: Path, referenced: set[str], min_age_s: float) ->
     removed = 0
     now = time.time()
     for path in folder.glob("*.npz"):
-        if path.name.split(".")[0] not in referenced and now - path.stat().st_mtime >= min_age_s:
+        try:
+            age = now - path.stat().st_mtime
+        except FileNotFoundError:  # renamed or removed meanwhile by another process
+            continue
+        if path.name.split(".")[0] not in referenced and age >= min_age_s:
             path.unlink(missing_ok=True)
             removed += 1
     return removed

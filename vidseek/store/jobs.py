@@ -174,10 +174,11 @@ class JobQueue:
     _MINE = "id = ? AND status = 'running' AND worker = ?"
 
     def finish(self, job: Job, outcome: str, video_id: int, seconds: float) -> None:
-        self.catalog.db.execute(
-            "UPDATE jobs SET status = 'done', outcome = ?, video_id = ?, seconds = ?,"
-            f" finished_at = ?, error = '' WHERE {self._MINE}",
-            [outcome, video_id, seconds, time.time(), job.id, job.worker])
+        with self.catalog.transaction() as conn:  # errors surface as ArchiveError
+            conn.execute(
+                "UPDATE jobs SET status = 'done', outcome = ?, video_id = ?, seconds = ?,"
+                f" finished_at = ?, error = '' WHERE {self._MINE}",
+                [outcome, video_id, seconds, time.time(), job.id, job.worker])
 
     def fail(self, job: Job, error: str, *, seconds: float = 0.0, retry: bool = True,
              backoff_seconds: float = 10.0, crashed: bool = False) -> Job:
@@ -189,18 +190,20 @@ class JobQueue:
         crashes = current.crashes + crashed
         if retry and current.attempts < current.max_attempts:
             delay = backoff_seconds * 2 ** max(0, current.attempts - 1)
-            self.catalog.db.execute(
-                "UPDATE jobs SET status = 'pending', error = ?, seconds = ?, next_attempt_at = ?,"
-                f" worker = '', crashes = ? WHERE {self._MINE}",
-                [error, seconds, now + delay, crashes, job.id, job.worker])
+            with self.catalog.transaction() as conn:  # errors surface as ArchiveError
+                conn.execute(
+                    "UPDATE jobs SET status = 'pending', error = ?, seconds = ?, next_attempt_at = ?,"
+                    f" worker = '', crashes = ? WHERE {self._MINE}",
+                    [error, seconds, now + delay, crashes, job.id, job.worker])
         else:
             if crashed:
                 error = (f"{CRASHED} {crashes} time{'s' if crashes != 1 else ''} while indexing it "
                          f"({current.attempts} of {current.max_attempts} attempts used); the file "
                          f"itself may be fine: `vidseek jobs --retry {job.id}` queues it again")
-            self.catalog.db.execute(
-                "UPDATE jobs SET status = 'failed', error = ?, seconds = ?, finished_at = ?, "
-                f"crashes = ? WHERE {self._MINE}", [error, seconds, now, crashes, job.id, job.worker])
+            with self.catalog.transaction() as conn:  # errors surface as ArchiveError
+                conn.execute(
+                    "UPDATE jobs SET status = 'failed', error = ?, seconds = ?, finished_at = ?, "
+                    f"crashes = ? WHERE {self._MINE}", [error, seconds, now, crashes, job.id, job.worker])
         return self.get(job.id)  # type: ignore[return-value]
 
     def retry(self, job_ids: list[int] | None = None) -> list[Job]:
@@ -228,15 +231,17 @@ class JobQueue:
 
     def release(self, job: Job) -> None:
         """Hand a job back untried (a graceful stop interrupted it): the attempt is not counted."""
-        self.catalog.db.execute(
-            "UPDATE jobs SET status = 'pending', attempts = MAX(0, attempts - 1), worker = '',"
-            f" next_attempt_at = 0 WHERE {self._MINE}", [job.id, job.worker])
+        with self.catalog.transaction() as conn:  # errors surface as ArchiveError
+            conn.execute(
+                "UPDATE jobs SET status = 'pending', attempts = MAX(0, attempts - 1), worker = '',"
+                f" next_attempt_at = 0 WHERE {self._MINE}", [job.id, job.worker])
 
     def heartbeat(self, job_ids: list[int]) -> None:
         if job_ids:
             marks = ",".join("?" * len(job_ids))
-            self.catalog.db.execute(f"UPDATE jobs SET heartbeat_at = ? WHERE id IN ({marks})",
-                                    [time.time(), *job_ids])
+            with self.catalog.transaction() as conn:  # errors surface as ArchiveError
+                conn.execute(f"UPDATE jobs SET heartbeat_at = ? WHERE id IN ({marks})",
+                                        [time.time(), *job_ids])
 
     def recover(self, stale_after: float = 600.0, keep: frozenset[int] = frozenset()) -> list[Job]:
         """Return ``running`` jobs whose worker died to ``pending`` (or ``failed`` when that

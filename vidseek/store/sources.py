@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import VideoError
 from .catalog import VideoRecord
 
-__all__ = ["UNKNOWN", "source_identity", "source_identity_of", "checked_source"]
+__all__ = ["UNKNOWN", "source_identity", "source_identity_of", "checked_source", "archive_file_name"]
 
 # Identity columns of rows committed before they existed.
 UNKNOWN = -1
@@ -59,6 +59,18 @@ def checked_source(root: Path, record: VideoRecord) -> Path:
     if changed:
         raise VideoError(path, "the file changed since it was indexed (ingest it again to refresh)")
     return path
+
+
+def archive_file_name(root: Path, path: Path) -> str | None:
+    """If ``path`` leads to one of the archive's own files (by name, symlink or hard link),
+    that file's archive-relative name; else None (also when ``path`` cannot be stat'ed).
+    Ingest asks before it opens anything: opening the catalog by another path would drop
+    this process's SQLite locks."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _archive_file(Path(root), Path(path), st)
 
 
 def _archive_file(root: Path, path: Path, st: os.stat_result) -> str | None:
