@@ -26,10 +26,34 @@ DeviceOpt = Annotated[Optional[str], typer.Option(
     "--device", help="Torch device for the encoder and the grounder [default: cuda if available, else cpu].")]
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes, not when it was made: a
+    program that runs several commands in one process (tests, notebooks) swaps stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def stderr_handler(fmt: str = "%(levelname)s %(name)s: %(message)s") -> logging.Handler:
+    """The root logger's one stderr handler (added on first use), writing ``fmt``."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        root.addHandler(handler)
+    handler.setFormatter(logging.Formatter(fmt))
+    return handler
+
+
 def setup_logging(verbose: bool) -> None:
     """Warnings (or, verbose, progress details) to stderr; the model libraries kept quiet."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    stderr_handler()
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)  # per command
+    logging.getLogger("vidseek").setLevel(logging.NOTSET)  # a service command may have set it
     logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         from transformers.utils import logging as hf_logging

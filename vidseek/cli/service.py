@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated, List, Literal, Optional
@@ -20,7 +19,8 @@ from rich.table import Table
 import vidseek
 import vidseek.service
 
-from .options import ArchiveOpt, DeviceOpt, at_least, console, err, fail, non_negative, usage_error
+from .options import (ArchiveOpt, DeviceOpt, at_least, console, err, fail, non_negative, stderr_handler,
+                      usage_error)
 
 logger = logging.getLogger("vidseek.service")
 
@@ -39,8 +39,7 @@ def _settings(**overrides) -> vidseek.service.ServiceSettings:
 
 
 def _service_logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stderr_handler("%(asctime)s %(levelname)s %(name)s: %(message)s")  # long-running: times
     logging.getLogger("vidseek").setLevel(level.upper())
 
 
