@@ -1,7 +1,7 @@
 """The vidseek demo: train an encoder locally, ingest real and generated video, search.
 
 Run with ``make demo``. Everything lives in .cache/demo/ and is reused on a second run.
-The model hub is unreachable here, so the encoder is a tiny CLIP trained for ~2.5 minutes on
+The model hub is unreachable here, so the encoder is a tiny CLIP trained for ~4 minutes on
 the procedural world's captions (text queries) and on the shared footage (image queries).
 Without ``../shared/media`` (a clone of this repository alone) the demo generates stand-in
 clips under the same names and says so.
