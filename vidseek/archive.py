@@ -7,6 +7,7 @@ It wires the three layers together — ``indexer`` (decode, encode, prune) write
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import logging
 import os
 import threading
@@ -24,6 +25,7 @@ from .indexer.distributed import RayOptions
 from .indexer.ingest import FailedFile, Ingester, IngestProgress, IngestReport, SkippedFile, check_settings
 from .indexer.pipeline import IngestConfig
 from .indexer.sparse import ReindexReport, SparseTokenSource, reindex_sparse
+from .indexer.stream import StreamIngester, StreamOptions, StreamProgress, StreamReport
 from .models.encoder import DEFAULT_MODEL, FrameEncoder
 from .models.grounder import Grounder
 from .models.loading import GrounderSlot, prepare_encoder
@@ -39,6 +41,7 @@ from .store.catalog import VideoRecord
 from .store.doctor import DoctorFinding, DoctorReport
 from .store.files import VideoFeatures
 from .store.sources import checked_source
+from .store.streams import StreamPart, is_stream_path, part_of, recording_of, stream_parts
 from .store.jobs import JobQueue
 
 __all__ = ["Archive", "ArchiveInfo", "DoctorReport", "DoctorFinding", "IngestProgress",
@@ -182,6 +185,32 @@ class Archive:
         before the commit (nothing written)."""
         return self._ingester().ingest_file(Path(path), progress=progress, cancel=cancel)
 
+    # -- live streams -----------------------------------------------------------------
+    def ingest_stream(self, url: str, *, name: str | None = None, commit_every: float | None = None,
+                      record: str | os.PathLike | None = None, reconnect: bool | None = None,
+                      options: StreamOptions | None = None,
+                      progress: Callable[[StreamProgress], None] | None = None,
+                      stop: threading.Event | None = None) -> StreamReport:
+        """Index a live source (RTSP, RTMP, SRT, UDP, TCP, HLS...) while it airs, committing
+        every ``commit_every`` seconds of aired content, until it ends or ``stop`` is set
+        (docs/streams.md). ``record``: a folder for recordings (packets remuxed, not
+        re-encoded). The keyword settings override those of ``options``. StreamError when
+        the URL cannot be opened (nothing is written) or reconnecting failed for good."""
+        settings: dict = {"name": name, "commit_every": commit_every, "reconnect": reconnect,
+                          "record": Path(record) if record is not None else None}
+        options = replace(options or StreamOptions(),
+                          **{k: v for k, v in settings.items() if v is not None})
+        return StreamIngester(self._store, self.config, lambda: self.encoder).run(
+            url, options, progress=progress, stop=stop)
+
+    def stream_parts(self, source: str | None = None) -> list[StreamPart]:
+        """The catalog's live-stream parts (of one stream name only, if given)."""
+        return stream_parts(self._store.catalog, source)
+
+    def stream_part(self, video: VideoRecord) -> StreamPart | None:
+        """The stream part ``video`` is (its session, wall-clock airing time), or None for a file."""
+        return part_of(self._store.catalog, video.id) if is_stream_path(video.path) else None
+
     # -- grounding checkpoint ---------------------------------------------------------
     @property
     def grounder(self) -> Grounder | None:
@@ -228,7 +257,8 @@ class Archive:
         check_request(mode, SEARCH_MODES, text, image, top_k)
         if mode == "grounded":
             t0 = time.perf_counter()
-            results = self.ground(text, video=video, options=grounding,  # type: ignore[arg-type]
+            options = (grounding or GroundingOptions()).with_results(top_k)
+            results = self.ground(text, video=video, options=options,  # type: ignore[arg-type]
                                   warnings=warnings)
             if timings is not None:
                 timings["ground"] = time.perf_counter() - t0
@@ -388,7 +418,10 @@ class Archive:
 
     def media_path(self, video: VideoRecord) -> Path:
         """The file of ``video`` if its path still holds the very file indexed (device, inode,
-        size, mtime) and none of the archive's own files; else VideoError. Opens nothing."""
+        size, mtime) and none of the archive's own files; else VideoError. Opens nothing.
+        A live stream's part: its recording, whose time 0 is the part's ``offset``."""
+        if is_stream_path(video.path):
+            return recording_of(self._store.catalog, video)
         return checked_source(self._store.root, video)
 
     def video_features(self, video: VideoRecord) -> VideoFeatures:

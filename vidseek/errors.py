@@ -24,6 +24,7 @@ __all__ = [
     "ConfigError",
     "AnnotationError",
     "IngestCancelled",
+    "StreamError",
 ]
 
 
@@ -94,3 +95,13 @@ class ConfigError(VidseekError, ValueError):
 
 class AnnotationError(VidseekError):
     """An annotation file is malformed; the message names the file and the line."""
+
+
+class StreamError(VidseekError):
+    """A live source could not be opened or read, or stopped for good. ``url`` names it
+    without credentials (``rtsp://***@camera/live``)."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(f"{url}: {problem}")

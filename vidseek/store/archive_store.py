@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -312,10 +313,12 @@ class ArchiveStore:
     # -- writes -----------------------------------------------------------------
     def commit_video(self, fields: dict[str, Any], features: VideoFeatures,
                      sparse: SparseTokens | None = None,
-                     windows: list[tuple[float, float]] | None = None) -> VideoRecord:
+                     windows: list[tuple[float, float]] | None = None,
+                     extra: Callable[[sqlite3.Connection, int], None] | None = None) -> VideoRecord:
         """Make a video visible atomically, replacing any video already at the same path.
 
-        ``sparse`` (with its level-1 ``windows`` in seconds) is committed with it when given.
+        ``sparse`` (with its level-1 ``windows`` in seconds) is committed with it when given;
+        ``extra(conn, video_id)`` writes more catalog rows in its transaction.
         """
         key = self.files.save(features)
         sparse_key = self.sparse.save(sparse) if sparse is not None else ""
@@ -331,7 +334,7 @@ class ArchiveStore:
                     record, ids = self.catalog.commit_video(
                         {**fields, "features_key": key, "sparse_key": sparse_key,
                          "sparse_fingerprint": sparse.fingerprint if sparse is not None else ""},
-                        features.times, replace=replace, windows=windows)
+                        features.times, replace=replace, windows=windows, extra=extra)
                     visible = True
                     if replace is not None:
                         frames.remove_video(replace.id, replace.frames)
@@ -352,6 +355,41 @@ class ArchiveStore:
                     self.sparse.path(sparse_key).unlink(missing_ok=True)
         if replace is not None:
             self._unlink_files(replace)  # keys are unique
+        return record
+
+    def extend_video(self, video: VideoRecord, fields: dict[str, Any], features: VideoFeatures,
+                     extra: Callable[[sqlite3.Connection, int], None] | None = None,
+                     ) -> VideoRecord | None:
+        """Grow a video (a live stream's part) to ``features``, which start with the frames
+        ``video`` holds: a new feature file, then in one catalog transaction its row and the
+        new frames' rows, then the new vectors added to the indexes. What was committed is
+        never rewritten in the catalog or the indexes; the old feature file is removed once
+        the new one is visible. None if ``video`` was changed or removed meanwhile."""
+        key = self.files.save(features)
+        record: VideoRecord | None = None
+        try:
+            with self.lock:
+                frames, patches = self.refresh_index(), self.refresh_patch_index()
+                old_tokens = self._patch_count(video)  # before the catalog points elsewhere
+                with frames.lock:
+                    done = self.catalog.extend_video(video, {**fields, "features_key": key},
+                                                     features.times, extra=extra)
+                    if done is None:
+                        return None
+                    record, ids = done
+                    frames.add(ids, features.embeddings[video.frames:])
+                    frames.save(self.catalog.generation)
+                with patches.lock:
+                    tokens = features.dense.tokens
+                    patches.add(patch_ids(record.id, len(tokens))[old_tokens:],
+                                normalised_tokens(tokens[old_tokens:]))
+                    patches.save(self.catalog.generation)
+                self._maintain(frames)
+                self._maintain(patches)
+        finally:
+            if record is None:
+                self.files.path(key).unlink(missing_ok=True)
+        self.files.path(video.features_key).unlink(missing_ok=True)
         return record
 
     def _patch_count_or_zero(self, video: VideoRecord) -> int:

@@ -16,7 +16,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import sqlite_utils
@@ -75,6 +75,10 @@ _VIDEO_COLUMNS = {
     "indexed_at": float, "ingest_seconds": float, "sparse_key": str, "sparse_fingerprint": str,
     "source_dev": int, "source_ino": int, "source_mtime_ns": int,
 }
+
+
+class _VideoChanged(Exception):
+    """Rolls back an append to a video that another writer changed or removed."""
 
 
 class Catalog:
@@ -228,9 +232,12 @@ class Catalog:
 
     def commit_video(self, fields_: dict[str, Any], times: np.ndarray,
                      replace: VideoRecord | None = None,
-                     windows: list[tuple[float, float]] | None = None) -> tuple[VideoRecord, np.ndarray]:
+                     windows: list[tuple[float, float]] | None = None,
+                     extra: Callable[[sqlite3.Connection, int], None] | None = None,
+                     ) -> tuple[VideoRecord, np.ndarray]:
         """Insert a video and its frames (and level-1 windows) in one transaction, replacing
-        ``replace`` if given.
+        ``replace`` if given; ``extra(conn, video_id)`` writes more rows in that transaction
+        (a live stream's part record).
 
         Returns the new record and its frame ids. Bumps the generation.
         """
@@ -250,7 +257,35 @@ class Catalog:
             conn.executemany(
                 "INSERT INTO frames (id, video_id, idx, time) VALUES (?, ?, ?, ?)",
                 [(int(i), video_id, n, float(t)) for n, (i, t) in enumerate(zip(ids, times))])
+            if extra is not None:
+                extra(conn, video_id)
         return self.video_by_id(video_id), ids  # type: ignore[return-value]
+
+    def extend_video(self, video: VideoRecord, fields_: dict[str, Any], times: np.ndarray,
+                     extra: Callable[[sqlite3.Connection, int], None] | None = None,
+                     ) -> tuple[VideoRecord, np.ndarray] | None:
+        """Append frames to a growing video (a live stream's part) in one transaction: its
+        row takes ``fields_`` (the new feature file, duration, frame count...), frames
+        ``video.frames`` onwards get ``times[video.frames:]``; rows already committed are
+        never rewritten. Returns the record and the new frames' ids, or None if the video
+        changed or vanished meanwhile. Bumps the generation."""
+        sets = ", ".join(f"{c} = ?" for c in fields_)
+        try:
+            with self._write_transaction() as conn:
+                cur = conn.execute(f"UPDATE videos SET {sets} WHERE id = ? AND features_key = ?",
+                                   [*fields_.values(), video.id, video.features_key])
+                if not cur.rowcount:  # rolled back: the generation must not move for nothing
+                    raise _VideoChanged
+                ids = frame_ids(video.id, len(times))[video.frames:]
+                conn.executemany(
+                    "INSERT INTO frames (id, video_id, idx, time) VALUES (?, ?, ?, ?)",
+                    [(int(i), video.id, n, float(t)) for n, (i, t)
+                     in enumerate(zip(ids, times[video.frames:]), video.frames)])
+                if extra is not None:
+                    extra(conn, video.id)
+        except _VideoChanged:
+            return None
+        return self.video_by_id(video.id), ids  # type: ignore[return-value]
 
     def delete_video(self, video: VideoRecord) -> None:
         """Remove a video and its frames in one transaction. Bumps the generation."""

@@ -45,6 +45,7 @@ from .frame_index import FrameIndex
 from .jobs import Job, JobQueue, _process_alive, worker_id
 from .patch_index import PatchIndex
 from .sources import UNKNOWN, archive_file_name
+from .streams import is_stream_path
 
 __all__ = ["DoctorFinding", "DoctorReport", "KINDS", "SEVERITIES", "check", "repair"]
 
@@ -484,6 +485,8 @@ def _check_sources(root: Path, videos: list[VideoRecord],
     (reads every file whole; a path leading to an archive file is never opened)."""
     findings = []
     for video in videos:
+        if is_stream_path(video.path):  # a live stream's part: no source file behind it
+            continue
         path, subject = Path(video.path), _video_subject(video)
         try:
             st = path.stat()

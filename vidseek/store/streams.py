@@ -1,0 +1,138 @@
+"""The catalog's record of live streams: which videos are parts of which stream session.
+
+A live source is indexed as *sessions* (one run of ``vidseek ingest URL``, continued after a
+crash), each made of *parts*: catalog videos that grow while the stream airs. A part ends
+at a reconnection (its timeline has a gap), at a resumed crash, or after the part length,
+so one part's frame times map linearly onto the wall clock: the frame at session time
+``t`` of a part aired at ``aired_at + (t - offset)``. Frame times of every part count from
+the session's start, so results of different parts of one session share one timeline.
+
+Table ``stream_parts`` (one row per part video, written in the same transaction as the
+video's rows, so a part is never catalogued without it):
+
+``video_id``, ``source`` (the stream's identity: its name, or its URL without credentials),
+``url`` (without credentials), ``session``, ``part``, ``started_at`` (wall clock at session
+time 0), ``offset`` (session time the part starts at), ``aired_at`` (wall clock at
+``offset``), ``gap_before`` (seconds without frames before the part: a dropped connection),
+``state`` (``live`` while its session ingests, ``ended`` after), ``recording`` (the file its
+packets were remuxed into, or ""), ``updated_at`` (wall clock of its last commit).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..errors import VideoError
+from .catalog import Catalog, VideoRecord
+
+__all__ = ["StreamPart", "STREAM_PATH_PREFIX", "stream_parts", "create_table", "insert_part",
+           "touch_part", "end_session", "last_part", "part_of", "is_stream_path", "recording_of"]
+
+# Paths of stream part videos: "stream:SOURCE#sSESSION.pPART" (no file is behind them)
+STREAM_PATH_PREFIX = "stream:"
+
+
+def is_stream_path(path: str) -> bool:
+    return path.startswith(STREAM_PATH_PREFIX)
+
+
+@dataclass(frozen=True)
+class StreamPart:
+    video_id: int
+    source: str
+    url: str
+    session: int
+    part: int
+    started_at: float
+    offset: float
+    aired_at: float
+    gap_before: float
+    state: str
+    recording: str
+    updated_at: float
+
+    def wall_clock(self, t: float) -> float:
+        """Unix time at which session time ``t`` of this part aired."""
+        return self.aired_at + (t - self.offset)
+
+
+_COLUMNS = "video_id INTEGER PRIMARY KEY, source TEXT NOT NULL, url TEXT NOT NULL, " \
+           "session INTEGER NOT NULL, part INTEGER NOT NULL, started_at REAL NOT NULL, " \
+           "offset REAL NOT NULL, aired_at REAL NOT NULL, gap_before REAL NOT NULL, " \
+           "state TEXT NOT NULL, recording TEXT NOT NULL, updated_at REAL NOT NULL"
+
+
+def create_table(conn: sqlite3.Connection) -> None:
+    conn.execute(f"CREATE TABLE IF NOT EXISTS stream_parts ({_COLUMNS})")
+    conn.execute("CREATE INDEX IF NOT EXISTS stream_parts_source ON stream_parts (source, session)")
+
+
+def _has_table(catalog: Catalog) -> bool:
+    return catalog.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                              "AND name = 'stream_parts'").fetchone() is not None
+
+
+def _rows(catalog: Catalog, where: str = "", args: list[Any] | None = None) -> list[StreamPart]:
+    if not _has_table(catalog):  # an archive that never ingested a stream
+        return []
+    # only parts whose video is still catalogued (a deleted video's row is ignored)
+    cursor = catalog.db.execute(
+        "SELECT s.* FROM stream_parts s JOIN videos v ON v.id = s.video_id "
+        f"{where} ORDER BY s.source, s.session, s.part", args or [])
+    names = [d[0] for d in cursor.description]
+    return [StreamPart(**{f.name: row[names.index(f.name)] for f in fields(StreamPart)})
+            for row in cursor.fetchall()]
+
+
+def stream_parts(catalog: Catalog, source: str | None = None) -> list[StreamPart]:
+    """Every part (of ``source`` only, if given), by source, session and part."""
+    if source is None:
+        return _rows(catalog)
+    return _rows(catalog, "WHERE s.source = ?", [source])
+
+
+def part_of(catalog: Catalog, video_id: int) -> StreamPart | None:
+    found = _rows(catalog, "WHERE s.video_id = ?", [video_id])
+    return found[0] if found else None
+
+
+def last_part(catalog: Catalog, source: str) -> StreamPart | None:
+    found = stream_parts(catalog, source)
+    return found[-1] if found else None
+
+
+def insert_part(conn: sqlite3.Connection, part: StreamPart) -> None:
+    """Write a part's row (call inside the transaction that commits its video)."""
+    create_table(conn)
+    values = [getattr(part, f.name) for f in fields(StreamPart)]
+    conn.execute(f"INSERT OR REPLACE INTO stream_parts VALUES ({', '.join('?' * len(values))})", values)
+
+
+def touch_part(conn: sqlite3.Connection, video_id: int, when: float | None = None) -> None:
+    conn.execute("UPDATE stream_parts SET updated_at = ? WHERE video_id = ?",
+                 [time.time() if when is None else when, video_id])
+
+
+def end_session(catalog: Catalog, source: str, session: int) -> None:
+    """Mark a session's parts ended (its stream ended or its ingest was stopped)."""
+    if not _has_table(catalog):
+        return
+    with catalog.transaction() as conn:
+        conn.execute("UPDATE stream_parts SET state = 'ended' WHERE source = ? AND session = ?",
+                     [source, session])
+
+
+def recording_of(catalog: Catalog, video: VideoRecord) -> Path:
+    """The recording of a stream part, or VideoError saying why it has no media."""
+    part = part_of(catalog, video.id)
+    if part is None or not part.recording:
+        raise VideoError(video.path, "a live stream moment without media: the stream was not "
+                                     "recorded (ingest it with --record DIR to play moments back)")
+    path = Path(part.recording)
+    if not path.is_file():
+        raise VideoError(video.path, f"its recording {path} cannot be reached")
+    return path
