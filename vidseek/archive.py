@@ -22,7 +22,8 @@ from .errors import ConfigError, ModelError, QueryError
 from .exports import ExportItem, export_results
 from .indexer.discover import file_digest
 from .indexer.distributed import RayOptions
-from .indexer.ingest import FailedFile, Ingester, IngestProgress, IngestReport, SkippedFile, check_settings
+from .indexer.ingest import (FailedFile, Ingester, IngestProgress, IngestReport, SkippedFile, check_settings,
+                             recorded_precision)
 from .indexer.pipeline import IngestConfig
 from .indexer.sparse import ReindexReport, SparseTokenSource, reindex_sparse
 from .indexer.stream import StreamIngester, StreamOptions, StreamProgress, StreamReport
@@ -41,7 +42,8 @@ from .store.catalog import VideoRecord
 from .store.doctor import DoctorFinding, DoctorReport
 from .store.files import VideoFeatures
 from .store.sources import checked_source
-from .store.streams import StreamPart, is_stream_path, part_of, recording_of, stream_parts
+from .store.streams import (LiveStream, StreamPart, is_stream_path, live_streams, part_of, recording_of,
+                             stream_parts)
 from .store.jobs import JobQueue
 
 __all__ = ["Archive", "ArchiveInfo", "DoctorReport", "DoctorFinding", "IngestProgress",
@@ -95,8 +97,8 @@ class Archive:
 
         ``model``: a CLIP/SigLIP hub id or directory, adopted by a new archive; another
         encoder than an existing archive's raises EncoderMismatchError. ``config``: a new
-        archive's ingest settings; an existing one keeps its own (other ``fps`` or
-        ``prune_threshold``: ConfigError). ``int8_text`` / ``int8_llm``: int8 text encoder /
+        archive's ingest settings; an existing one keeps its own (other ``fps``,
+        ``prune_threshold`` or image ``precision``: ConfigError). ``int8_text`` / ``int8_llm``: int8 text encoder /
         LM for queries on CPU, about half the time each (skipped with a warning on a GPU).
         ``nprobe``: IVF lists a search scans once the index is IVF (docs/scale.md).
         """
@@ -116,7 +118,8 @@ class Archive:
             except ConfigError:
                 store.close()
                 raise
-        config = config or IngestConfig(fps=settings["fps"], prune_threshold=settings["prune_threshold"])
+        config = config or IngestConfig(fps=settings["fps"], prune_threshold=settings["prune_threshold"],
+                                        precision=recorded_precision(settings))
         archive = cls(store, manifest["encoder"]["name"], config, device, int8_text=int8_text,
                       int8_llm=int8_llm)
         if model is not None:
@@ -135,8 +138,9 @@ class Archive:
 
     @property
     def config(self) -> IngestConfig:
-        """The ingest settings; another ``fps`` or ``prune_threshold`` than the archive's
-        raises ConfigError (one archive never mixes them); ``batch_size`` may change."""
+        """The ingest settings; another ``fps``, ``prune_threshold`` or ``precision`` than the
+        archive's raises ConfigError (one archive never mixes them); ``batch_size`` and the
+        thread counts may change."""
         return self._config
 
     @config.setter
@@ -158,7 +162,8 @@ class Archive:
         encoder = FrameEncoder.load(self._model, device=self._device)
         # a new archive adopts this encoder; an existing one must have been built with it
         manifest = self._store.adopt_encoder(encoder.info.to_dict(), {
-            "fps": self.config.fps, "prune_threshold": self.config.prune_threshold})
+            "fps": self.config.fps, "prune_threshold": self.config.prune_threshold,
+            "precision": self.config.precision})
         # another process may have created the archive meanwhile, with other settings
         check_settings(self._store.root, manifest["ingest"], self.config)
         self._encoder = prepare_encoder(encoder, int8_text=self._int8_text)
@@ -206,6 +211,16 @@ class Archive:
     def stream_parts(self, source: str | None = None) -> list[StreamPart]:
         """The catalog's live-stream parts (of one stream name only, if given)."""
         return stream_parts(self._store.catalog, source)
+
+    def live_streams(self) -> list[LiveStream]:
+        """Streams being ingested now, with how far behind live their index is."""
+        return live_streams(self._store.catalog)
+
+    def aired_at(self, video_id: int, t: float) -> float | None:
+        """When time ``t`` of a live stream's part video aired (unix time); None for a file."""
+        video = self._store.catalog.video_by_id(video_id)
+        part = self.stream_part(video) if video is not None else None
+        return part.wall_clock(t) if part is not None else None
 
     def stream_part(self, video: VideoRecord) -> StreamPart | None:
         """The stream part ``video`` is (its session, wall-clock airing time), or None for a file."""

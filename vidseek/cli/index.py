@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 import vidseek
+import vidseek.models
 
 from .options import ArchiveOpt, DeviceOpt, clock, console, err, fail, non_negative, positive
 
@@ -23,8 +24,15 @@ def _check_engine(value: str) -> str:
     return value
 
 
+def _check_precision(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in vidseek.models.IMAGE_PRECISIONS:
+        raise fail(f"--precision must be {', '.join(vidseek.models.IMAGE_PRECISIONS)}, not {value!r}")
+    return value
+
+
 def ingest(
-    paths: Annotated[List[Path], typer.Argument(help="Video files or folders (searched recursively).")],
+    paths: Annotated[List[str], typer.Argument(
+        help="Video files or folders (searched recursively), or one live stream URL (rtsp://, rtmp://, srt://, udp://, tcp://, http(s)://...m3u8).")],
     archive: ArchiveOpt = None,
     fps: Annotated[Optional[float], typer.Option(
         "--fps", callback=positive,
@@ -36,6 +44,9 @@ def ingest(
     prune_threshold: Annotated[Optional[float], typer.Option(
         "--prune-threshold", callback=non_negative,
         help="Dense-token pruning threshold, mean |pixel change| in 0-255 units, >= 0; an existing archive keeps its own [default: the archive's, 0.1 for a new one].")] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        "--precision", metavar="<fp32|bf16|int8>", callback=_check_precision,
+        help="How the image encoder computes: fp32, bf16 (autocast; fast only on CPUs with AVX-512 BF16 or AMX) or int8 (linear layers, CPU only); recorded in the archive, which keeps its own (another value is an error) [default: the archive's, fp32 for a new one].")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.")] = True,
     device: DeviceOpt = None,
     engine: Annotated[str, typer.Option(
@@ -47,6 +58,22 @@ def ingest(
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1,
         help="Encoder workers with --engine ray [default: one per CPU, or per GPU, of the cluster].")] = None,
+    commit_every: Annotated[float, typer.Option(
+        "--commit-every", callback=positive,
+        help="Stream: seconds of aired content per commit (what a search sees lags by about this much).")] = 10.0,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Stream: its name in the archive [default: its URL without credentials].")] = None,
+    record_dir: Annotated[Optional[Path], typer.Option(
+        "--record", help="Stream: remux its packets (no re-encoding) into MPEG-TS files in this folder, so moments can be played back.")] = None,
+    reconnect: Annotated[bool, typer.Option(
+        "--reconnect/--no-reconnect",
+        help="Stream: reconnect with backoff after a drop (giving up after --reconnect-limit).")] = True,
+    reconnect_limit: Annotated[float, typer.Option(
+        "--reconnect-limit", callback=positive,
+        help="Stream: seconds of failed reconnection attempts after which the ingest ends.")] = 60.0,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", callback=positive,
+        help="Stream: seconds to wait for the source to answer, or for data once connected.")] = 15.0,
 ) -> None:
     """Index video files and folders into an archive.
 
@@ -58,7 +85,24 @@ def ingest(
     ingest it); links to files are followed.
     With --engine ray, decoding and encoding run on Ray workers and this process commits
     each video as its features arrive.
+
+    A live stream URL is indexed while it airs (docs/streams.md): searchable every
+    --commit-every seconds, until the stream ends (exit 0); Ctrl-C or SIGTERM commits what
+    aired and exits 0. A URL that cannot be opened is an error (exit 1, archive unchanged).
     """
+    if any(vidseek.indexer.is_stream_url(p) for p in paths):
+        from .stream import ingest_stream
+
+        if len(paths) != 1:
+            raise fail("give a live stream URL alone (one stream per command)")
+        try:
+            settings = vidseek.indexer.StreamOptions(
+                name=name, commit_every=commit_every, record=record_dir, reconnect=reconnect,
+                reconnect_limit=reconnect_limit, open_timeout=timeout, read_timeout=timeout)
+        except vidseek.VidseekError as exc:
+            raise fail(exc)
+        ingest_stream(paths[0], archive, model, device, fps, settings)
+        return
     try:
         arch = vidseek.Archive.open(archive, model=model, device=device)
     except vidseek.VidseekError as exc:
@@ -67,7 +111,8 @@ def ingest(
         base = arch.config
         arch.config = vidseek.IngestConfig(
             fps=fps if fps is not None else base.fps, batch_size=batch_size,
-            prune_threshold=prune_threshold if prune_threshold is not None else base.prune_threshold)
+            prune_threshold=prune_threshold if prune_threshold is not None else base.prune_threshold,
+            precision=precision if precision is not None else base.precision)
         ray = vidseek.RayOptions(address=address, workers=workers, device=device)
     except (vidseek.VidseekError, ValueError) as exc:  # ConfigError: not the archive's settings
         arch.close()

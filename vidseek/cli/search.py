@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import math
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Sequence
@@ -81,7 +82,7 @@ def search(
                 moments = arch.search(query, image=image, top_k=top_k, video=video, mode=mode,
                                       grounding=options, warnings=warnings)
             _show_warnings(warnings)
-            _show_moments(moments, trees, as_json)
+            _show_moments(moments, trees, as_json, arch)
             if export is not None:  # after the results are shown: a failed export loses nothing
                 _export(arch, moments, export, query or f"image {image.name}")  # type: ignore[union-attr]
     except vidseek.VidseekError as exc:
@@ -162,9 +163,13 @@ def object_query(
 
 
 # -- output ----------------------------------------------------------------------------
-def _show_moments(moments: Sequence[vidseek.Moment], trees: list, as_json: bool) -> None:
+def _show_moments(moments: Sequence[vidseek.Moment], trees: list, as_json: bool,
+                  arch: vidseek.Archive | None = None) -> None:
+    # a live stream's moment also says when it aired (unix time of its start)
+    aired = {id(m): arch.aired_at(m.video_id, m.start) for m in moments} if arch is not None else {}
     if as_json:
-        payload: object = [m.to_dict() for m in moments]
+        payload: object = [{**m.to_dict(), **({"aired_at": aired[id(m)]} if aired.get(id(m)) else {})}
+                           for m in moments]
         if trees:
             payload = {"moments": payload, "explain": [t.to_dict() for t in trees]}
         console.print(json.dumps(payload, indent=2), markup=False)
@@ -176,7 +181,9 @@ def _show_moments(moments: Sequence[vidseek.Moment], trees: list, as_json: bool)
         return
     table = Table("#", "video", "start", "end", "score")
     for n, m in enumerate(moments, 1):
-        table.add_row(str(n), m.video, clock(m.start), clock(m.end), f"{m.score:.3f}")
+        when = aired.get(id(m))
+        start = clock(m.start) + (time.strftime(" (%Y-%m-%d %H:%M:%S)", time.localtime(when)) if when else "")
+        table.add_row(str(n), m.video, start, clock(m.end), f"{m.score:.3f}")
     console.print(table)
 
 

@@ -30,7 +30,8 @@ from ..errors import VideoError
 from .catalog import Catalog, VideoRecord
 
 __all__ = ["StreamPart", "STREAM_PATH_PREFIX", "stream_parts", "create_table", "insert_part",
-           "touch_part", "end_session", "last_part", "part_of", "is_stream_path", "recording_of"]
+           "touch_part", "end_session", "last_part", "part_of", "is_stream_path", "recording_of",
+           "LiveStream", "live_streams"]
 
 # Paths of stream part videos: "stream:SOURCE#sSESSION.pPART" (no file is behind them)
 STREAM_PATH_PREFIX = "stream:"
@@ -136,3 +137,29 @@ def recording_of(catalog: Catalog, video: VideoRecord) -> Path:
     if not path.is_file():
         raise VideoError(video.path, f"its recording {path} cannot be reached")
     return path
+
+
+@dataclass(frozen=True)
+class LiveStream:
+    """A session being ingested now (its parts are ``live``), as the catalog shows it."""
+
+    source: str
+    url: str
+    session: int
+    started_at: float  # wall clock at session time 0
+    indexed: float  # session seconds searchable
+    lag: float  # seconds between the airing of the newest searchable frame and now
+    updated_at: float  # wall clock of its last commit
+
+
+def live_streams(catalog: Catalog, now: float | None = None) -> list[LiveStream]:
+    """Sessions whose ingest has not ended (or crashed without ending: their lag grows)."""
+    now = time.time() if now is None else now
+    newest: dict[str, tuple[StreamPart, VideoRecord]] = {}
+    for part in _rows(catalog, "WHERE s.state = 'live'"):
+        video = catalog.video_by_id(part.video_id)
+        if video is not None:
+            newest[part.source] = (part, video)  # rows come by session and part
+    return [LiveStream(p.source, p.url, p.session, p.started_at, v.duration,
+                       max(0.0, now - p.wall_clock(v.duration)), p.updated_at)
+            for p, v in newest.values()]
