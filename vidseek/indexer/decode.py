@@ -2,7 +2,15 @@
 
 Frames are sampled at a target rate by *presentation time* (the stream's pts), never by
 counting frames, so variable-frame-rate files get correct timestamps. Only the sampled
-frames are converted to RGB and resized; the file is never held in memory.
+frames are converted, straight from the decoder's YUV to RGB at the encoder's input size
+(one swscale pass, no full-size RGB copy); the file is never held in memory.
+
+Decoding less: at 1 fps from a 25 fps source, 24 of 25 frames are thrown away. A packet whose
+frame cannot be a sampled one is sent to the decoder with ``skip_frame = NONREF``, so a
+non-reference frame (most B-frames) is not decoded at all; reference frames still are (later
+frames need them). Which frames can be sampled is known from the packets' presentation times
+before decoding, so the sampled frames and their times are exactly those of a full decode
+(see :class:`FrameSampler`).
 
 Partial-decode policy: iterating a :class:`FrameSampler` yields every batch that decoded and then
 raises :class:`~vidseek.errors.CorruptVideoError` (or its subclass
@@ -174,14 +182,28 @@ def _frame_time(frame: av.VideoFrame, start: Fraction, fallback: float) -> float
     return float(frame.pts * frame.time_base - start)
 
 
+def _bucket(t: float, fps: float) -> int:
+    """The sampling interval ``[k/fps, (k+1)/fps)`` a time falls in (a microsecond of slack)."""
+    return math.floor(t * fps + 1e-6)
+
+
 class FrameSampler:
     """Decode a video and yield RGB frames sampled every ``1/fps`` seconds, in batches.
 
     For each target time ``k/fps`` the first frame shown at or after it is taken, so a
     sampled frame's timestamp is its true presentation time. ``size`` is (width, height)
     of the returned pixels: frames are resized (not cropped) so the whole picture is kept.
-    After iteration, ``frames_decoded`` and ``duration`` (end of the last decoded frame,
-    seconds) describe what was read.
+    After iteration, ``frames_decoded`` (frames the decoder produced) and ``duration`` (end
+    of the last frame, seconds) describe what was read.
+
+    ``skip_nonref`` (default on): a frame is taken only if it is the earliest of its interval
+    ``[k/fps, (k+1)/fps)``, so a packet whose presentation time is later than another packet
+    already seen in the same interval is decoded with ``skip_frame = NONREF``: if nothing
+    references it, FFmpeg does not decode it. Every frame that can be taken is still decoded,
+    so the choice and the times equal a full decode's exactly. Skipping stops for the rest of
+    the file at the first packet without a timestamp or frame out of order (nothing to
+    reason from). ``threads``: FFmpeg decoding threads (frame threading); 0 lets FFmpeg pick
+    one per core, which oversubscribes the cores the encoder uses at the same time.
     """
 
     def __init__(
@@ -190,15 +212,22 @@ class FrameSampler:
         fps: float = 1.0,
         size: tuple[int, int] = (224, 224),
         batch_size: int = 16,
+        *,
+        skip_nonref: bool = True,
+        threads: int = 0,
     ) -> None:
         if not math.isfinite(fps) or fps <= 0:
             raise ConfigError(f"fps must be a positive number, got {fps}")
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        if threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: FFmpeg's choice), got {threads}")
         self.path = Path(path)
         self.fps = fps
         self.size = size
         self.batch_size = batch_size
+        self.skip_nonref = skip_nonref
+        self.threads = threads
         self.frames_decoded = 0
         self.duration = 0.0
 
@@ -211,31 +240,60 @@ class FrameSampler:
         pixels: list[np.ndarray] = []
         try:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            codec = stream.codec_context
+            # frame threading: parallel across frames, so it works on any H.264 (slice threading
+            # needs the encoder to have cut frames into slices)
+            stream.thread_type = "FRAME"
+            codec.thread_count = self.threads
             start = Fraction(0)
             if stream.start_time is not None and stream.time_base is not None:
                 start = stream.start_time * stream.time_base
             rate = float(stream.average_rate or stream.guessed_rate or 25)
             declared = _declared_duration(container, stream)
-            next_target = 0.0
+            next_bucket = 0  # the interval whose first frame is taken next
             last_time = -math.inf
+            time_base = stream.time_base
+            skipping = self.skip_nonref and time_base is not None
+            earliest: dict[int, Fraction] = {}  # per interval, the earliest packet time seen
+            skipped_end = 0.0  # the latest packet sent to be skipped (may not come out)
             try:
-                for frame in container.decode(stream):
-                    fallback = last_time + 1.0 / rate if self.frames_decoded else 0.0
-                    t = _frame_time(frame, start, fallback)
-                    self.frames_decoded += 1
-                    if t <= last_time:  # duplicate or out-of-order pts: keep time monotonic
-                        t = last_time + 1e-6
-                    last_time = t
-                    self.duration = max(t, 0.0) + 1.0 / rate
-                    if t + 1e-6 < next_target:
-                        continue
-                    times.append(max(t, 0.0))
-                    pixels.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
-                    next_target = (math.floor(t * fps + 1e-6) + 1) / fps
-                    if len(times) == self.batch_size:
-                        yield FrameBatch(np.asarray(times), np.stack(pixels))
-                        times, pixels = [], []
+                for packet in container.demux(stream):
+                    if skipping and packet.size:
+                        if packet.pts is None or time_base is None:
+                            skipping = False
+                        else:
+                            p = packet.pts * time_base - start
+                            bucket = _bucket(float(p), fps)
+                            first = earliest.get(bucket)
+                            wanted = first is None or p <= first
+                            if wanted:
+                                earliest[bucket] = p
+                            else:
+                                skipped_end = max(skipped_end, float(p))
+                            if len(earliest) > 64:  # only intervals near the decoder's reorder window matter
+                                del earliest[min(earliest)]
+                            codec.skip_frame = "DEFAULT" if wanted else "NONREF"
+                    if not skipping and codec.skip_frame != "DEFAULT":
+                        codec.skip_frame = "DEFAULT"
+                    for frame in packet.decode():
+                        fallback = last_time + 1.0 / rate if self.frames_decoded else 0.0
+                        t = _frame_time(frame, start, fallback)
+                        self.frames_decoded += 1
+                        if frame.pts is None or t <= last_time:
+                            skipping = False  # packet times no longer say which frame is taken
+                        if t <= last_time:  # duplicate or out-of-order pts: keep time monotonic
+                            t = last_time + 1e-6
+                        last_time = t
+                        self.duration = max(t, 0.0) + 1.0 / rate
+                        if _bucket(t, fps) < next_bucket:
+                            continue
+                        times.append(max(t, 0.0))
+                        pixels.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
+                        next_bucket = _bucket(t, fps) + 1
+                        if len(times) == self.batch_size:
+                            yield FrameBatch(np.asarray(times), np.stack(pixels))
+                            times, pixels = [], []
+                self.duration = max(self.duration, skipped_end + 1.0 / rate)
             except av.error.FFmpegError as exc:
                 if times:
                     yield FrameBatch(np.asarray(times), np.stack(pixels))

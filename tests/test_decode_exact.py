@@ -1,0 +1,105 @@
+"""Decoding less (issue 15): skipping non-reference frames and frame threading never change
+which frames are sampled or their times. Each file is compared with the choice made from a
+full decode (every frame, PyAV's plain decode loop), on variable-frame-rate and odd-GOP
+files with B-frames, where ``skip_frame = NONREF`` really drops frames."""
+
+from __future__ import annotations
+
+import math
+
+import av
+import numpy as np
+import pytest
+
+from conftest import CLIPS
+from vidseek.indexer import FrameSampler
+from vidseek.synth import VideoWriter, static_scene_frames
+
+# B-frames that nothing references (no pyramid), a GOP of 13 frames: most frames are droppable
+X264_ODD_GOP = {"x264-params": "keyint=13:min-keyint=13:scenecut=0:bframes=3:b-pyramid=none"}
+
+
+def all_frame_times(path) -> np.ndarray:
+    """Presentation times of every frame, from a plain full decode."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        start = (stream.start_time or 0) * stream.time_base
+        return np.array([float(f.pts * f.time_base - start) for f in container.decode(stream)])
+
+
+def exact_choice(shown: np.ndarray, duration: float, fps: float) -> np.ndarray:
+    """For each k/fps, the first frame shown at or after it (what the sampler promises)."""
+    chosen, k = [], 0
+    while k / fps < duration:
+        later = shown[shown >= k / fps - 1e-6]
+        if not len(later):
+            break
+        chosen.append(later[0])
+        k = math.floor(later[0] * fps + 1e-6) + 1
+    return np.array(chosen)
+
+
+def sampled(path, fps, **options):
+    sampler = FrameSampler(path, fps=fps, size=(48, 48), batch_size=5, **options)
+    batches = list(sampler)
+    return (sampler, np.concatenate([b.times for b in batches]),
+            np.concatenate([b.pixels for b in batches]))
+
+
+def check_exact(path, fps):
+    shown = np.sort(all_frame_times(path))
+    full, full_times, full_pixels = sampled(path, fps, skip_nonref=False)
+    fast, fast_times, fast_pixels = sampled(path, fps, skip_nonref=True, threads=2)
+    expected = exact_choice(shown, full.duration, fps)
+    frame = np.min(np.diff(shown))
+    # the full decode's choice is the exact one, and skipping does not move it by even one frame
+    np.testing.assert_allclose(full_times, expected, atol=1e-6)
+    np.testing.assert_allclose(fast_times, full_times, atol=1e-6)
+    assert np.all(np.abs(fast_times - expected) < frame)
+    # skipped frames are ones nothing references, so the sampled pictures are bit-identical
+    np.testing.assert_array_equal(fast_pixels, full_pixels)
+    assert fast.duration == pytest.approx(full.duration, abs=1e-6)
+    return full, fast
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0, 0.7, 7.0])
+def test_variable_frame_rate_with_b_frames_samples_exactly(tmp_path, fps):
+    path = tmp_path / "vfr-b.mp4"
+    with VideoWriter(path, fps=25, options=X264_ODD_GOP) as writer:
+        t = 0.0
+        for i, picture in enumerate(static_scene_frames(150, (96, 64))):
+            writer.write(picture, pts_seconds=t)
+            t += (0.04, 0.2, 0.08, 0.12, 0.04)[i % 5]  # irregular frame durations
+    full, fast = check_exact(path, fps)
+    if fps <= 2:  # sparse sampling: most B-frames were never decoded
+        assert fast.frames_decoded < 0.8 * full.frames_decoded
+
+
+@pytest.mark.parametrize("fps", [1.0, 3.0])
+def test_odd_gop_with_b_frames_samples_exactly(tmp_path, fps):
+    path = tmp_path / "gop13.mp4"
+    with VideoWriter(path, fps=25, options=X264_ODD_GOP) as writer:
+        for picture in static_scene_frames(173, (96, 64)):
+            writer.write(picture)
+    full, fast = check_exact(path, fps)
+    assert fast.frames_decoded < 0.8 * full.frames_decoded
+
+
+def test_mpeg4_b_frames_sample_exactly(tmp_path):
+    path = tmp_path / "mpeg4-b.mp4"
+    with VideoWriter(path, fps=10, codec="mpeg4", options={"g": "7", "bf": "2"}) as writer:
+        for picture in static_scene_frames(61, (96, 64)):
+            writer.write(picture)
+    check_exact(path, 1.0)
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_shared_clips_sample_exactly(media, name):
+    check_exact(media / name, 1.0)
+
+
+def test_threads_must_not_be_negative(tmp_path):
+    from vidseek.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="threads"):
+        FrameSampler(tmp_path / "x.mp4", threads=-1)
