@@ -1,6 +1,7 @@
 """Grounding accuracy on held-out synthetic long videos: every query mode vidseek has.
 
     python benchmarks/grounding.py [--minutes 30] [--encoder DIR] [--seed 1000] [--checkpoint CKPT]
+                                   [--precision fp32,int8]
 
 Trains the world encoder (unless --encoder is given; cached in .cache/bench/), generates a
 held-out procedural-world video (its seed is never used in training), ingests it and scores
@@ -37,6 +38,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--checkpoint", type=Path, help="grounding checkpoint (for the encoder)")
     parser.add_argument("--queries", type=int, default=0, help="score only the first N present queries")
+    parser.add_argument("--precision", default="fp32",
+                        help="image-encoder precisions, comma-separated: the first for every mode, "
+                             "each other one re-ingests the video and scores CLIP mode (clip-<precision>)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grounding.json")
     args = parser.parse_args()
     encoder = args.encoder or CACHE / "world-encoder"
@@ -58,7 +62,17 @@ def main() -> None:
                      ("levels3", "grounded", G(levels=3)),
                      ("levels3-entropy-only", "grounded", G(levels=3, ranking="entropy")),
                      ("levels3-time-order", "grounded", G(levels=3, ranking="time"))]
-        with vidseek.Archive.open(Path(tmp) / "archive", model=encoder) as archive:
+        first, *others = args.precision.split(",")
+        for precision in others:  # the same video and queries, CLIP mode, another precision
+            config = vidseek.IngestConfig(precision=precision)
+            with vidseek.Archive.open(Path(tmp) / f"archive-{precision}", model=encoder, config=config) as archive:
+                archive.ingest([video])
+                report = vidseek.evaluation.evaluate_archive(archive, annotations, mode="clip")
+                results[f"clip-{precision}"] = report.to_dict()
+                print(f"\n### clip, image encoder in {precision} ({report.queries} queries)\n")
+                print(report.table())
+        config = vidseek.IngestConfig(precision=first)
+        with vidseek.Archive.open(Path(tmp) / "archive", model=encoder, config=config) as archive:
             archive.ingest([video])
             if args.checkpoint:
                 archive.set_grounder(args.checkpoint)

@@ -32,7 +32,7 @@ from .pipeline import IngestConfig, extract_features
 from .sparse import compute_sparse_tokens
 
 __all__ = ["Ingester", "IngestProgress", "IngestReport", "SkippedFile", "FailedFile", "INGEST_ENGINES",
-           "check_settings"]
+           "check_settings", "recorded_precision"]
 
 INGEST_ENGINES = ("local", "ray")
 
@@ -95,16 +95,26 @@ class _Plan:
 
 # Ingest settings that change what is stored; an archive keeps the ones it was built with.
 _STORED_SETTINGS = ("fps", "prune_threshold")
+# Archives from before the precision setting was recorded computed their embeddings in fp32.
+_DEFAULT_RECORDED_PRECISION = "fp32"
+
+
+def recorded_precision(recorded: dict) -> str:
+    """The image-tower precision an archive's recorded ingest settings say it was built with."""
+    return str(recorded.get("precision", _DEFAULT_RECORDED_PRECISION))
 
 
 def check_settings(root: Path, recorded: dict, config: IngestConfig) -> None:
     """ConfigError if ``config`` would store videos differently from the settings the
-    archive at ``root`` recorded (its sampling rate, its pruning threshold): one archive
-    never mixes sampling rates. ``batch_size`` may differ; it changes nothing stored."""
+    archive at ``root`` recorded (its sampling rate, its pruning threshold, its image-tower
+    precision): one archive never mixes sampling rates or embedding precisions.
+    ``batch_size`` and the thread counts may differ; they change nothing stored."""
     conflicts = [f"{name} {recorded[name]:g} (given {getattr(config, name):g})"
                  for name in _STORED_SETTINGS
                  if name in recorded and not math.isclose(recorded[name], getattr(config, name),
                                                           rel_tol=1e-9, abs_tol=1e-12)]
+    if recorded_precision(recorded) != config.precision:
+        conflicts.append(f"precision {recorded_precision(recorded)} (given {config.precision})")
     if conflicts:
         raise ConfigError(f"{root}: this archive was built with {', '.join(conflicts)}; an archive "
                           "keeps its own ingest settings (use a new archive for other ones)")

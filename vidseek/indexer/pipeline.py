@@ -2,29 +2,33 @@
 
 A producer thread decodes and resizes frames (PyAV releases the GIL while decoding) into a
 small bounded queue; the calling thread encodes batches (torch releases it too) and prunes
-dense tokens. Ingest therefore runs near the speed of the slower stage.
+dense tokens. On a CPU both stages share the cores, so ingest speed is bounded by their
+summed CPU time per frame: the levers are doing less work in each (:mod:`.decode` skips
+frames that cannot be sampled; ``IngestConfig.precision`` makes the encoder cheaper) and
+keeping their thread pools from fighting (``decode_threads``, ``torch_threads``).
 """
 
 from __future__ import annotations
 
-import math
-
 import logging
+import math
 import queue
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import torch
 
-from ..models.encoder import FrameEncoder
+from ..models.encoder import IMAGE_PRECISIONS, FrameEncoder
 from ..store.files import VideoFeatures
 from .decode import FrameBatch, FrameSampler
 from .dense import DensePruner
 from ..errors import ConfigError
 
-__all__ = ["IngestConfig", "extract_features", "prefetch"]
+__all__ = ["IngestConfig", "extract_features", "prefetch", "torch_threads"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,12 @@ class IngestConfig:
     batch_size: int = 16  # frames per encoder forward pass
     prune_threshold: float = 0.1  # mean |Δpixel| (0–255) under which a dense token is dropped
     prefetch_batches: int = 4  # decoded batches buffered ahead of the encoder
+    # How the image tower computes (FrameEncoder.set_image_precision); an archive records
+    # it, and refuses another (embeddings of two precisions are not compared silently).
+    precision: str = "fp32"
+    decode_threads: int = 1  # FFmpeg threads per video; 0: one per core (FFmpeg's choice)
+    torch_threads: int = 0  # torch threads while encoding; 0: leave torch's setting alone
+    skip_nonref: bool = True  # decode no frame that sampling cannot pick (decode.FrameSampler)
 
     def __post_init__(self) -> None:
         # NaN compares false with everything, so finiteness is checked first
@@ -46,9 +56,28 @@ class IngestConfig:
             raise ConfigError("batch_size and prefetch_batches must be positive")
         if not math.isfinite(self.prune_threshold) or self.prune_threshold < 0:
             raise ConfigError(f"prune_threshold must be a number >= 0, got {self.prune_threshold}")
+        if self.precision not in IMAGE_PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(IMAGE_PRECISIONS)}, "
+                              f"got {self.precision!r}")
+        if self.decode_threads < 0 or self.torch_threads < 0:
+            raise ConfigError("decode_threads and torch_threads must be >= 0 (0: the library's choice)")
 
 
 _DONE = object()
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads (0: unchanged), then restore them.
+    Process-wide: torch has one pool, so a search running meanwhile uses the same count."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count:
+            torch.set_num_threads(before)
 
 
 def prefetch(batches: Iterator[FrameBatch], depth: int) -> Iterator[FrameBatch]:
@@ -101,16 +130,19 @@ def extract_features(
     Raises :class:`~vidseek.errors.VideoError` subclasses for unusable files.
     """
     side = encoder.info.image_size
-    sampler = FrameSampler(path, fps=config.fps, size=(side, side), batch_size=config.batch_size)
+    encoder.set_image_precision(config.precision)
+    sampler = FrameSampler(path, fps=config.fps, size=(side, side), batch_size=config.batch_size,
+                           skip_nonref=config.skip_nonref, threads=config.decode_threads)
     pruner = DensePruner(encoder.info.grid, threshold=config.prune_threshold)
     times, embeddings = [], []
-    for batch in prefetch(iter(sampler), config.prefetch_batches):
-        out = encoder.encode_frames(batch.pixels)
-        pruner.add(batch.pixels, out.patches)
-        times.append(batch.times)
-        embeddings.append(out.embeddings)
-        if on_progress is not None:
-            on_progress(float(batch.times[-1]))
+    with torch_threads(config.torch_threads):
+        for batch in prefetch(iter(sampler), config.prefetch_batches):
+            out = encoder.encode_frames(batch.pixels)
+            pruner.add(batch.pixels, out.patches)
+            times.append(batch.times)
+            embeddings.append(out.embeddings)
+            if on_progress is not None:
+                on_progress(float(batch.times[-1]))
     features = VideoFeatures(
         times=np.concatenate(times),
         embeddings=np.concatenate(embeddings).astype(np.float32),

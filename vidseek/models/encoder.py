@@ -23,11 +23,15 @@ from PIL import Image
 from ..errors import ModelError
 from .quantize import quantize_linear_layers
 
-__all__ = ["DEFAULT_MODEL", "EncoderInfo", "FrameFeatures", "FrameEncoder", "default_device"]
+__all__ = ["DEFAULT_MODEL", "IMAGE_PRECISIONS", "EncoderInfo", "FrameFeatures", "FrameEncoder",
+           "default_device"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+# How the image tower computes (FrameEncoder.set_image_precision): float32, bfloat16 autocast,
+# or int8 weights in its linear layers (dynamic quantisation, CPU only).
+IMAGE_PRECISIONS = ("fp32", "bf16", "int8")
 _SUPPORTED = ("clip", "siglip")
 # Used when a checkpoint ships no preprocessor config.
 _DEFAULT_NORMALISATION = {
@@ -139,6 +143,7 @@ class FrameEncoder:
         )
         dtype = next(model.parameters()).dtype
         self.text_int8 = False  # see quantize_text
+        self.image_precision = "fp32"  # see set_image_precision
         self._mean = torch.tensor(image_mean, dtype=dtype, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(image_std, dtype=dtype, device=device).view(1, 3, 1, 1)
 
@@ -183,11 +188,41 @@ class FrameEncoder:
         if pixels.ndim != 4 or pixels.shape[1:] != (side, side, 3):
             raise ValueError(f"expected uint8 frames [B, {side}, {side}, 3], got {pixels.shape}")
 
+    def set_image_precision(self, precision: str) -> None:
+        """Compute image embeddings in ``precision`` (one of :data:`IMAGE_PRECISIONS`) from now on.
+
+        ``bf16``: bfloat16 autocast (fast on CPUs with AVX-512 BF16/AMX; embeddings within
+        cosine 0.999 of float32). ``int8``: the image tower's linear layers get int8 weights
+        (:mod:`vidseek.models.quantize`; CPU and float32 only, irreversible: going back needs
+        a freshly loaded encoder, so asking for another precision afterwards is a
+        :class:`ModelError`). :attr:`info` (the fingerprint) is unchanged: an archive records
+        the precision next to it."""
+        if precision not in IMAGE_PRECISIONS:
+            raise ModelError(f"image precision must be one of {', '.join(IMAGE_PRECISIONS)}, "
+                             f"got {precision!r}")
+        if precision == self.image_precision:
+            return
+        if self.image_precision == "int8":
+            raise ModelError(f"{self.info.name}: the image tower is already quantised to int8; "
+                             f"load the encoder again to encode images in {precision}")
+        if precision == "int8":
+            quantize_linear_layers(self.model.vision_model, f"{self.info.name} (image tower)")
+            projection = getattr(self.model, "visual_projection", None)  # CLIP; SigLIP's is inside
+            if isinstance(projection, torch.nn.Linear):
+                wrapped = torch.nn.Sequential(projection)
+                quantize_linear_layers(wrapped, f"{self.info.name} (image projection)")
+                self.model.visual_projection = wrapped[0]
+        self.image_precision = precision
+        logger.info("image encoder of %s now computes in %s", self.info.name, precision)
+
     @torch.inference_mode()
     def encode_frames(self, pixels: np.ndarray) -> FrameFeatures:
-        """Embed frames already resized to ``image_size`` (uint8 RGB ``[B, S, S, 3]``)."""
+        """Embed frames already resized to ``image_size`` (uint8 RGB ``[B, S, S, 3]``), in
+        :attr:`image_precision`."""
         self._check_size(pixels)
-        out = self.model.get_image_features(pixel_values=self._pixel_values(pixels))
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
+                            enabled=self.image_precision == "bf16"):
+            out = self.model.get_image_features(pixel_values=self._pixel_values(pixels))
         emb = torch.nn.functional.normalize(out.pooler_output.float(), dim=-1)
         tokens = out.last_hidden_state.float()
         gh, gw = self.info.grid

@@ -1,0 +1,100 @@
+"""The image tower's precision (issue 15): fp32, bf16 autocast or int8 linear layers keep the
+embeddings of real frames close to fp32's, and an archive records the precision it was built
+with and refuses another one (it never mixes embeddings of two precisions silently)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vidseek import Archive, ConfigError, IngestConfig, ModelError
+from vidseek.cli import app
+from vidseek.indexer import FrameSampler
+from vidseek.indexer.ingest import check_settings
+from vidseek.models import FrameEncoder
+
+
+@pytest.fixture(scope="module")
+def real_frames(media, tiny_clip_dir):
+    side = FrameEncoder.load(tiny_clip_dir, device="cpu").info.image_size
+    frames = [b.pixels for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
+              for b in FrameSampler(media / name, fps=1.0, size=(side, side))]
+    return np.concatenate(frames)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.parametrize("precision, floor", [("bf16", 0.999), ("int8", 0.99)])
+def test_reduced_precision_embeddings_stay_close_to_fp32(tiny_clip_dir, real_frames, precision, floor):
+    fp32 = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    fast = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    fast.set_image_precision(precision)
+    fast.set_image_precision(precision)  # a second call is a no-op
+    assert fast.image_precision == precision and fp32.image_precision == "fp32"
+    assert fast.info.fingerprint == fp32.info.fingerprint  # the archive records precision apart
+    want, got = fp32.encode_frames(real_frames), fast.encode_frames(real_frames)
+    assert len(real_frames) >= 20
+    assert cosines(got.embeddings, want.embeddings).min() >= floor
+    assert not np.array_equal(got.embeddings, want.embeddings)  # really computed otherwise
+    np.testing.assert_allclose(np.linalg.norm(got.embeddings, axis=1), 1.0, atol=1e-5)
+    assert got.embeddings.dtype == got.patches.dtype == np.float32
+    patch_cos = cosines(got.patches.reshape(-1, got.patches.shape[-1]),
+                        want.patches.reshape(-1, want.patches.shape[-1]))
+    assert np.median(patch_cos) >= floor  # the dense tokens stored for grounding, too
+
+
+def test_int8_is_one_way_and_unknown_precisions_are_refused(tiny_clip_dir):
+    encoder = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    with pytest.raises(ModelError, match="fp32, bf16, int8"):
+        encoder.set_image_precision("fp16")
+    encoder.set_image_precision("bf16")
+    encoder.set_image_precision("fp32")  # autocast only: back to fp32 freely
+    encoder.set_image_precision("int8")
+    with pytest.raises(ModelError, match="already quantised to int8"):
+        encoder.set_image_precision("fp32")
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, int8"):
+        IngestConfig(precision="fp16")
+
+
+def test_archive_records_its_precision_and_refuses_another(tmp_path, tiny_clip_dir, media):
+    root = tmp_path / "a"
+    with Archive.open(root, model=tiny_clip_dir, device="cpu", config=IngestConfig(precision="int8")) as arch:
+        arch.ingest([media / "carphone_pristine.mp4"])
+        assert arch.manifest["ingest"]["precision"] == "int8"
+        assert arch.encoder.image_precision == "int8"
+        frames = arch.videos()[0].frames
+    with Archive.open(root, device="cpu") as arch:  # no config: the archive's own
+        assert arch.config.precision == "int8"
+        with pytest.raises(ConfigError, match="precision int8 \\(given fp32\\)"):
+            arch.config = IngestConfig()
+    with pytest.raises(ConfigError, match=f"^{root}: this archive was built with precision int8 \\(given bf16\\)"):
+        Archive.open(root, config=IngestConfig(precision="bf16"))
+    with Archive.open(root, device="cpu") as arch:  # nothing was changed by the refusals
+        assert [v.frames for v in arch.videos()] == [frames]
+        assert arch.manifest["ingest"]["precision"] == "int8"
+    # archives from before the setting was recorded were built in fp32
+    check_settings(root, {"fps": 1.0, "prune_threshold": 0.1}, IngestConfig())
+    with pytest.raises(ConfigError, match="precision fp32 \\(given int8\\)"):
+        check_settings(root, {"fps": 1.0, "prune_threshold": 0.1}, IngestConfig(precision="int8"))
+
+
+def test_cli_ingest_precision(tmp_path, tiny_clip_dir, media):
+    runner = CliRunner()
+    archive = str(tmp_path / "a")
+    clip = str(media / "carphone_pristine.mp4")
+    result = runner.invoke(app, ["ingest", clip, "--archive", archive, "--model", str(tiny_clip_dir),
+                                 "--device", "cpu", "--precision", "int8"])
+    assert result.exit_code == 0, result.output
+    assert "1 indexed" in result.output
+    result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", archive,
+                                 "--precision", "fp32"])
+    assert result.exit_code == 1
+    assert "error: " in result.output and "precision int8 (given fp32)" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["ingest", clip, "--archive", archive, "--precision", "fp16"])
+    assert result.exit_code != 0 and "--precision must be fp32, bf16, int8, not 'fp16'" in result.output
+    result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", archive])
+    assert result.exit_code == 0, result.output  # no flag: the archive's own precision
