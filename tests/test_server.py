@@ -320,7 +320,7 @@ def test_openapi_declares_the_answers_and_they_match(client):
     assert answer("/api/search/image", "post") == search
     moment = items(search, "moments")
     assert {"video", "video_id", "width", "height", "start", "end", "score", "peak", "thumbnail",
-            "media"} == set(moment["properties"])
+            "media", "aired_at", "media_offset"} == set(moment["properties"])
     assert all(p.get("description") for p in moment["properties"].values())
     hit = items(answer("/api/search/object"), "moments")
     assert {"box", "track"} <= set(hit["properties"]) and "time" in items(hit, "track")["properties"]

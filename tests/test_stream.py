@@ -174,7 +174,13 @@ def test_hls_playlist_until_endlist_and_a_second_session(archive_dir, frames, me
         server.wait()
 
 
-def test_stop_commits_what_aired(archive_dir, frames):
+def test_stop_commits_what_aired_and_the_server_shows_it_live(archive_dir, frames, media):
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from vidseek.server import create_app
+
     port = free_port()
     feed = feed_of(frames, "bikes", "carphone_pristine")
     stop = threading.Event()
@@ -182,10 +188,26 @@ def test_stop_commits_what_aired(archive_dir, frames):
     with vidseek.Archive.open(archive_dir, device="cpu") as arch:
         result: dict = {}
         ingest = start(lambda: result.update(report=arch.ingest_stream(
-            f"tcp://127.0.0.1:{port}?listen=1", commit_every=10, stop=stop, progress=events.append)))
+            f"tcp://127.0.0.1:{port}?listen=1", name="cam", commit_every=10, stop=stop,
+            progress=events.append)))
         start(send, feed, f"tcp://127.0.0.1:{port}", deadline=20)
         while not events or events[-1].aired < 7.0:
             time.sleep(0.1)
+        # while live: /metrics says how far behind live it is; a moment says when it aired
+        # and that it has no media (not recorded)
+        settings = vidseek.service.ServiceSettings(archive=archive_dir, device="cpu")
+        with TestClient(create_app(settings)) as client:
+            metrics = client.get("/metrics").text
+            assert 'vidseek_stream_lag_seconds{stream="cam"}' in metrics
+            png = io.BytesIO()
+            read_frame(media / "bikes.mp4", 0.5).save(png, "PNG")
+            answer = client.post("/api/search/image", files={"image": ("q.png", png.getvalue())},
+                                 data={"top_k": "1"})
+            assert answer.status_code == 200, answer.text
+            top = answer.json()["moments"][0]
+            assert top["video"] == "cam" and top["media"] is None
+            assert abs(top["aired_at"] - aired_wall(feed, top["start"])) <= 2.0
+            assert client.get(f"/api/videos/{top['video_id']}/media").status_code == 404
         stop.set()
         ingest.join(timeout=20)
         report = result["report"]

@@ -116,7 +116,8 @@ class ServerState:
         totals = arch.totals()
         return {"videos": totals["videos"], "seconds": totals["seconds"],
                 "frames": totals["frames"], "generation": arch.generation,
-                "jobs": arch.jobs.counts()}
+                "jobs": arch.jobs.counts(),
+                "streams": {s.source: (s.lag, s.indexed) for s in arch.live_streams()}}
 
     def ingest_roots(self) -> list[Path]:
         roots = self.settings.ingest_roots or self.watch
@@ -128,12 +129,15 @@ class ServerState:
                 *self.settings.ingest_roots, *self.ingest_roots()]
 
 
-def _moment_json(m: vidseek.Moment, record: vidseek.VideoRecord | None = None) -> dict:
+def _moment_json(m: vidseek.Moment, record: vidseek.VideoRecord | None = None,
+                 stream: tuple[float | None, float, bool] = (None, 0.0, True)) -> dict:
+    aired_at, media_offset, has_media = stream  # live streams: aired, recording's time 0, recorded
     return {"video": m.video, "video_id": m.video_id, "start": round(m.start, 3),
+            "aired_at": aired_at, "media_offset": round(media_offset, 3),
             "width": record.width if record else None, "height": record.height if record else None,
             "end": round(m.end, 3), "score": round(float(m.score), 6), "peak": round(m.peak, 3),
             "thumbnail": f"/api/videos/{m.video_id}/thumbnail?t={m.peak:.3f}",
-            "media": f"/api/videos/{m.video_id}/media"}
+            "media": f"/api/videos/{m.video_id}/media" if has_media else None}
 
 
 def _hit_json(hit: vidseek.ObjectHit, record: vidseek.VideoRecord | None) -> dict:
@@ -355,7 +359,19 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
     # -- videos --------------------------------------------------------------------------
     def moments_json(arch: vidseek.Archive, moments: list[vidseek.Moment]) -> list[dict]:
         records = {m.video_id: arch.video(m.video_id) for m in moments}
-        return [_moment_json(m, records[m.video_id]) for m in moments]
+        streams = {}
+        for video_id, record in records.items():
+            part = arch.stream_part(record) if record is not None else None
+            if part is not None:
+                try:
+                    has_media = bool(arch.media_path(record))  # type: ignore[arg-type]
+                except vidseek.VideoError:  # not recorded: no player, the page says so
+                    has_media = False
+                streams[video_id] = (part, has_media)
+        return [_moment_json(m, records[m.video_id], (
+            streams[m.video_id][0].wall_clock(m.start), streams[m.video_id][0].offset,
+            streams[m.video_id][1]) if m.video_id in streams else (None, 0.0, True))
+            for m in moments]
 
     def object_answer(arch: vidseek.Archive, hits: list[vidseek.ObjectHit], t0: float, query: str,
                       warnings: list) -> dict:

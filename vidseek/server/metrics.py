@@ -34,6 +34,16 @@ class _ArchiveCollector:
         for status, count in state["jobs"].items():
             jobs.add_metric([status], count)
         yield jobs
+        lag = GaugeMetricFamily("vidseek_stream_lag_seconds", "Live streams being ingested: "
+                                "seconds between the airing of the newest searchable frame and now.",
+                                labels=["stream"])
+        indexed = GaugeMetricFamily("vidseek_stream_indexed_seconds", "Live streams being "
+                                    "ingested: seconds of the session searchable.", labels=["stream"])
+        for stream, (behind, seconds) in state.get("streams", {}).items():
+            lag.add_metric([stream], behind)
+            indexed.add_metric([stream], seconds)
+        yield lag
+        yield indexed
 
 
 class ServerMetrics:

@@ -61,12 +61,14 @@ class MomentOut(_Out):
     video_id: int = Field(..., description="Catalog id of the video (for /api/videos/{id}...).")
     width: Optional[int] = Field(..., description="Stored frame width in pixels (null if the video was just removed).")
     height: Optional[int] = Field(..., description="Stored frame height in pixels (null if the video was just removed).")
-    start: float = Field(..., description="Start of the moment, seconds.")
+    start: float = Field(..., description="Start of the moment, seconds (of a live stream: from its session's start).")
+    aired_at: Optional[float] = Field(None, description="Live stream moments: when the start aired (unix time); null for files.")
     end: float = Field(..., description="End of the moment, seconds.")
     score: float = Field(..., description="How well it matches (higher is better).")
     peak: float = Field(..., description="Time of the best-matching frame, seconds.")
     thumbnail: str = Field(..., description="URL of a JPEG of the peak frame.")
-    media: str = Field(..., description="URL of the video file (HTTP Range supported).")
+    media: Optional[str] = Field(..., description="URL of the video file (HTTP Range supported); null for a live stream moment that was not recorded (no media).")
+    media_offset: float = Field(0.0, description="Time in the media file of second 0 of start/end: a live stream part's recording starts at the part's offset (0 for files).")
 
 
 class TrackPointOut(_Out):

@@ -61,6 +61,20 @@ function renderResults(data) {
     body.innerHTML = '<div class="name"></div><div class="range"></div><div class="score"></div>';
     body.querySelector(".name").textContent = m.video;
     body.querySelector(".range").textContent = `${clock(m.start)} – ${clock(m.end)}`;
+    if (m.aired_at) {  // a live stream's moment: when it aired; a live badge
+      const live = document.createElement("span");
+      live.className = "live-badge";
+      live.dataset.testid = "live-badge";
+      live.textContent = `live · aired ${new Date(m.aired_at * 1000).toLocaleTimeString()}`;
+      body.append(live);
+    }
+    if (!m.media) {
+      const none = document.createElement("div");
+      none.className = "no-media";
+      none.textContent = "no media: the stream was not recorded";
+      body.append(none);
+      img.addEventListener("error", () => img.remove(), { once: true });
+    }
     body.querySelector(".score").textContent = `score ${m.score.toFixed(3)}`;
     card.append(thumb, body);
     const open = () => play(m, card);
@@ -74,15 +88,17 @@ let stopAt = null;
 let current = null;  // the moment in the player
 
 function play(moment, card) {
+  if (!moment.media) return;  // a stream moment without a recording: nothing to play
   current = moment;
   document.querySelectorAll(".card.playing").forEach((c) => c.classList.remove("playing"));
   card.classList.add("playing");
   const player = $("player");
   $("player-panel").hidden = false;
   $("player-caption").textContent = `${moment.video}: ${clock(moment.start)} – ${clock(moment.end)}`;
-  stopAt = moment.end;
+  const offset = moment.media_offset || 0;  // a stream part's recording starts at its offset
+  stopAt = moment.end - offset;
   const seek = () => {
-    player.currentTime = moment.start;
+    player.currentTime = moment.start - offset;
     player.play().catch(() => {});  // autoplay may be refused; the user presses play
   };
   if (player.dataset.src !== moment.media) {
