@@ -169,7 +169,7 @@ class _Frame:
 
 @dataclass(frozen=True)
 class _Status:
-    state: str  # "reconnecting"
+    state: str  # "dropped" (a connection was lost) or "retrying" (an attempt failed)
     error: str
 
 
@@ -232,6 +232,7 @@ class _Reader(threading.Thread):
 
     def _run(self) -> None:
         failing_since: float | None = None
+        closed_cleanly = False  # the last connection ended by the sender closing it
         backoff = 1.0
         next_target = 0.0
         while not self.stop_event.is_set():
@@ -243,9 +244,14 @@ class _Reader(threading.Thread):
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if now - failing_since >= self.options.reconnect_limit:
+                    if closed_cleanly:  # the sender closed and did not come back: the end
+                        logger.info("%s: the sender closed the stream and did not come back "
+                                    "within %gs: ended", self.redacted, self.options.reconnect_limit)
+                        self.out.put(_End())
+                        return
                     raise StreamError(self.redacted, f"gave up reconnecting after "
                                       f"{self.options.reconnect_limit:g}s: {exc.problem}") from exc
-                self.out.put(_Status("reconnecting", exc.problem))
+                self.out.put(_Status("retrying", exc.problem))
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -257,6 +263,9 @@ class _Reader(threading.Thread):
                 container.close()
             if self.stop_event.is_set():
                 return
+            if not self.connected_once:
+                raise StreamError(self.redacted, "the stream ended before a video frame could be "
+                                  f"decoded{': ' + error if error else ''}")
             if ended and (hls or not self.options.reconnect):
                 self.out.put(_End())
                 return
@@ -264,8 +273,8 @@ class _Reader(threading.Thread):
                 raise StreamError(self.redacted, f"the connection dropped: {error}")
             logger.warning("%s: connection lost (%s); reconnecting", self.redacted,
                            error or "the sender closed it")
-            self.out.put(_Status("reconnecting", error or "the sender closed the connection"))
-            failing_since = time.monotonic()
+            self.out.put(_Status("dropped", error or "the sender closed the connection"))
+            failing_since, closed_cleanly = time.monotonic(), ended
 
     def _read(self, container: av.container.InputContainer,
               next_target: float) -> tuple[bool, str, float]:
@@ -534,9 +543,10 @@ class _Run:
                     if message.time - self.part.committed_to >= self.options.commit_every:
                         self._commit()
                 elif isinstance(message, _Status):
-                    self.reconnects += 1
                     self.error = message.error
-                    self._commit()
+                    if message.state == "dropped":
+                        self.reconnects += 1
+                        self._commit()
                     self._event("reconnecting", error=message.error)
                 elif isinstance(message, _End):
                     self._finish("end")
