@@ -1,14 +1,24 @@
-"""Ingest throughput: decode-only vs encode-only vs the full pipeline, in one run.
+"""Ingest throughput: a naive loop, decode-only, encode-only, each lever, full ingest, in one run.
 
-    python benchmarks/ingest.py [--minutes 10] [--model vit-b32|tiny|DIR] [--fps 1]
+    python benchmarks/ingest.py [--minutes 5] [--model vit-b32|tiny|DIR] [--fps 1]
 
-Builds (once, cached in .cache/bench/) a ≥10-minute 1280x720 H.264 video by looping the
-shared clips, then measures each stage in its own subprocess (so peak RSS is per stage):
+Builds (once, cached in .cache/bench/) a 1280x720 25 fps H.264 video by looping the shared
+clips, then measures each row in its own subprocess (so peak RSS is per row), one after the
+other in the same run (this machine is shared: compare ratios within a run; the load average
+before and after is recorded):
 
-- decode-only: sampled frames/s of PyAV decoding + resizing at --fps;
-- encode-only: frames/s of the encoder on already-decoded frames;
-- full ingest: frames/s and × realtime of ``Archive.ingest`` (decode and encode overlapped,
-  pruning, store writes), and the ratio full ÷ min(decode, encode) — target ≥ 0.8.
+- naive: sequential PyAV decode at --fps (``container.decode``, ``to_image``) -> HF
+  ``CLIPImageProcessor`` -> ``get_image_features`` (``.pooler_output``), batches of 32;
+- decode-only: sampled frames/s of ``FrameSampler`` as before issue 15 (every frame decoded,
+  FFmpeg's thread count), then each decode lever on its own (skip non-reference frames; one
+  FFmpeg thread), a full-size RGB + PIL resize variant (what swscale straight to 224 replaced),
+  and both levers;
+- encode-only: frames/s of the image tower on already-decoded frames, per precision;
+- dense work: pooling, pruning and fp16 conversion of the dense tokens (timed inside a full
+  ingest) plus the commit (feature files, index, catalog), as a share of ingest time;
+- full ingest: ``Archive.ingest`` before issue 15's levers, with each lever alone (skip
+  non-reference frames; int8 image tower; one core each for decoding and encoding), with
+  the defaults, and with every lever.
 
 ``vit-b32`` is a randomly initialised CLIP with the exact architecture of
 openai/clip-vit-base-patch32 (its weights cannot be downloaded here): the compute is real,
@@ -72,112 +82,218 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def stage_decode(video: Path, model: Path, fps: float) -> dict:
-    from vidseek.indexer import FrameSampler
-    from vidseek.models import FrameEncoder
+# The full-ingest rows: IngestConfig fields. "before" is the pipeline as it was before issue 15.
+BEFORE = {"skip_nonref": False, "precision": "fp32"}
+ONE_CORE_EACH = {"decode_threads": 1, "torch_threads": 1}
+FULL_ROWS = {
+    "full, before (all frames decoded, fp32)": BEFORE,
+    "full, + skip non-reference frames": {**BEFORE, "skip_nonref": True},
+    "full, + int8 image tower": {**BEFORE, "precision": "int8"},
+    "full, + one core each (1 FFmpeg, 1 torch thread)": {**BEFORE, **ONE_CORE_EACH},
+    "full, defaults (skip, fp32)": {},
+    "full, every lever (skip, int8, one core each)": {"precision": "int8", **ONE_CORE_EACH},
+}
+DECODE_ROWS = {
+    "decode, before (all frames, FFmpeg threads)": {"skip_nonref": False, "threads": 0},
+    "decode, full-size RGB + PIL resize": {"pil": True},
+    "decode, + skip non-reference frames (the default)": {"skip_nonref": True, "threads": 0},
+    "decode, + 1 FFmpeg thread": {"skip_nonref": False, "threads": 1},
+    "decode, skip + 1 FFmpeg thread": {"skip_nonref": True, "threads": 1},
+}
+ENCODE_ROWS = {f"encode, {p}": {"precision": p} for p in ("fp32", "bf16", "int8")}
 
-    side = FrameEncoder.load(model, device="cpu").info.image_size
+
+def _side(model: Path) -> int:
+    import json as _json
+
+    return int(_json.loads((model / "config.json").read_text())["vision_config"]["image_size"])
+
+
+def stage_naive(video: Path, model: Path, fps: float, options: dict) -> dict:
+    """What a user writes first: decode every frame, keep one per 1/fps, HF processor, CLIP."""
+    import av
+    import torch
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    side = _side(model)
+    clip = CLIPModel.from_pretrained(model).eval()
+    processor = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
     t0 = time.perf_counter()
-    sampler = FrameSampler(video, fps=fps, size=(side, side), batch_size=16)
-    frames = sum(len(b) for b in sampler)
+    frames, images, next_time = 0, [], 0.0
+
+    def flush() -> None:
+        with torch.inference_mode():
+            inputs = processor(images=images, return_tensors="pt")
+            clip.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
+        images.clear()
+
+    with av.open(str(video)) as container:
+        for frame in container.decode(video=0):
+            if frame.time + 1e-6 < next_time:
+                continue
+            images.append(frame.to_image())
+            frames += 1
+            next_time += 1.0 / fps
+            if len(images) == 32:
+                flush()
+    if images:
+        flush()
     seconds = time.perf_counter() - t0
-    return {"frames": frames, "seconds": seconds, "fps": frames / seconds,
-            "video_seconds": sampler.duration, "peak_rss_mb": peak_rss_mb()}
+    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-def stage_encode(video: Path, model: Path, fps: float, limit: int = 320) -> dict:
+def stage_decode(video: Path, model: Path, fps: float, options: dict) -> dict:
+    from vidseek.indexer import FrameSampler
+
+    side = _side(model)
+    t0 = time.perf_counter()
+    if options.get("pil"):  # every frame decoded, the sampled ones converted full size, then resized
+        import av
+        from PIL import Image
+
+        frames, next_time = 0, 0.0
+        with av.open(str(video)) as container:
+            for frame in container.decode(video=0):
+                if frame.time + 1e-6 < next_time:
+                    continue
+                frame.to_image().resize((side, side), Image.BILINEAR)
+                frames, next_time = frames + 1, next_time + 1.0 / fps
+        decoded, duration = None, None
+    else:
+        sampler = FrameSampler(video, fps=fps, size=(side, side), batch_size=16, **options)
+        frames = sum(len(b) for b in sampler)
+        decoded, duration = sampler.frames_decoded, sampler.duration
+    seconds = time.perf_counter() - t0
+    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "frames_decoded": decoded,
+            "video_seconds": duration, "peak_rss_mb": peak_rss_mb()}
+
+
+def stage_encode(video: Path, model: Path, fps: float, options: dict, limit: int = 160) -> dict:
     import numpy as np
 
     from vidseek.indexer import FrameSampler
     from vidseek.models import FrameEncoder
 
-    encoder = FrameEncoder.load(model)
+    encoder = FrameEncoder.load(model, device="cpu")
     side = encoder.info.image_size
     batches = []
     for batch in FrameSampler(video, fps=fps, size=(side, side), batch_size=16):
         batches.append(batch.pixels)
         if sum(len(b) for b in batches) >= limit:
             break
-    encoder.encode_frames(batches[0])  # warm-up
+    reference = encoder.encode_frames(batches[0]).embeddings
+    encoder.set_image_precision(options["precision"])
+    got = encoder.encode_frames(batches[0]).embeddings  # also the warm-up
+    cosine = float(np.min((got * reference).sum(1)))
     t0 = time.perf_counter()
     for pixels in batches:
         encoder.encode_frames(pixels)
     seconds = time.perf_counter() - t0
     frames = int(sum(len(b) for b in batches))
-    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "peak_rss_mb": peak_rss_mb()}
+    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "min_cosine_to_fp32": cosine,
+            "peak_rss_mb": peak_rss_mb()}
 
 
-def stage_full(video: Path, model: Path, fps: float) -> dict:
+def stage_full(video: Path, model: Path, fps: float, options: dict) -> dict:
     from vidseek import Archive, IngestConfig
+    from vidseek.indexer import dense
 
+    dense_seconds = [0.0]
+    for name in ("add", "result"):  # time the dense-token work where it happens
+        original = getattr(dense.DensePruner, name)
+
+        def timed(self, *args, _original=original):
+            t = time.perf_counter()
+            try:
+                return _original(self, *args)
+            finally:
+                dense_seconds[0] += time.perf_counter() - t
+        setattr(dense.DensePruner, name, timed)
+    marks: dict[str, float] = {}
+
+    def progress(event) -> None:
+        marks[event.stage] = time.perf_counter()
+
+    config = IngestConfig(fps=fps, **options)
     with tempfile.TemporaryDirectory() as tmp:
-        with Archive.open(Path(tmp) / "archive", model=model, config=IngestConfig(fps=fps)) as archive:
+        with Archive.open(Path(tmp) / "archive", model=model, device="cpu", config=config) as archive:
             archive.encoder  # load outside the timed region, as a daemon would
             t0 = time.perf_counter()
-            report = archive.ingest([video])
+            report = archive.ingest([video], progress=progress)
             seconds = time.perf_counter() - t0
             if not report.ok:
                 raise SystemExit(f"ingest failed: {report.failed}")
             record = report.indexed[0]
+    commit = marks.get("indexed", 0.0) - marks.get("commit", 0.0)
     return {"frames": record.frames, "seconds": seconds, "fps": record.frames / seconds,
             "realtime": record.duration / seconds, "kept_fraction": record.kept_fraction,
+            "dense_seconds": dense_seconds[0], "commit_seconds": commit,
+            "dense_share": (dense_seconds[0] + commit) / seconds, "config": options,
             "peak_rss_mb": peak_rss_mb()}
 
 
-STAGES = {"decode": stage_decode, "encode": stage_encode, "full": stage_full}
+STAGES = {"naive": stage_naive, "decode": stage_decode, "encode": stage_encode, "full": stage_full}
 
 
-def run_stage(name: str, video: Path, model: Path, fps: float) -> dict:
+def run_stage(name: str, video: Path, model: Path, fps: float, options: dict | None = None) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--stage", name, "--video", str(video),
-                           "--model", str(model), "--fps", str(fps)],
+                           "--model", str(model), "--fps", str(fps), "--options", json.dumps(options or {})],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise SystemExit(f"stage {name} failed:\n{proc.stderr}")
+        raise SystemExit(f"stage {name} {options} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--model", default="vit-b32")
     parser.add_argument("--fps", type=float, default=1.0)
     parser.add_argument("--stage", choices=sorted(STAGES))
+    parser.add_argument("--options", default="{}")
     parser.add_argument("--video", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest.json")
     args = parser.parse_args()
     if args.stage:  # child process: one measurement, JSON on the last line
-        print(json.dumps(STAGES[args.stage](args.video, Path(args.model), args.fps)))
+        print(json.dumps(STAGES[args.stage](args.video, Path(args.model), args.fps, json.loads(args.options))))
         return
     video = build_video(args.minutes)
     model = build_model(args.model)
-    results = {name: run_stage(name, video, model, args.fps) for name in ("decode", "encode", "full")}
-    decode_fps, encode_fps = results["decode"]["fps"], results["encode"]["fps"]
-    slower = min(decode_fps, encode_fps)
-    # When both stages compete for the same CPU cores they cannot overlap for free: the best
-    # possible rate is the one at which the two stages' CPU time per frame adds up.
-    shared_cpu_bound = 1.0 / (1.0 / decode_fps + 1.0 / encode_fps)
+    load_before = os.getloadavg()
+    rows: dict[str, dict] = {}
+    plan = ([("naive", "naive: PyAV -> CLIPImageProcessor -> CLIP, batch 32", {})]
+            + [("decode", name, opts) for name, opts in DECODE_ROWS.items()]
+            + [("encode", name, opts) for name, opts in ENCODE_ROWS.items()]
+            + [("full", name, opts) for name, opts in FULL_ROWS.items()])
+    for stage, name, opts in plan:
+        rows[name] = {"stage": stage, **run_stage(stage, video, model, args.fps, opts)}
+        print(f"{name}: {rows[name]['fps']:.1f} frames/s", flush=True)
+    load_after = os.getloadavg()
+    seconds = next(r["video_seconds"] for r in rows.values() if r.get("video_seconds"))
+    naive = rows["naive: PyAV -> CLIPImageProcessor -> CLIP, batch 32"]
     summary = {
-        "video": video.name, "model": args.model, "sample_fps": args.fps,
-        "video_seconds": results["decode"]["video_seconds"], "cpu_count": os.cpu_count(),
-        "stages": results, "full_over_slower_stage": results["full"]["fps"] / slower,
-        "shared_cpu_bound_fps": shared_cpu_bound,
-        "full_over_shared_cpu_bound": results["full"]["fps"] / shared_cpu_bound,
+        "video": video.name, "model": args.model, "sample_fps": args.fps, "video_seconds": seconds,
+        "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_average_before": load_before, "load_average_after": load_after, "rows": rows,
     }
-    rows = [
-        ("decode-only", f"{results['decode']['fps']:.1f} frames/s", f"{results['decode']['peak_rss_mb']:.0f} MB"),
-        ("encode-only", f"{results['encode']['fps']:.1f} frames/s", f"{results['encode']['peak_rss_mb']:.0f} MB"),
-        ("full ingest", f"{results['full']['fps']:.1f} frames/s ({results['full']['realtime']:.1f}x realtime)",
-         f"{results['full']['peak_rss_mb']:.0f} MB"),
-        ("full / min(decode, encode)", f"{summary['full_over_slower_stage']:.2f} (target >= 0.8)", ""),
-        ("shared-CPU bound 1/(1/d+1/e)", f"{shared_cpu_bound:.1f} frames/s; full reaches "
-         f"{summary['full_over_shared_cpu_bound']:.2f} of it", ""),
-        ("dense tokens kept", f"{100 * results['full']['kept_fraction']:.1f}%", ""),
-    ]
-    print(f"\n{video.name}: {summary['video_seconds'] / 60:.1f} min at {args.fps:g} fps, model {args.model}\n")
-    print(f"| {'stage':<28} | {'throughput':<40} | {'peak RSS':>9} |")
-    print(f"|{'-' * 30}|{'-' * 42}|{'-' * 11}|")
-    for name, value, rss in rows:
-        print(f"| {name:<28} | {value:<40} | {rss:>9} |")
+    print(f"\n{video.name}: {seconds / 60:.1f} min at {args.fps:g} fps, model {args.model}; "
+          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
+    print(f"| {'row':<54} | {'frames/s':>8} | {'x realtime':>10} | {'x naive':>7} | {'peak RSS':>9} | note")
+    print(f"|{'-' * 56}|{'-' * 10}|{'-' * 12}|{'-' * 9}|{'-' * 11}|------")
+    for name, row in rows.items():
+        realtime = seconds / row["seconds"] if row["stage"] == "naive" else None
+        note = ""
+        if row["stage"] == "full":
+            realtime = row["realtime"]
+            note = (f"dense work {100 * row['dense_seconds'] / row['seconds']:.1f}% + commit "
+                    f"{100 * row['commit_seconds'] / row['seconds']:.1f}% of ingest")
+        elif row["stage"] == "encode":
+            note = f"min cosine to fp32 {row['min_cosine_to_fp32']:.5f}"
+        elif row["stage"] == "decode" and row.get("frames_decoded"):
+            note = f"{row['frames_decoded']} frames decoded"
+        ratio = f"{naive['seconds'] / row['seconds']:.2f}" if row["stage"] in ("naive", "full") else ""
+        shown = f"{realtime:.1f}" if realtime else ""
+        print(f"| {name:<54} | {row['fps']:>8.1f} | {shown:>10} | {ratio:>7} | {row['peak_rss_mb']:>6.0f} MB | {note}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
     print(f"\nwrote {args.out}")

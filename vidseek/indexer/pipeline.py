@@ -44,8 +44,12 @@ class IngestConfig:
     # How the image tower computes (FrameEncoder.set_image_precision); an archive records
     # it, and refuses another (embeddings of two precisions are not compared silently).
     precision: str = "fp32"
-    decode_threads: int = 1  # FFmpeg threads per video; 0: one per core (FFmpeg's choice)
-    torch_threads: int = 0  # torch threads while encoding; 0: leave torch's setting alone
+    # Thread pools: 0 keeps each library's own choice (FFmpeg: about one per core; torch: one
+    # per core). On 2 cores with an int8 encoder, one core each (decode_threads=1,
+    # torch_threads=1) measured fastest; an fp32 encoder is the slower stage and wants both
+    # (docs/benchmarks.md).
+    decode_threads: int = 0  # FFmpeg threads per video
+    torch_threads: int = 0  # torch intra-op threads while encoding
     skip_nonref: bool = True  # decode no frame that sampling cannot pick (decode.FrameSampler)
 
     def __post_init__(self) -> None:
