@@ -27,12 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import atomic_replace_dir
+from ..atomic import atomic_replace_dir, atomic_write_text
 from ..errors import ConfigError, ModelError
 from .adapter import AdapterConfig, HierarchicalAdapter, Projector
 from .answers import ParsedAnswer, confidence, mean_token_entropy, parse_answer
 from .encoder import default_device
 from .llm import load_causal_lm
+from .presence import UNCALIBRATED, PresenceCalibration
 from .quantize import check_quantizable, quantize_linear_layers
 
 __all__ = ["WindowConfig", "GrounderConfig", "VideoTokens", "Generation", "Grounder",
@@ -244,6 +245,24 @@ class Grounder(nn.Module):
         self.manifest = manifest
         return manifest
 
+    @property
+    def presence_calibration(self) -> PresenceCalibration:
+        """The level-1 presence model fitted for this checkpoint (:mod:`.presence`), or the
+        uncalibrated fallback."""
+        data = getattr(self, "manifest", {}).get("presence_calibration")
+        return PresenceCalibration.from_dict(data) if data else UNCALIBRATED
+
+    def record_presence_calibration(self, path: str | os.PathLike, calibration: PresenceCalibration) -> None:
+        """Store ``calibration`` in the checkpoint at ``path`` (its manifest, rewritten
+        atomically). Training the checkpoint further drops it: it was fitted to these weights."""
+        manifest_path = Path(path) / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("fingerprint") != self.fingerprint:
+            raise ModelError(f"{path}: the checkpoint there is not this grounder")
+        manifest["presence_calibration"] = calibration.to_dict()
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
+        self.manifest = manifest
+
     # -- parameter groups -----------------------------------------------------------
     def llm_trainable_parameters(self) -> list[nn.Parameter]:
         if self.config.tuning == "full":
@@ -412,6 +431,22 @@ class Grounder(nn.Module):
             results.append(Generation(text, parse_answer(text, video.n_indices), entropy,
                                       confidence(entropy), float(first[b]), forced[b], forced_from[b]))
         return results
+
+    @torch.no_grad()
+    def presence_logits(self, videos: Sequence[VideoTokens], prompts: Sequence[str],
+                        batch_size: int = 128) -> torch.Tensor:
+        """``[B]`` log P(yes) − log P(no) of each input's first answer token: its answer to a
+        presence prompt (``Does the <event> happen?``), read from one prefill, no decoding."""
+        yes, no = self._text_ids(" yes")[0], self._text_ids(" no")[0]
+        out = []
+        for first in range(0, len(videos), batch_size):
+            inputs, mask, positions, _ = self._batch(videos[first:first + batch_size],
+                                                     prompts[first:first + batch_size])
+            logits = self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions,
+                              logits_to_keep=1, use_cache=False).logits[:, -1].float()
+            logp = torch.log_softmax(logits, -1)
+            out.append(logp[:, yes] - logp[:, no])
+        return torch.cat(out) if out else torch.zeros(0)
 
     def _rows_to_force(self, first_tokens: torch.Tensor, p_absent: torch.Tensor, wanted: int) -> list[int]:
         """The rows to force into a span: as many as ``wanted`` minus the rows that start one,

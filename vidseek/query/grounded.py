@@ -31,8 +31,9 @@ import torch
 
 from ..errors import ConfigError, QueryError
 from ..models.adapter import COARSE, DENSE, FINE, relevance_features
-from ..models.answers import ParsedAnswer, grounding_prompt
+from ..models.answers import ParsedAnswer, grounding_prompt, presence_prompt
 from ..models.grounder import Generation, Grounder, VideoTokens
+from ..models.presence import window_features
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
@@ -40,18 +41,32 @@ from .moments import Moment
 from .search import SearchWarning, candidate_videos, readable_features
 
 __all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video", "ground_videos",
-           "ranked_moments"]
+           "ranked_moments", "window_presence_features", "LEVEL1_MODES"]
 
 logger = logging.getLogger(__name__)
 
 LEVEL_KINDS = {COARSE: "coarse", FINE: "fine", DENSE: "dense"}
 RANKINGS = ("presence", "entropy", "time")
+LEVEL1_MODES = ("presence", "answer")
 
 
 @dataclass(frozen=True)
 class GroundingOptions:
     levels: int = 3  # 1: level 1 only; 2: level 1 then dense; 3: level 1, fine, dense
-    top_k: int = 3  # spans kept at every level
+    top_k: int = 3  # spans kept at every level (a search asking for more keeps more)
+    # How level 1 chooses where to look. "presence": every coarse window gets a calibrated
+    # probability that the event happens in it (the LM's yes/no over its sparse tokens fused
+    # with the stored frame similarities, models/presence.py), all windows of all candidate
+    # videos in one batched pass; the top_k windows are kept. "answer": the paper's level 1,
+    # the LM answers a window span over segments of coarse_per_call windows.
+    level1: str = "presence"
+    # Moments whose presence (the calibrated probability of their level-1 window) is below
+    # this are dropped: abstention. 0 keeps everything.
+    min_presence: float = 0.0
+    # Moments each video returns, best first (None: top_k). Beyond the spans the levels
+    # kept, the list is filled with coarser spans they kept, then with level-1 windows by
+    # presence, so that asking for 5 gives 5 when the video has room for them.
+    moments: int | None = None
     # How candidates are ranked at every level: "presence" = R × (1 − P(Not)), the entropy
     # confidence weighted by how sure the model is the event is there at all (calibrated
     # abstention); "entropy" = R alone (the paper); "time" = first top_k in time order.
@@ -69,6 +84,18 @@ class GroundingOptions:
             raise ConfigError(f"top_k must be at least 1, not {self.top_k}")
         if self.ranking not in RANKINGS:
             raise ConfigError(f"ranking must be one of {', '.join(RANKINGS)}, not {self.ranking!r}")
+        if self.level1 not in LEVEL1_MODES:
+            raise ConfigError(f"level1 must be one of {', '.join(LEVEL1_MODES)}, not {self.level1!r}")
+        if not 0.0 <= self.min_presence <= 1.0:  # NaN fails this too
+            raise ConfigError(f"min_presence must be between 0 and 1, not {self.min_presence}")
+        if self.moments is not None and self.moments < 1:
+            raise ConfigError(f"moments must be at least 1, not {self.moments}")
+
+    def with_results(self, k: int) -> "GroundingOptions":
+        """These options for a search that shows ``k`` moments: every level keeps up to
+        ``min(k, 5)`` spans (at least ``top_k``; more costs time at every level) and each
+        video returns ``k`` moments."""
+        return replace(self, top_k=max(self.top_k, min(k, 5)), moments=k)
 
 
 @dataclass
@@ -86,6 +113,10 @@ class GroundingNode:
     kept: bool = False
     children: list["GroundingNode"] = field(default_factory=list)
     frames: tuple[int, int] | None = None  # the answered span in frames [a, b)
+    # level1="presence": the calibrated probability that the event is in the level-1 window
+    # this node is (or descends from)
+    presence: float | None = None
+    window: int | None = None  # index of that level-1 window in its video
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -160,6 +191,15 @@ def _select(nodes: list[GroundingNode], options: GroundingOptions) -> list[Groun
     spans = [n for n in nodes if n.frames is not None]
     if options.ranking != "time":
         spans.sort(key=lambda n: -_score(n, options))
+        if options.level1 == "presence" and all(n.presence is not None for n in spans):
+            # where (the level-1 window's presence) decides first, the answer's confidence
+            # within a window second: each window's best span, then each one's second...
+            rank: dict[int | None, int] = {}
+            order = []
+            for n in spans:
+                order.append((rank.get(n.window, 0), -(n.presence or 0.0)))
+                rank[n.window] = rank.get(n.window, 0) + 1
+            spans = [n for _, n in sorted(zip(order, spans), key=lambda x: x[0])]
     kept: list[GroundingNode] = []
     for node in spans:
         if len(kept) == options.top_k:
@@ -206,13 +246,65 @@ def _nodes(view: _VideoView, level: int, kind: int, calls: list[tuple[int, int, 
     return nodes
 
 
+def _coarse_tokens(grounder: Grounder, view: _VideoView, sparse: np.ndarray | None) -> torch.Tensor:
+    """The video's level-1 sparse tokens ``[windows, n, hidden]``."""
+    if sparse is None:  # no cached tokens for this checkpoint: compute them (reads every frame)
+        return grounder.sparse_tokens(view.dense(0, view.frames), grounder.config.windows.coarse, COARSE)
+    return torch.as_tensor(sparse.astype(np.float32), device=grounder.device)
+
+
+def _presence_inputs(grounder: Grounder, view: _VideoView, sparse: np.ndarray | None) -> list[VideoTokens]:
+    """One presence input per coarse window: its sparse tokens, shown alone (as stage 1B)."""
+    size = grounder.config.windows.coarse
+    tokens = _coarse_tokens(grounder, view, sparse)
+    return [VideoTokens(tokens[i], COARSE, tokens.shape[1],
+                        view.relevance(i * size, min(view.frames, (i + 1) * size), size))
+            for i in range(tokens.shape[0])]
+
+
+def _presence_level(grounder: Grounder, view: _VideoView, lm_logits: np.ndarray) -> list[GroundingNode]:
+    """A node per coarse window carrying its calibrated presence probability."""
+    size = grounder.config.windows.coarse
+    features = window_features(lm_logits, view.similarity.float().cpu().numpy(), size)
+    probs = grounder.presence_calibration.probability(features)
+    nodes = []
+    for i, (p, logit) in enumerate(zip(probs, lm_logits)):
+        a, b = i * size, min(view.frames, (i + 1) * size)
+        nodes.append(GroundingNode(1, "coarse", view.seconds(a, b), f"yes-no logit {float(logit):+.2f}",
+                                   "presence", view.seconds(a, b), float(p), 1.0 - float(p),
+                                   frames=(a, b), presence=float(p), window=i))
+    return nodes
+
+
+def _select_windows(nodes: list[GroundingNode], keep: int) -> list[GroundingNode]:
+    kept = sorted(nodes, key=lambda n: -(n.presence or 0.0))[:keep]
+    for node in kept:
+        node.kept = True
+    return kept
+
+
+def presence_logits(grounder: Grounder, inputs: list[VideoTokens], query: str) -> np.ndarray:
+    """The LM's yes/no logits for presence inputs, one batched pass."""
+    return grounder.presence_logits(inputs, [presence_prompt(query)] * len(inputs)).cpu().numpy()
+
+
+@torch.no_grad()
+def window_presence_features(grounder: Grounder, features: VideoFeatures, fps: float,
+                             sparse: np.ndarray | None, query: str,
+                             query_vector: np.ndarray) -> np.ndarray:
+    """``[windows, 4]``: the level-1 presence features (:mod:`vidseek.models.presence`) of
+    each coarse window of one video for one query; what the calibration is fitted on."""
+    view = _VideoView(grounder, features, fps, np.asarray(query_vector, dtype=np.float32))
+    if view.frames == 0:
+        return np.zeros((0, 4))
+    logits = presence_logits(grounder, _presence_inputs(grounder, view, sparse), query)
+    return window_features(logits, view.similarity.float().cpu().numpy(), grounder.config.windows.coarse)
+
+
 def _coarse_level(grounder: Grounder, view: _VideoView, sparse: np.ndarray | None,
                   prompt: str, options: GroundingOptions) -> list[GroundingNode]:
     w = grounder.config.windows
-    if sparse is None:  # no cached tokens for this checkpoint: compute them (reads every frame)
-        sparse_t = grounder.sparse_tokens(view.dense(0, view.frames), w.coarse, COARSE)
-    else:
-        sparse_t = torch.as_tensor(sparse.astype(np.float32), device=grounder.device)
+    sparse_t = _coarse_tokens(grounder, view, sparse)
     inputs, calls = [], []
     for first in range(0, sparse_t.shape[0], w.coarse_per_call):
         chunk = sparse_t[first: first + w.coarse_per_call]
@@ -241,6 +333,7 @@ def _fine_level(grounder: Grounder, view: _VideoView, parents: list[GroundingNod
             owners.append(parent)
     gens = _answer(grounder, inputs, prompt, options)
     for owner, node in zip(owners, _nodes(view, owners[0].level + 1 if owners else 2, FINE, calls, gens)):
+        node.presence, node.window = owner.presence, owner.window
         owner.children.append(node)
 
 
@@ -269,6 +362,7 @@ def _dense_level(grounder: Grounder, view: _VideoView, parents: list[GroundingNo
     nodes = _nodes(view, level, DENSE, calls, gens)
     for owner, node in zip(owners, nodes):
         if owner is not None:
+            node.presence, node.window = owner.presence, owner.window
             owner.children.append(node)
     return nodes
 
@@ -276,10 +370,16 @@ def _dense_level(grounder: Grounder, view: _VideoView, parents: list[GroundingNo
 @torch.no_grad()
 def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures,
                  sparse: np.ndarray | None, query: str, query_vector: np.ndarray,
-                 options: GroundingOptions = GroundingOptions()) -> GroundingResult:
+                 options: GroundingOptions = GroundingOptions(),
+                 level1_logits: np.ndarray | None = None,
+                 windows_kept: int | None = None) -> GroundingResult:
     """Run the recursion on one video. ``sparse`` are its cached level-1 tokens
     ``[windows, n, hidden]`` for this grounder's adapter (None: computed here);
-    ``query_vector`` is the query's normalised CLIP text embedding."""
+    ``query_vector`` is the query's normalised CLIP text embedding.
+
+    With ``level1="presence"``: ``level1_logits`` are the LM's presence logits of its coarse
+    windows when already computed (:func:`ground_videos` batches several videos' together),
+    ``windows_kept`` how many level-1 windows go on (default ``top_k``; 0: none)."""
     if not query.strip():
         raise QueryError("the text query is empty")
     grounder.eval()
@@ -290,30 +390,82 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     t0 = time.perf_counter()
     if view.frames == 0:
         return GroundingResult(video, query, [], [], 0, 0, {})
+    previous: list[GroundingNode] = []  # kept nodes of the levels above the last
     if view.frames <= w.dense:
         tree = _dense_level(grounder, view, None, prompt, options, level=1)
+        if options.level1 == "presence":  # one window: its presence is the whole video's
+            logits = level1_logits if level1_logits is not None else presence_logits(
+                grounder, _presence_inputs(grounder, view, sparse), query)
+            window = _presence_level(grounder, view, logits)[0]
+            for node in tree:
+                node.presence, node.window = window.presence, 0
         final = _select(tree, options)
         timings[1] = time.perf_counter() - t0
     else:
-        tree = _coarse_level(grounder, view, sparse, prompt, options)
-        final = _select(tree, options)
+        if options.level1 == "presence":
+            logits = level1_logits if level1_logits is not None else presence_logits(
+                grounder, _presence_inputs(grounder, view, sparse), query)
+            tree = _presence_level(grounder, view, logits)
+            final = _select_windows(tree, options.top_k if windows_kept is None else windows_kept)
+        else:
+            tree = _coarse_level(grounder, view, sparse, prompt, options)
+            final = _select(tree, options)
         timings[1] = time.perf_counter() - t0
         level = 1
         if options.levels == 3 and final:
             t0 = time.perf_counter()
             _fine_level(grounder, view, final, prompt, options)
             level = 2
+            previous += final
             final = _select([c for p in final for c in p.children], options)
             timings[level] = time.perf_counter() - t0
         if options.levels >= 2 and final:
             t0 = time.perf_counter()
             level += 1
+            previous += final
             final = _select(_dense_level(grounder, view, final, prompt, options, level), options)
             timings[level] = time.perf_counter() - t0
-    moments = [Moment(video=video.name, start=n.span[0], end=n.span[1], score=_score(n, options),  # type: ignore[index]
-                      peak=(n.span[0] + n.span[1]) / 2, video_id=video.id, path=video.path)  # type: ignore[index]
-               for n in final]
+    if options.level1 == "presence" and view.frames > w.dense:  # unkept windows fill last
+        previous = [n for n in sorted(tree, key=lambda n: n.presence or 0.0) if not n.kept] + previous
+    moments = _moments(video, final, previous, options)
     return GroundingResult(video, query, moments, tree, view.frames, int(view.read.sum()), timings)
+
+
+def _moments(video: VideoRecord, final: list[GroundingNode], previous: list[GroundingNode],
+             options: GroundingOptions) -> list[Moment]:
+    """The final spans as moments, best first; fewer than ``top_k`` are filled up with the kept
+    spans of the levels above that no moment overlaps yet (coarser, so scored lower), then
+    those under ``min_presence`` are dropped."""
+    def moment(node: GroundingNode, score: float) -> Moment:
+        start, end = node.span  # type: ignore[misc]
+        return Moment(video=video.name, start=start, end=end, score=score, peak=(start + end) / 2,
+                      video_id=video.id, path=video.path, presence=node.presence)
+
+    presence_mode = options.level1 == "presence" and all(n.presence is not None for n in final)
+    moments = []
+    best: dict[int | None, float] = {}
+    for node in final:
+        if presence_mode:
+            # the window's presence, shared out among its spans by their answers' confidence
+            top = best.setdefault(node.window, max(_score(node, options), 1e-9))
+            score = (node.presence or 0.0) * min(1.0, _score(node, options) / top)
+        else:
+            score = _score(node, options)
+        moments.append(moment(node, score))
+    taken = [n.frames for n in final if n.frames is not None]
+    lowest = min((m.score for m in moments), default=1.0)
+    wanted = options.moments or options.top_k
+    for node in reversed(previous):  # the finest level first
+        if len(moments) >= wanted:
+            break
+        if node.frames is None or any(_overlap(node.frames, t) > 0 for t in taken):
+            continue
+        taken.append(node.frames)
+        base = node.presence if presence_mode and node.presence is not None else _score(node, options)
+        moments.append(moment(node, min(base, lowest) * 0.5))
+        lowest = moments[-1].score
+    moments.sort(key=lambda m: -m.score)
+    return [m for m in moments[:wanted] if m.presence is None or m.presence >= options.min_presence]
 
 
 def ranked_moments(results: list[GroundingResult], top_k: int) -> list[Moment]:
@@ -327,9 +479,38 @@ def ground_videos(store: ArchiveStore, grounder: Grounder,
                   options: GroundingOptions, candidates: int,
                   warnings: list[SearchWarning] | None = None) -> list[GroundingResult]:
     """Ground ``query`` in each of ``videos``, or (None) in the ``candidates`` videos that
-    CLIP similarity ranks best; videos whose files are damaged are left out and reported."""
+    CLIP similarity ranks best; videos whose files are damaged are left out and reported.
+
+    With ``level1="presence"`` the coarse windows of every video are scored in one batched
+    pass, and the ``top_k`` windows with the highest presence across all the videos go on to
+    the finer levels (presence is calibrated, so windows of different videos compare)."""
     if videos is None:
         videos = candidate_videos(store, query_vector, candidates, warnings)
-    return [ground_video(grounder, record, features, sparse_tokens(record, features), query,
-                         query_vector, options)
-            for record, features in readable_features(store, videos, warnings)]
+    loaded = [(record, features, sparse_tokens(record, features))
+              for record, features in readable_features(store, videos, warnings)]
+    if options.level1 != "presence" or not query.strip() or not loaded:
+        return [ground_video(grounder, record, features, sparse, query, query_vector, options)
+                for record, features, sparse in loaded]
+    vector = np.asarray(query_vector, dtype=np.float32)
+    with torch.no_grad():
+        inputs = [_presence_inputs(grounder, _VideoView(grounder, f, r.fps, vector), s) if len(f.times) else []
+                  for r, f, s in loaded]
+        flat = presence_logits(grounder, [x for group in inputs for x in group], query)
+    logits, first = [], 0
+    for group in inputs:
+        logits.append(flat[first:first + len(group)])
+        first += len(group)
+    # how many of the archive-wide best windows fall in each video
+    size = grounder.config.windows.coarse
+    scored = []
+    for n, ((record, features, _), lg) in enumerate(zip(loaded, logits)):
+        if len(lg):
+            sims = features.embeddings @ vector
+            probs = grounder.presence_calibration.probability(window_features(lg, sims, size))
+            scored += [(float(p), n) for p in probs]
+    kept = [0] * len(loaded)
+    for _, n in sorted(scored, reverse=True)[:options.top_k]:
+        kept[n] += 1
+    return [ground_video(grounder, record, features, sparse, query, query_vector, options,
+                         level1_logits=lg, windows_kept=k)
+            for (record, features, sparse), lg, k in zip(loaded, logits, kept)]

@@ -27,6 +27,9 @@ class Moment:
     peak: float  # time of the best-matching frame, seconds
     video_id: int
     path: str
+    # grounded mode: the calibrated probability that the event happens in the level-1
+    # window this moment comes from (None in CLIP mode)
+    presence: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -5,8 +5,9 @@ grounder's stages (ReVisionLLM's 1A, 1B, 2) from an archive and annotations.
 """
 
 from ..models.grounder import STAGES as GROUNDING_STAGES
+from .calibration import CalibrationReport, fit_presence_calibration
 from .grounding import GroundingTrainConfig, StageReport, TrainProgress, train_grounder_from_archive
 from .world_encoder import WorldEncoderReport, train_world_encoder
 
-__all__ = ["GROUNDING_STAGES", "GroundingTrainConfig", "StageReport", "TrainProgress",
+__all__ = ["GROUNDING_STAGES", "CalibrationReport", "fit_presence_calibration", "GroundingTrainConfig", "StageReport", "TrainProgress",
            "train_grounder_from_archive", "WorldEncoderReport", "train_world_encoder"]

@@ -1,0 +1,101 @@
+"""Level-1 presence: how likely a query's event happens inside each coarse window.
+
+Two signals, fused by a logistic model fitted on held-out videos (so the result is a
+probability, comparable across windows, calls and videos):
+
+- ``lm_logit``: the grounder's own answer to ``Does the <event> happen?`` over the window's
+  sparse tokens (stage 1B's question), as log P(yes) − log P(no) of its first answer token;
+- what the stored frame embeddings already say (the relevance channel): the window's peak
+  frame–query cosine (×10), and its peak and mean cosine standardised over the video's
+  windows (how much it stands out from the rest of the video).
+
+A checkpoint without a fitted calibration uses :data:`UNCALIBRATED` (equal weights on the
+LM logit and the standardised peak): it ranks windows, but its numbers are not
+probabilities, so thresholds on them mean little (``describe`` says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["PRESENCE_FEATURES", "PresenceCalibration", "UNCALIBRATED", "window_features",
+           "fit_logistic"]
+
+PRESENCE_FEATURES = ("lm_logit", "peak", "peak_z", "mean_z")
+
+
+def window_features(lm_logit: np.ndarray, similarity: np.ndarray, window: int) -> np.ndarray:
+    """``[W, 4]`` features of a video's ``W`` coarse windows of ``window`` frames, from the LM's
+    presence logits ``[W]`` and the frame–query cosine similarities ``[T]``."""
+    t = len(similarity)
+    n = -(-t // window)
+    padded = np.full(n * window, np.nan, dtype=np.float64)
+    padded[:t] = similarity
+    chunks = padded.reshape(n, window)
+    peak = np.nanmax(chunks, axis=1)
+    mean = np.nanmean(chunks, axis=1)
+
+    def standardise(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean()) / (x.std() + 1e-3)
+
+    return np.stack([np.asarray(lm_logit, dtype=np.float64)[:n], 10 * peak,
+                     standardise(peak), standardise(mean)], axis=1)
+
+
+@dataclass(frozen=True)
+class PresenceCalibration:
+    """P(event in window) = sigmoid(features · weights + bias)."""
+
+    weights: tuple[float, ...]
+    bias: float
+    calibrated: bool = True  # fitted on held-out data (False: the fixed fallback)
+    fitted_on: str = ""  # what it was fitted on, for the record
+
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        z = np.asarray(features, dtype=np.float64) @ np.asarray(self.weights) + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "weights": list(self.weights), "features": list(PRESENCE_FEATURES)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PresenceCalibration":
+        if tuple(data.get("features", PRESENCE_FEATURES)) != PRESENCE_FEATURES:
+            raise ValueError(f"presence calibration over unknown features {data.get('features')}")
+        return cls(tuple(float(w) for w in data["weights"]), float(data["bias"]),
+                   bool(data.get("calibrated", True)), str(data.get("fitted_on", "")))
+
+    def describe(self) -> str:
+        terms = ", ".join(f"{n} {w:+.3f}" for n, w in zip(PRESENCE_FEATURES, self.weights))
+        state = f"fitted on {self.fitted_on}" if self.calibrated else "NOT calibrated (fixed weights)"
+        return f"{terms}, bias {self.bias:+.3f}; {state}"
+
+
+UNCALIBRATED = PresenceCalibration((1.0, 0.0, 1.0, 0.0), -2.0, calibrated=False)
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1e-2,
+                 iterations: int = 50) -> tuple[np.ndarray, float]:
+    """Weights and bias of an L2-regularised logistic regression, by Newton's method (a few
+    features and thousands of rows: exact and quick). Features are used as they are."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if x.ndim != 2 or len(x) != len(y) or len(x) == 0:
+        raise ValueError("features [N, F] and labels [N] are needed")
+    if y.min() == y.max():
+        raise ValueError("calibration needs both windows with the event and windows without")
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    theta = np.zeros(xb.shape[1])
+    reg = np.full(xb.shape[1], l2)
+    reg[-1] = 0.0  # the bias is not shrunk
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ theta, -40, 40)))
+        grad = xb.T @ (p - y) / len(y) + reg * theta
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb / len(y) + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return theta[:-1], float(theta[-1])

@@ -1,0 +1,106 @@
+"""Fitting the level-1 presence calibration (:mod:`vidseek.models.presence`) on held-out videos.
+
+For every annotated query of the calibration videos (absent events included), every coarse
+window of its video gets the presence features; a window is a positive when it holds at
+least half of the event. A logistic regression on those rows turns the features into a
+probability; it is stored in the checkpoint, and the grounded mode's level 1 uses it.
+The calibration videos must be ones the grounder was not trained on (the LM's yes/no is
+overconfident on its training data), nor ones it is evaluated on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..annotations import Annotation
+from ..models.presence import PresenceCalibration, fit_logistic
+from ..query.grounded import window_presence_features
+
+__all__ = ["CalibrationReport", "fit_presence_calibration", "window_labels"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    calibration: PresenceCalibration
+    rows: int  # (query, window) pairs fitted on
+    positives: int
+    queries: int
+    videos: int
+    # on the fitted rows: the mean predicted probability and the observed rate of positives
+    # (equal for a well-calibrated logistic fit), and the share of present queries whose
+    # best-scored window holds the event
+    mean_probability: float
+    positive_rate: float
+    top1_window_recall: float
+
+    def to_dict(self) -> dict:
+        return {"calibration": self.calibration.to_dict(), "rows": self.rows,
+                "positives": self.positives, "queries": self.queries, "videos": self.videos,
+                "mean_probability": round(self.mean_probability, 4),
+                "positive_rate": round(self.positive_rate, 4),
+                "top1_window_recall": round(self.top1_window_recall, 4)}
+
+    def describe(self) -> str:
+        return (f"{self.calibration.describe()}; {self.rows} windows of {self.queries} queries on "
+                f"{self.videos} videos; top-1 window holds the event for "
+                f"{100 * self.top1_window_recall:.1f}% of present queries")
+
+
+def window_labels(times: np.ndarray, window: int, start: float | None, end: float | None) -> np.ndarray:
+    """``[windows]`` booleans: the window (of ``window`` sampled frames, at ``times``) holds
+    at least half of the event ``[start, end)``; all false for an absent event."""
+    n = -(-len(times) // window)
+    labels = np.zeros(n, dtype=bool)
+    if start is None or end is None or end <= start:
+        return labels
+    step = float(times[1] - times[0]) if len(times) > 1 else 1.0
+    for i in range(n):
+        a = float(times[i * window])
+        b = float(times[min(len(times), (i + 1) * window) - 1]) + step
+        labels[i] = max(0.0, min(b, end) - max(a, start)) >= 0.5 * (end - start)
+    return labels
+
+
+def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
+                             annotations: Sequence[Annotation]) -> CalibrationReport:
+    """Fit the presence calibration of ``archive``'s grounder (the checkpoint at
+    ``checkpoint``) on ``annotations`` of videos in ``archive``; store it in the checkpoint."""
+    grounder = archive.grounder
+    if grounder is None:
+        raise ValueError(f"{archive.path}: set the grounder to calibrate first")
+    size = grounder.config.windows.coarse
+    by_video: dict[str, list[Annotation]] = {}
+    for ann in annotations:
+        by_video.setdefault(ann.video, []).append(ann)
+    rows, labels, hits, present = [], [], 0, 0
+    for name, anns in by_video.items():
+        record = archive.find_video(name)
+        features = archive.video_features(record)
+        for ann in anns:
+            x = window_presence_features(grounder, features, record.fps, None, ann.query,
+                                         archive.embed_query(text=ann.query))
+            y = window_labels(features.times, size, ann.start, ann.end)
+            rows.append(x)
+            labels.append(y)
+    x, y = np.concatenate(rows), np.concatenate(labels)
+    weights, bias = fit_logistic(x, y.astype(np.float64))
+    calibration = PresenceCalibration(tuple(float(w) for w in weights), bias, True,
+                                      f"{len(by_video)} videos, {len(annotations)} queries")
+    for xq, yq in zip(rows, labels):
+        if yq.any():
+            present += 1
+            hits += bool(yq[int(np.argmax(calibration.probability(xq)))])
+    probs = calibration.probability(x)
+    report = CalibrationReport(calibration, len(y), int(y.sum()), len(annotations), len(by_video),
+                               float(probs.mean()), float(y.mean()), hits / max(1, present))
+    grounder.record_presence_calibration(Path(checkpoint), calibration)
+    logger.info("presence calibration: %s", report.describe())
+    return report
