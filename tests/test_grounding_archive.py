@@ -107,7 +107,8 @@ def test_cli_reindex_and_grounded_explain(tmp_path, tiny_clip_dir, world_videos,
     tree = data["explain"][0]["tree"]
     assert {"level", "kind", "shown", "answer", "verdict", "span", "confidence", "children"} <= set(tree[0])
     for m in data["moments"]:
-        assert set(m) == {"video", "start", "end", "score", "peak", "video_id", "path"}
+        assert set(m) == {"video", "start", "end", "score", "peak", "video_id", "path", "presence"}
+        assert 0.0 <= m["presence"] <= 1.0  # grounded moments carry their window's presence
     res = runner.invoke(app, ["search", query, "-a", str(archive), "--mode", "grounded", "--explain"])
     assert res.exit_code == 0 and "L1 coarse" in res.output
     res = runner.invoke(app, ["search", query, "-a", str(archive), "--mode", "nope"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -95,6 +96,7 @@ class _ScriptedGrounder:
         self.config = real.config
         self.device = real.device
         self.calls: list[tuple[int, int]] = []
+        self.presence_calls: list[int] = []
 
     def eval(self):
         return self
@@ -104,6 +106,15 @@ class _ScriptedGrounder:
 
     def sparse_tokens(self, dense, window, kind):
         return self.real.sparse_tokens(dense, window, kind)
+
+    @property
+    def presence_calibration(self):
+        return self.real.presence_calibration
+
+    def presence_logits(self, videos: list[VideoTokens], prompts):
+        """Window i's yes/no logit: i / 4 (later windows more likely), one call per pass."""
+        self.presence_calls.append(len(videos))
+        return torch.arange(len(videos), dtype=torch.float32) / 4
 
     def generate(self, videos: list[VideoTokens], prompts, max_new_tokens=12, force_spans=0):
         out = []
@@ -135,7 +146,7 @@ def test_recursion_nests_and_terminates(tiny_grounder, levels):
     record, features = _fake_video(1000, a.cells, a.cell_width, a.embed_dim)
     cached, _ = compute_sparse_tokens(tiny_grounder, features, 1.0)  # as ingest stores them
     result = ground_video(g, record, features, cached.tokens, "a red circle", features.embeddings[0],
-                          GroundingOptions(levels=levels, top_k=2))
+                          GroundingOptions(levels=levels, top_k=2, level1="answer"))
     w = g.config.windows
     assert [c[0] for c in g.calls[: len(result.tree)]] == [2] * len(result.tree)  # level 1 = coarse
     assert len(result.tree) == math.ceil(math.ceil(1000 / w.coarse) / w.coarse_per_call)
@@ -169,6 +180,71 @@ def test_recursion_nests_and_terminates(tiny_grounder, levels):
         assert result.dense_fraction == 0.0  # level 1 reads the cached sparse tokens only
 
 
+@pytest.mark.parametrize("levels", [1, 3])
+def test_presence_level1_scores_every_window_in_one_pass(tiny_grounder, levels):
+    """level1="presence": one batched yes/no pass over every coarse window, the top_k windows
+    by presence go on, and each finer node inherits its window's presence."""
+    g = _ScriptedGrounder(tiny_grounder)
+    a = g.config.adapter
+    record, features = _fake_video(1000, a.cells, a.cell_width, a.embed_dim)
+    cached, _ = compute_sparse_tokens(tiny_grounder, features, 1.0)  # as ingest stores them
+    result = ground_video(g, record, features, cached.tokens, "a red circle", features.embeddings[0],
+                          GroundingOptions(levels=levels, top_k=2))
+    windows = math.ceil(1000 / g.config.windows.coarse)
+    assert g.presence_calls == [windows]  # one pass, every window
+    assert len(result.tree) == windows and all(n.kind == "coarse" for n in result.tree)
+    presence = [n.presence for n in result.tree]
+    assert all(0 < p < 1 for p in presence)
+    kept = [n.window for n in result.tree if n.kept]
+    assert sorted(kept) == sorted(np.argsort(presence)[-2:].tolist())
+    # level 1 reads only the cached sparse tokens; finer levels read the kept windows' frames
+    assert (result.dense_fraction == 0.0) if levels == 1 else (0 < result.dense_fraction < 0.35)
+    for node in result.tree:
+        stack = list(node.children)
+        assert node.kept or not stack  # only kept windows are refined
+        while stack:
+            child = stack.pop()
+            assert child.presence == node.presence and child.window == node.window
+            stack += child.children
+    # moments carry their window's presence, best first
+    assert result.moments and all(m.presence in presence for m in result.moments)
+    assert [m.score for m in result.moments] == sorted((m.score for m in result.moments), reverse=True)
+
+
+def test_presence_top_k_is_honest_and_min_presence_abstains(tiny_grounder):
+    g = _ScriptedGrounder(tiny_grounder)
+    a = g.config.adapter
+    record, features = _fake_video(1000, a.cells, a.cell_width, a.embed_dim)
+    query = features.embeddings[0]
+    options = GroundingOptions(levels=3).with_results(8)
+    assert options.top_k == 5 and options.moments == 8
+    result = ground_video(g, record, features, None, "x", query, options)
+    assert len(result.moments) == 8  # 5 refined spans + the next windows by presence
+    spans = sorted((m.start, m.end) for m in result.moments)
+    assert all(b[0] >= a[1] - 1e-9 or b[1] <= a[0] for a, b in zip(spans, spans[1:]))  # disjoint
+    threshold = sorted(m.presence for m in result.moments)[4]
+    strict = ground_video(g, record, features, None, "x", query, replace(options, min_presence=threshold))
+    assert 0 < len(strict.moments) < 8 and all(m.presence >= threshold for m in strict.moments)
+    none = ground_video(g, record, features, None, "x", query, replace(options, min_presence=1.0))
+    assert none.moments == []
+
+
+def test_presence_calibration_is_fitted_and_round_trips():
+    from vidseek.models.presence import PresenceCalibration, fit_logistic
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 4))
+    true_w, true_b = np.array([1.5, 0.0, -0.7, 0.3]), -1.0
+    y = rng.random(4000) < 1 / (1 + np.exp(-(x @ true_w + true_b)))
+    w, b = fit_logistic(x, y, l2=1e-4)
+    assert np.allclose(w, true_w, atol=0.15) and abs(b - true_b) < 0.15
+    cal = PresenceCalibration(tuple(w), b, fitted_on="test")
+    again = PresenceCalibration.from_dict(cal.to_dict())
+    assert again == cal and np.allclose(again.probability(x[:5]), cal.probability(x[:5]))
+    with pytest.raises(ValueError):
+        fit_logistic(x, np.zeros(4000))  # one class only
+
+
 def test_short_video_goes_straight_to_dense(tiny_grounder):
     g = _ScriptedGrounder(tiny_grounder)
     a = g.config.adapter
@@ -199,7 +275,7 @@ def test_abstentions_are_forced_into_spans_only_when_asked(tiny_grounder, force,
     a = g.config.adapter
     record, features = _fake_video(1000, a.cells, a.cell_width, a.embed_dim)
     result = ground_video(g, record, features, None, "x", features.embeddings[0],
-                          GroundingOptions(levels=1, top_k=2, force_spans=force))
+                          GroundingOptions(levels=1, top_k=2, force_spans=force, level1="answer"))
     kept = [n for n in result.tree if n.kept]
     assert len(kept) == expected == len(result.moments)
     if force:  # the two least sure abstentions: the first two segments
