@@ -7,7 +7,8 @@ import json
 import pytest
 
 from vidseek.annotations import Annotation, AnnotationError, read_annotations, write_annotations
-from vidseek.evaluation import score_predictions, temporal_iou
+from vidseek.evaluation import score_predictions, temporal_iou, window_recall
+from vidseek.query.grounded import GroundingNode, GroundingResult
 
 
 def test_temporal_iou():
@@ -50,6 +51,33 @@ def test_per_kind_breakdown():
     report = score_predictions(anns, [[(0, 1)], [(0, 1)], [(0, 1)]])
     assert report.per_kind["appears"] == {"R1@0.5": 1.0, "mIoU": 1.0, "queries": 1}
     assert report.per_kind["moves left"]["R1@0.5"] == 0.5
+
+
+def _node(level, kind, span, kept, presence=None, children=()):
+    return GroundingNode(level, kind, span, "", "span", span, 1.0, 0.0, kept=kept,
+                         children=list(children), presence=presence)
+
+
+def test_right_window_recall_per_level():
+    """L1@k: one of the k windows with the highest presence holds half the event; L2/L3: one
+    of the spans kept at that level does."""
+    event = Annotation("v", "q", 130.0, 140.0)  # inside window [120, 180)
+    dense_miss = _node(3, "dense", (100.0, 104.0), True)
+    dense_hit = _node(3, "dense", (131.0, 138.0), True)
+    fine = _node(2, "fine", (125.0, 145.0), True, children=[dense_miss])
+    fine_other = _node(2, "fine", (60.0, 70.0), False, children=[dense_hit])  # not kept: no L2 hit
+    # (dense_hit is kept at level 3: the L3 hit)
+    tree = [_node(1, "coarse", (0.0, 60.0), True, 0.9, [fine_other]),
+            _node(1, "coarse", (60.0, 120.0), False, 0.5),
+            _node(1, "coarse", (120.0, 180.0), True, 0.7, [fine]),
+            _node(1, "coarse", (180.0, 240.0), False, 0.1)]
+    result = GroundingResult(None, "q", [], tree, 240, 0, {})  # type: ignore[arg-type]
+    hits = window_recall(result, event)
+    assert hits == {"L1@1": False, "L1@3": True, "L1@5": True, "L2": True, "L3": True}
+    edge = Annotation("v", "q", 170.0, 200.0)  # 10 s in window 2, 20 s (over half) in window 3
+    assert window_recall(result, edge)["L1@3"] is False and window_recall(result, edge)["L1@5"] is True
+    answer_mode = [_node(1, "coarse", (0.0, 480.0), True, children=[]), _node(1, "coarse", (480.0, 960.0), False)]
+    assert window_recall(GroundingResult(None, "q", [], answer_mode, 960, 0, {}), event) == {"L1": True}  # type: ignore[arg-type]
 
 
 def test_annotation_files_round_trip_and_errors(tmp_path):

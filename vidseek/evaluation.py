@@ -7,28 +7,42 @@
 
 A query with no prediction scores IoU 0. Queries whose event is absent from the video
 (``start``/``end`` null) are not part of these metrics; they are counted separately.
+
+Grounded modes also report, from the recursion tree of each present query:
+
+- **right-window recall per level** (``window_recall``): is the true event inside what a
+  level kept? ``L1@k``: one of the ``k`` level-1 windows with the highest presence (with
+  ``level1="answer"``: one of the kept level-1 spans) holds at least half of the event;
+  ``L2``, ``L3``: one of the spans kept at that level does. It tells which level loses
+  the event.
+- **abstention**: absent-event queries are run too; ``absent_rejected`` is the share whose
+  every moment falls below the presence threshold (``GroundingOptions.min_presence``, by
+  default the checkpoint's, chosen on held-out queries), and ``recall_without_abstention``
+  the R@n the present queries would score with no threshold (the threshold's cost).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import replace
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .annotations import Annotation
 
-from .query.grounded import GroundingOptions
+from .query.grounded import GroundingNode, GroundingOptions, GroundingResult
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .archive import Archive
 
 __all__ = ["temporal_iou", "EvalReport", "score_predictions", "evaluate_archive", "mode_label",
-           "RECALL_AT", "IOU_THRESHOLDS"]
+           "window_recall", "RECALL_AT", "IOU_THRESHOLDS", "WINDOW_RECALL_AT"]
 
 RECALL_AT = (1, 5)
 IOU_THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
+WINDOW_RECALL_AT = (1, 3, 5)  # level-1 windows by presence
 
 
 def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -50,12 +64,21 @@ class EvalReport:
     # how often a query answered nothing (every segment "Not Present.")
     dense_fraction: float | None = None
     no_answer: float | None = None
+    # grounded modes (see the module doc): right-window recall per level ("L1@3" -> share),
+    # the presence threshold applied, the share of absent events it rejected, and R@n with
+    # no threshold
+    window_recall: dict[str, float] = field(default_factory=dict)
+    min_presence: float | None = None
+    absent_rejected: float | None = None
+    recall_without_abstention: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "queries": self.queries, "absent_queries": self.absent_queries,
                 "recall": self.recall, "mIoU": self.miou, "per_kind": self.per_kind,
                 "seconds": self.seconds, "dense_fraction": self.dense_fraction,
-                "no_answer": self.no_answer}
+                "no_answer": self.no_answer, "window_recall": self.window_recall,
+                "min_presence": self.min_presence, "absent_rejected": self.absent_rejected,
+                "recall_without_abstention": self.recall_without_abstention}
 
     def table(self) -> str:
         keys = list(self.recall)
@@ -68,6 +91,16 @@ class EvalReport:
             lines += ["", "| event kind | R1@0.5 | mIoU | queries |", "|---|---|---|---|"]
             for kind, m in sorted(self.per_kind.items()):
                 lines.append(f"| {kind} | {100 * m['R1@0.5']:.1f} | {100 * m['mIoU']:.1f} | {int(m['queries'])} |")
+        if self.window_recall:
+            keys = list(self.window_recall)
+            lines += ["", "| right-window recall | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
+                      "| share of present queries | "
+                      + " | ".join(f"{100 * self.window_recall[k]:.1f}" for k in keys) + " |"]
+        if self.absent_rejected is not None and self.recall_without_abstention:
+            lines += ["", f"abstention at min presence {self.min_presence:.3f}: "
+                      f"{100 * self.absent_rejected:.1f}% of {self.absent_queries} absent events rejected; "
+                      f"R1@0.5 {100 * self.recall['R1@0.5']:.1f} "
+                      f"(without abstention {100 * self.recall_without_abstention['R1@0.5']:.1f})"]
         return "\n".join(lines)
 
 
@@ -110,41 +143,125 @@ def mode_label(mode: str, grounding: GroundingOptions | None = None) -> str:
     g = grounding or GroundingOptions()
     levels = {1: "level 1 only", 2: "2 levels", 3: "3 levels"}[g.levels]
     ranking = {"presence": "", "entropy": ", ranked by R only", "time": ", no confidence ranking"}[g.ranking]
-    return f"grounded, {levels}{ranking}"
+    level1 = "" if g.level1 == "presence" else ", level 1 answers spans"
+    return f"grounded, {levels}{level1}{ranking}"
+
+
+def _holds_event(span: tuple[float, float] | None, annotation: Annotation) -> bool:
+    """``span`` holds at least half of one occurrence of the event."""
+    if span is None:
+        return False
+    return any(max(0.0, min(span[1], b) - max(span[0], a)) >= 0.5 * (b - a) for a, b in annotation.windows)
+
+
+def _kept_by_level(tree: list[GroundingNode]) -> dict[int, list[GroundingNode]]:
+    levels: dict[int, list[GroundingNode]] = defaultdict(list)
+    stack = list(tree)
+    while stack:
+        node = stack.pop()
+        if node.kept:
+            levels[node.level].append(node)
+        stack += node.children
+    return levels
+
+
+def window_recall(result: GroundingResult, annotation: Annotation) -> dict[str, bool]:
+    """Per level, whether what the level kept holds the event (see the module doc)."""
+    hits: dict[str, bool] = {}
+    windows = [n for n in result.tree if n.presence is not None and n.kind == "coarse"]
+    kept = _kept_by_level(result.tree)
+    if windows:
+        ranked = sorted(windows, key=lambda n: -(n.presence or 0.0))
+        for k in WINDOW_RECALL_AT:
+            hits[f"L1@{k}"] = any(_holds_event(n.span, annotation) for n in ranked[:k])
+    elif kept.get(1):
+        hits["L1"] = any(_holds_event(n.span, annotation) for n in kept[1])
+    for level in sorted(kept):
+        if level > 1:
+            hits[f"L{level}"] = any(_holds_event(n.span, annotation) for n in kept[level])
+    return hits
+
+
+def _prediction_row(mode: str, annotation: Annotation, moments: list, dropped: list) -> dict:
+    row = {"mode": mode, "query": annotation.query, "video": annotation.video,
+           "kind": annotation.extra.get("kind"),
+           "truth": [annotation.start, annotation.end] if annotation.present else None,
+           "moments": [[round(m.start, 3), round(m.end, 3), round(m.score, 5)] for m in moments]}
+    if dropped or any(m.presence is not None for m in moments):
+        row["presence"] = [None if m.presence is None else round(m.presence, 5) for m in moments]
+        # what the presence threshold removed: [start, end, score, presence]
+        row["dropped"] = [[round(m.start, 3), round(m.end, 3), round(m.score, 5), round(m.presence, 5)]
+                          for m in dropped]
+    return row
 
 
 def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode: str = "clip",
                      top_k: int = 5, progress: Callable[[int, int], None] | None = None,
-                     grounding: GroundingOptions | None = None) -> EvalReport:
-    """Run every present query against its video in ``archive`` and score the results.
+                     grounding: GroundingOptions | None = None,
+                     predictions: list[dict] | None = None,
+                     prediction_mode: str | None = None) -> EvalReport:
+    """Run every query against its video in ``archive`` and score the results.
 
     ``annotation.video`` must name one indexed video (file name, path or id). ``mode`` is
-    ``clip`` or ``grounded`` (with ``grounding`` options: levels, entropy ranking).
+    ``clip`` or ``grounded`` (with ``grounding`` options; a grounded query returns ``top_k``
+    moments, see :meth:`GroundingOptions.with_results`). Grounded modes also run the
+    absent-event queries (abstention). ``predictions``, when given, receives one dict per
+    query: ``{"mode", "query", "video", "kind", "truth", "moments": [[start, end, score], ...]}``
+    (best first; grounded: with ``presence`` per moment and the moments the threshold
+    ``dropped``), ``mode`` being ``prediction_mode`` or the report's label.
     """
     if mode not in ("clip", "grounded"):
         raise ConfigError(f"unknown query mode {mode!r} (available: clip, grounded)")
     started = time.perf_counter()
-    predictions = []
+    label = mode_label(mode, grounding)
+    threshold = None
+    options = None
+    if mode == "grounded":
+        base = (grounding or GroundingOptions()).with_results(top_k)
+        threshold = base.min_presence
+        if threshold is None:
+            grounder = archive.grounder
+            threshold = (grounder.presence_calibration.threshold
+                         if grounder is not None and base.level1 == "presence" else 0.0)
+        options = replace(base, min_presence=0.0)  # the threshold is applied here, to see its cost
+    kept, unfiltered = [], []
     fractions, empty = [], 0
+    window_hits: dict[str, list[bool]] = defaultdict(list)
+    absent_rejected = []
     for n, ann in enumerate(annotations):
-        if ann.present:
-            # exactly the annotated video: two folders may each hold a world_000.mp4
+        # exactly the annotated video: two folders may each hold a world_000.mp4
+        if mode == "grounded":
             video = archive.find_video(ann.video)
-            if mode == "grounded":
-                result = archive.ground(ann.query, video=str(video.id), options=grounding)[0]
-                moments = result.moments[:top_k]
+            result = archive.ground(ann.query, video=str(video.id), options=options)[0]
+            moments = result.moments[:top_k]
+            passed = [m for m in moments if m.presence is None or m.presence >= threshold]  # type: ignore[operator]
+            dropped = [m for m in moments if m not in passed]
+            if ann.present:
                 fractions.append(result.dense_fraction)
-                empty += not moments
+                empty += not passed
+                for key, hit in window_recall(result, ann).items():
+                    window_hits[key].append(hit)
             else:
-                moments = archive.search(ann.query, top_k=top_k, video=str(video.id))
-            predictions.append([(m.start, m.end) for m in moments])
+                absent_rejected.append(not passed)
+        elif ann.present:
+            video = archive.find_video(ann.video)
+            passed = archive.search(ann.query, top_k=top_k, video=str(video.id))
+            moments, dropped = passed, []
         else:
-            predictions.append([])
+            passed = moments = dropped = []
+        kept.append([(m.start, m.end) for m in passed])
+        unfiltered.append([(m.start, m.end) for m in moments])
+        if predictions is not None and (ann.present or mode == "grounded"):
+            predictions.append(_prediction_row(prediction_mode or label, ann, passed, dropped))
         if progress is not None:
             progress(n + 1, len(annotations))
-    report = score_predictions(annotations, predictions, mode=mode_label(mode, grounding))
+    report = score_predictions(annotations, kept, mode=label)
     report.seconds = time.perf_counter() - started
     if mode == "grounded" and fractions:
         report.dense_fraction = sum(fractions) / len(fractions)
         report.no_answer = empty / len(fractions)
+        report.window_recall = {k: sum(v) / len(v) for k, v in window_hits.items()}
+        report.min_presence = threshold
+        report.absent_rejected = sum(absent_rejected) / len(absent_rejected) if absent_rejected else None
+        report.recall_without_abstention = score_predictions(annotations, unfiltered).recall
     return report

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = ["PRESENCE_FEATURES", "PresenceCalibration", "UNCALIBRATED", "window_features",
-           "fit_logistic"]
+           "fit_logistic", "abstention_threshold", "REJECT_ABSENT_TARGET"]
 
 PRESENCE_FEATURES = ("lm_logit", "peak", "peak_z", "mean_z")
 
@@ -52,6 +52,10 @@ class PresenceCalibration:
     bias: float
     calibrated: bool = True  # fitted on held-out data (False: the fixed fallback)
     fitted_on: str = ""  # what it was fitted on, for the record
+    # The default abstention threshold (GroundingOptions.min_presence=None uses it): chosen on
+    # the held-out calibration queries as the lowest presence that rejects
+    # REJECT_ABSENT_TARGET of the absent events there. 0: no default abstention.
+    threshold: float = 0.0
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         z = np.asarray(features, dtype=np.float64) @ np.asarray(self.weights) + self.bias
@@ -65,12 +69,27 @@ class PresenceCalibration:
         if tuple(data.get("features", PRESENCE_FEATURES)) != PRESENCE_FEATURES:
             raise ValueError(f"presence calibration over unknown features {data.get('features')}")
         return cls(tuple(float(w) for w in data["weights"]), float(data["bias"]),
-                   bool(data.get("calibrated", True)), str(data.get("fitted_on", "")))
+                   bool(data.get("calibrated", True)), str(data.get("fitted_on", "")),
+                   float(data.get("threshold", 0.0)))
 
     def describe(self) -> str:
         terms = ", ".join(f"{n} {w:+.3f}" for n, w in zip(PRESENCE_FEATURES, self.weights))
         state = f"fitted on {self.fitted_on}" if self.calibrated else "NOT calibrated (fixed weights)"
-        return f"{terms}, bias {self.bias:+.3f}; {state}"
+        return f"{terms}, bias {self.bias:+.3f}; default min presence {self.threshold:.3f}; {state}"
+
+
+REJECT_ABSENT_TARGET = 0.7  # share of absent events the default threshold rejects (held out)
+
+
+def abstention_threshold(absent_best: np.ndarray, reject: float = REJECT_ABSENT_TARGET) -> float:
+    """The lowest presence threshold that rejects ``reject`` of the absent-event queries whose
+    best window presence is ``absent_best`` (a query is rejected when every moment falls below)."""
+    values = np.sort(np.asarray(absent_best, dtype=np.float64))
+    if len(values) == 0:
+        return 0.0
+    # rejected: best < threshold; the threshold just above the reject-quantile's value
+    index = min(len(values) - 1, int(np.ceil(reject * len(values))) - 1)
+    return float(np.nextafter(values[max(0, index)], np.inf))
 
 
 UNCALIBRATED = PresenceCalibration((1.0, 0.0, 1.0, 0.0), -2.0, calibrated=False)

@@ -61,8 +61,9 @@ class GroundingOptions:
     # the LM answers a window span over segments of coarse_per_call windows.
     level1: str = "presence"
     # Moments whose presence (the calibrated probability of their level-1 window) is below
-    # this are dropped: abstention. 0 keeps everything.
-    min_presence: float = 0.0
+    # this are dropped: abstention. 0 keeps everything; None: the checkpoint's default,
+    # chosen on held-out queries (PresenceCalibration.threshold; 0 if not calibrated).
+    min_presence: float | None = None
     # Moments each video returns, best first (None: top_k). Beyond the spans the levels
     # kept, the list is filled with coarser spans they kept, then with level-1 windows by
     # presence, so that asking for 5 gives 5 when the video has room for them.
@@ -86,7 +87,7 @@ class GroundingOptions:
             raise ConfigError(f"ranking must be one of {', '.join(RANKINGS)}, not {self.ranking!r}")
         if self.level1 not in LEVEL1_MODES:
             raise ConfigError(f"level1 must be one of {', '.join(LEVEL1_MODES)}, not {self.level1!r}")
-        if not 0.0 <= self.min_presence <= 1.0:  # NaN fails this too
+        if self.min_presence is not None and not 0.0 <= self.min_presence <= 1.0:  # NaN fails too
             raise ConfigError(f"min_presence must be between 0 and 1, not {self.min_presence}")
         if self.moments is not None and self.moments < 1:
             raise ConfigError(f"moments must be at least 1, not {self.moments}")
@@ -427,12 +428,15 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
             timings[level] = time.perf_counter() - t0
     if options.level1 == "presence" and view.frames > w.dense:  # unkept windows fill last
         previous = [n for n in sorted(tree, key=lambda n: n.presence or 0.0) if not n.kept] + previous
-    moments = _moments(video, final, previous, options)
+    threshold = options.min_presence
+    if threshold is None:
+        threshold = grounder.presence_calibration.threshold if options.level1 == "presence" else 0.0
+    moments = _moments(video, final, previous, options, threshold)
     return GroundingResult(video, query, moments, tree, view.frames, int(view.read.sum()), timings)
 
 
 def _moments(video: VideoRecord, final: list[GroundingNode], previous: list[GroundingNode],
-             options: GroundingOptions) -> list[Moment]:
+             options: GroundingOptions, min_presence: float) -> list[Moment]:
     """The final spans as moments, best first; fewer than ``top_k`` are filled up with the kept
     spans of the levels above that no moment overlaps yet (coarser, so scored lower), then
     those under ``min_presence`` are dropped."""
@@ -465,7 +469,7 @@ def _moments(video: VideoRecord, final: list[GroundingNode], previous: list[Grou
         moments.append(moment(node, min(base, lowest) * 0.5))
         lowest = moments[-1].score
     moments.sort(key=lambda m: -m.score)
-    return [m for m in moments[:wanted] if m.presence is None or m.presence >= options.min_presence]
+    return [m for m in moments[:wanted] if m.presence is None or m.presence >= min_presence]
 
 
 def ranked_moments(results: list[GroundingResult], top_k: int) -> list[Moment]:

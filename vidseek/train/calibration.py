@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..annotations import Annotation
-from ..models.presence import PresenceCalibration, fit_logistic
+from ..models.presence import PresenceCalibration, abstention_threshold, fit_logistic
 from ..query.grounded import window_presence_features
 
 __all__ = ["CalibrationReport", "fit_presence_calibration", "window_labels"]
@@ -40,18 +40,26 @@ class CalibrationReport:
     mean_probability: float
     positive_rate: float
     top1_window_recall: float
+    # the default abstention threshold (calibration.threshold) on these queries: the share
+    # of absent events it rejects and of present events whose best window it keeps
+    absent_rejected: float = 0.0
+    present_kept: float = 1.0
 
     def to_dict(self) -> dict:
         return {"calibration": self.calibration.to_dict(), "rows": self.rows,
                 "positives": self.positives, "queries": self.queries, "videos": self.videos,
                 "mean_probability": round(self.mean_probability, 4),
                 "positive_rate": round(self.positive_rate, 4),
-                "top1_window_recall": round(self.top1_window_recall, 4)}
+                "top1_window_recall": round(self.top1_window_recall, 4),
+                "absent_rejected": round(self.absent_rejected, 4),
+                "present_kept": round(self.present_kept, 4)}
 
     def describe(self) -> str:
         return (f"{self.calibration.describe()}; {self.rows} windows of {self.queries} queries on "
                 f"{self.videos} videos; top-1 window holds the event for "
-                f"{100 * self.top1_window_recall:.1f}% of present queries")
+                f"{100 * self.top1_window_recall:.1f}% of present queries; the default threshold "
+                f"rejects {100 * self.absent_rejected:.0f}% of absent events and keeps "
+                f"{100 * self.present_kept:.0f}% of present ones")
 
 
 def window_labels(times: np.ndarray, window: int, start: float | None, end: float | None) -> np.ndarray:
@@ -80,7 +88,7 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
     by_video: dict[str, list[Annotation]] = {}
     for ann in annotations:
         by_video.setdefault(ann.video, []).append(ann)
-    rows, labels, hits, present = [], [], 0, 0
+    rows, labels, absent, hits, present = [], [], [], 0, 0
     for name, anns in by_video.items():
         record = archive.find_video(name)
         features = archive.video_features(record)
@@ -90,17 +98,26 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
             y = window_labels(features.times, size, ann.start, ann.end)
             rows.append(x)
             labels.append(y)
+            absent.append(not ann.present)
     x, y = np.concatenate(rows), np.concatenate(labels)
     weights, bias = fit_logistic(x, y.astype(np.float64))
     calibration = PresenceCalibration(tuple(float(w) for w in weights), bias, True,
                                       f"{len(by_video)} videos, {len(annotations)} queries")
+    best = np.array([calibration.probability(xq).max() if len(xq) else 0.0 for xq in rows])
+    is_absent = np.array(absent, dtype=bool)
+    threshold = abstention_threshold(best[is_absent])
+    calibration = replace(calibration, threshold=threshold)
     for xq, yq in zip(rows, labels):
         if yq.any():
             present += 1
             hits += bool(yq[int(np.argmax(calibration.probability(xq)))])
     probs = calibration.probability(x)
-    report = CalibrationReport(calibration, len(y), int(y.sum()), len(annotations), len(by_video),
-                               float(probs.mean()), float(y.mean()), hits / max(1, present))
+    is_present = ~is_absent
+    report = CalibrationReport(
+        calibration, len(y), int(y.sum()), len(annotations), len(by_video),
+        float(probs.mean()), float(y.mean()), hits / max(1, present),
+        float((best[is_absent] < threshold).mean()) if is_absent.any() else 0.0,
+        float((best[is_present] >= threshold).mean()) if is_present.any() else 1.0)
     grounder.record_presence_calibration(Path(checkpoint), calibration)
     logger.info("presence calibration: %s", report.describe())
     return report
