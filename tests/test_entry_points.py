@@ -72,7 +72,7 @@ def test_command_modules_share_only_the_options_and_use_only_the_public_api():
 
     command_modules = sorted(p.stem for p in CLI.glob("*.py")
                              if p.stem not in ("__init__", "__main__", "options"))
-    assert command_modules == ["doctor", "index", "search", "service", "training"]
+    assert command_modules == ["doctor", "index", "search", "service", "stream", "training"]
     public = {"vidseek", *(f"vidseek.{name}" for name in (
         "train", "synth", "service", "evaluation", "annotations", "indexer", "models", "errors",
         "exports", "server"))}
