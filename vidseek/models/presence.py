@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = ["PRESENCE_FEATURES", "PresenceCalibration", "UNCALIBRATED", "window_features",
-           "fit_logistic", "abstention_threshold", "REJECT_ABSENT_TARGET"]
+           "fit_logistic", "abstention_threshold", "KEEP_PRESENT_TARGET"]
 
 PRESENCE_FEATURES = ("lm_logit", "peak", "peak_z", "mean_z")
 
@@ -53,8 +53,9 @@ class PresenceCalibration:
     calibrated: bool = True  # fitted on held-out data (False: the fixed fallback)
     fitted_on: str = ""  # what it was fitted on, for the record
     # The default abstention threshold (GroundingOptions.min_presence=None uses it): chosen on
-    # the held-out calibration queries as the lowest presence that rejects
-    # REJECT_ABSENT_TARGET of the absent events there. 0: no default abstention.
+    # the held-out calibration queries as the highest presence that still keeps the best
+    # window of KEEP_PRESENT_TARGET of the present events there (abstention must not cost
+    # real results). 0: no default abstention.
     threshold: float = 0.0
 
     def probability(self, features: np.ndarray) -> np.ndarray:
@@ -78,18 +79,18 @@ class PresenceCalibration:
         return f"{terms}, bias {self.bias:+.3f}; default min presence {self.threshold:.3f}; {state}"
 
 
-REJECT_ABSENT_TARGET = 0.7  # share of absent events the default threshold rejects (held out)
+KEEP_PRESENT_TARGET = 0.97  # share of present events whose best window the default keeps
 
 
-def abstention_threshold(absent_best: np.ndarray, reject: float = REJECT_ABSENT_TARGET) -> float:
-    """The lowest presence threshold that rejects ``reject`` of the absent-event queries whose
-    best window presence is ``absent_best`` (a query is rejected when every moment falls below)."""
-    values = np.sort(np.asarray(absent_best, dtype=np.float64))
+def abstention_threshold(present_best: np.ndarray, keep: float = KEEP_PRESENT_TARGET) -> float:
+    """The highest presence threshold under which at least ``keep`` of the present-event
+    queries whose best window presence is ``present_best`` still have that window (a query
+    is rejected when every moment falls below the threshold)."""
+    values = np.sort(np.asarray(present_best, dtype=np.float64))
     if len(values) == 0:
         return 0.0
-    # rejected: best < threshold; the threshold just above the reject-quantile's value
-    index = min(len(values) - 1, int(np.ceil(reject * len(values))) - 1)
-    return float(np.nextafter(values[max(0, index)], np.inf))
+    # kept: best >= threshold; at most floor((1 - keep) * n) queries may fall below
+    return float(values[int(np.floor((1.0 - keep) * len(values) + 1e-9))])
 
 
 UNCALIBRATED = PresenceCalibration((1.0, 0.0, 1.0, 0.0), -2.0, calibrated=False)

@@ -105,7 +105,7 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
                                       f"{len(by_video)} videos, {len(annotations)} queries")
     best = np.array([calibration.probability(xq).max() if len(xq) else 0.0 for xq in rows])
     is_absent = np.array(absent, dtype=bool)
-    threshold = abstention_threshold(best[is_absent])
+    threshold = abstention_threshold(best[~is_absent])
     calibration = replace(calibration, threshold=threshold)
     for xq, yq in zip(rows, labels):
         if yq.any():
