@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup smollm2 smollm2-weights lint test test-all demo bench bench-grounding bench-query bench-server bench-scale docs clean
+.PHONY: setup smollm2 smollm2-weights lint test test-all demo grounder bench bench-grounding bench-query bench-server bench-scale docs clean
 
 setup: $(STAMP)
 
@@ -38,11 +38,15 @@ test-all: setup  ## include tests marked slow
 demo: setup  ## ingest the shared clips plus generated videos, then search them
 	$(PY) scripts/demo.py
 
+grounder: setup  ## the grounding checkpoint, end to end, resumable (TRAIN_SEEDS=100-107, OUT=.cache/grounder)
+	$(PY) scripts/grounder_recipe.py $(if $(TRAIN_SEEDS),--train-seeds $(TRAIN_SEEDS)) $(if $(OUT),--out $(OUT))
+
 bench: setup  ## ingest throughput benchmark (writes benchmarks/results/ingest.json)
 	$(PY) benchmarks/ingest.py
 
-bench-grounding: setup  ## CLIP-mode R1/R5/mIoU on a held-out 30-minute synthetic video
-	$(PY) benchmarks/grounding.py $(if $(CKPT),--checkpoint $(CKPT))
+bench-grounding: setup  ## CLIP vs grounded R@n on a held-out world video (CKPT=checkpoint of make grounder, SEED, MINUTES)
+	$(PY) benchmarks/grounding.py --seed $(or $(SEED),1000) --minutes $(or $(MINUTES),30) \
+		$(if $(CKPT),--checkpoint $(CKPT) --encoder $(CKPT).work/encoder --predictions benchmarks/results/predictions-$(or $(SEED),1000).jsonl)
 
 bench-query: setup  ## grounded-query latency per level (needs CKPT=grounding checkpoint)
 	$(PY) benchmarks/query.py --checkpoint $(CKPT)

@@ -1,14 +1,24 @@
 """Grounding accuracy on held-out synthetic long videos: every query mode vidseek has.
 
     python benchmarks/grounding.py [--minutes 30] [--encoder DIR] [--seed 1000] [--checkpoint CKPT]
-                                   [--precision fp32,int8]
+                                   [--precision fp32,int8] [--predictions FILE] [--ablations]
 
 Trains the world encoder (unless --encoder is given; cached in .cache/bench/), generates a
 held-out procedural-world video (its seed is never used in training), ingests it and scores
 each mode with R1/R5 at IoU 0.1/0.3/0.5/0.7 and mIoU, overall and per event kind: CLIP
 similarity, and with a grounding checkpoint trained for that encoder, the grounded mode with
-level 1 only, 2 levels, 3 levels, and 3 levels ranked by R alone or in time order.
-Writes benchmarks/results/grounding.json.
+level 1 only, 2 levels and 3 levels, plus the ablation of level 1 (3 levels with the paper's
+span-answering level 1 instead of the presence pass). Grounded modes also report
+right-window recall per level and absent-event abstention at the checkpoint's default
+presence threshold (see vidseek.evaluation). ``--ablations`` adds 3 levels ranked by R
+alone and in time order. Use ``--encoder`` with the encoder the checkpoint was trained with
+(``make grounder`` puts it in OUT.work/encoder).
+
+``--predictions FILE`` writes one JSON line per (mode, annotation), absent events included:
+``{"mode": "clip" | "grounded-1" | "grounded-2" | "grounded-3" | ..., "query", "video",
+"kind", "truth": [start, end] or null, "moments": [[start, end, score], ...]}`` (top 5, best
+first), grounded rows with ``presence`` per moment and the moments the threshold
+``dropped``, so anyone can re-score them. Writes benchmarks/results/grounding.json.
 """
 
 from __future__ import annotations
@@ -41,6 +51,9 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32",
                         help="image-encoder precisions, comma-separated: the first for every mode, "
                              "each other one re-ingests the video and scores CLIP mode (clip-<precision>)")
+    parser.add_argument("--predictions", type=Path, help="write every mode's moments per query here (JSON lines)")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also 3 levels ranked by R alone and in time order")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grounding.json")
     args = parser.parse_args()
     encoder = args.encoder or CACHE / "world-encoder"
@@ -58,10 +71,13 @@ def main() -> None:
         runs = [("clip", "clip", None)]
         if args.checkpoint:
             G = vidseek.GroundingOptions
-            runs += [("level1", "grounded", G(levels=1)), ("levels2", "grounded", G(levels=2)),
-                     ("levels3", "grounded", G(levels=3)),
-                     ("levels3-entropy-only", "grounded", G(levels=3, ranking="entropy")),
-                     ("levels3-time-order", "grounded", G(levels=3, ranking="time"))]
+            runs += [("grounded-1", "grounded", G(levels=1)), ("grounded-2", "grounded", G(levels=2)),
+                     ("grounded-3", "grounded", G(levels=3)),
+                     ("grounded-3-level1-answer", "grounded", G(levels=3, level1="answer"))]
+            if args.ablations:
+                runs += [("grounded-3-entropy-only", "grounded", G(levels=3, ranking="entropy")),
+                         ("grounded-3-time-order", "grounded", G(levels=3, ranking="time"))]
+        rows: list[dict] = []
         first, *others = args.precision.split(",")
         for precision in others:  # the same video and queries, CLIP mode, another precision
             config = vidseek.IngestConfig(precision=precision)
@@ -78,15 +94,20 @@ def main() -> None:
                 archive.set_grounder(args.checkpoint)
                 archive.reindex()
             for key, mode, options in runs:
-                report = vidseek.evaluation.evaluate_archive(archive, annotations, mode=mode, grounding=options)
+                report = vidseek.evaluation.evaluate_archive(archive, annotations, mode=mode, grounding=options,
+                                                             predictions=rows, prediction_mode=key)
                 results[key] = report.to_dict()
                 extra = ""
                 if report.dense_fraction is not None:
                     extra = (f"; dense tokens read {100 * report.dense_fraction:.1f}%, no answer "
                              f"{100 * report.no_answer:.1f}%")
                 print(f"\n### {report.mode} ({report.queries} queries, {report.absent_queries} "
-                      f"absent-event queries not scored; {report.seconds:.0f}s{extra})\n")
-                print(report.table())
+                      f"absent-event queries; {report.seconds:.0f}s{extra})\n")
+                print(report.table(), flush=True)
+    if args.predictions:
+        args.predictions.parent.mkdir(parents=True, exist_ok=True)
+        args.predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        print(f"\nwrote {len(rows)} prediction rows to {args.predictions}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"minutes": args.minutes, "seed": args.seed,
                                     "encoder": str(encoder), "checkpoint": str(args.checkpoint or ""),
