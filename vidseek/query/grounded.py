@@ -2,9 +2,11 @@
 
 For one video and one query:
 
-1. **Level 1 (coarse)**: the video's level-1 windows (sparse tokens cached at ingest) are
-   cut into segments of ``coarse_per_call`` windows; the LLM answers each segment with a
-   window span or ``Not Present.``.
+1. **Level 1 (coarse)**, over the video's level-1 windows (sparse tokens cached at ingest).
+   ``level1="presence"`` (the default, :mod:`.presence_level`): every window gets a
+   calibrated probability that the event happens in it, and the ``top_k`` most likely
+   windows go on. ``level1="answer"`` (the paper): the windows are cut into segments of
+   ``coarse_per_call``; the LLM answers each segment with a window span or ``Not Present.``.
 2. **Level 2 (fine)** with ``levels=3``: each kept span, widened by one fine window per side,
    is cut into fine windows whose sparse tokens the compressor computes from the span's dense
    tokens; the LLM answers a fine-window span.
@@ -23,158 +25,30 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, QueryError
-from ..models.adapter import COARSE, DENSE, FINE, relevance_features
-from ..models.answers import ParsedAnswer, grounding_prompt, presence_prompt
+from ..errors import QueryError
+from ..models.adapter import COARSE, DENSE, FINE
+from ..models.answers import ParsedAnswer, grounding_prompt
 from ..models.grounder import Generation, Grounder, VideoTokens
 from ..models.presence import window_features
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
+from .grounding_types import LEVEL1_MODES, LEVEL_KINDS, GroundingNode, GroundingOptions, GroundingResult
 from .moments import Moment
+from .presence_level import (VideoView, coarse_tokens, presence_inputs, presence_level, presence_logits,
+                             select_windows, window_presence_features)
 from .search import SearchWarning, candidate_videos, readable_features
 
 __all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video", "ground_videos",
            "ranked_moments", "window_presence_features", "LEVEL1_MODES"]
 
 logger = logging.getLogger(__name__)
-
-LEVEL_KINDS = {COARSE: "coarse", FINE: "fine", DENSE: "dense"}
-RANKINGS = ("presence", "entropy", "time")
-LEVEL1_MODES = ("presence", "answer")
-
-
-@dataclass(frozen=True)
-class GroundingOptions:
-    levels: int = 3  # 1: level 1 only; 2: level 1 then dense; 3: level 1, fine, dense
-    top_k: int = 3  # spans kept at every level (a search asking for more keeps more)
-    # How level 1 chooses where to look. "presence": every coarse window gets a calibrated
-    # probability that the event happens in it (the LM's yes/no over its sparse tokens fused
-    # with the stored frame similarities, models/presence.py), all windows of all candidate
-    # videos in one batched pass; the top_k windows are kept. "answer": the paper's level 1,
-    # the LM answers a window span over segments of coarse_per_call windows.
-    level1: str = "presence"
-    # Moments whose presence (the calibrated probability of their level-1 window) is below
-    # this are dropped: abstention. 0 keeps everything; None: the checkpoint's default,
-    # chosen on held-out queries (PresenceCalibration.threshold; 0 if not calibrated).
-    min_presence: float | None = None
-    # Moments each video returns, best first (None: top_k). Beyond the spans the levels
-    # kept, the list is filled with coarser spans they kept, then with level-1 windows by
-    # presence, so that asking for 5 gives 5 when the video has room for them.
-    moments: int | None = None
-    # How candidates are ranked at every level: "presence" = R × (1 − P(Not)), the entropy
-    # confidence weighted by how sure the model is the event is there at all (calibrated
-    # abstention); "entropy" = R alone (the paper); "time" = first top_k in time order.
-    ranking: str = "presence"
-    # Fewer than top_k answers starting a span at a level: the calls least sure of "Not
-    # Present." (lowest P(Not) at the first answer token) are made to answer "From ...".
-    force_spans: bool = True
-    dense_margin: int = 3  # frames added on each side of a span before the dense level
-    max_new_tokens: int = 12
-
-    def __post_init__(self) -> None:
-        if self.levels not in (1, 2, 3):
-            raise ConfigError(f"levels must be 1, 2 or 3, not {self.levels}")
-        if self.top_k < 1:
-            raise ConfigError(f"top_k must be at least 1, not {self.top_k}")
-        if self.ranking not in RANKINGS:
-            raise ConfigError(f"ranking must be one of {', '.join(RANKINGS)}, not {self.ranking!r}")
-        if self.level1 not in LEVEL1_MODES:
-            raise ConfigError(f"level1 must be one of {', '.join(LEVEL1_MODES)}, not {self.level1!r}")
-        if self.min_presence is not None and not 0.0 <= self.min_presence <= 1.0:  # NaN fails too
-            raise ConfigError(f"min_presence must be between 0 and 1, not {self.min_presence}")
-        if self.moments is not None and self.moments < 1:
-            raise ConfigError(f"moments must be at least 1, not {self.moments}")
-
-    def with_results(self, k: int) -> "GroundingOptions":
-        """These options for a search that shows ``k`` moments: every level keeps up to
-        ``min(k, 5)`` spans (at least ``top_k``; more costs time at every level) and each
-        video returns ``k`` moments."""
-        return replace(self, top_k=max(self.top_k, min(k, 5)), moments=k)
-
-
-@dataclass
-class GroundingNode:
-    """One LLM call: what it was shown, what it answered, how sure it was."""
-
-    level: int
-    kind: str  # "coarse", "fine" or "dense"
-    shown: tuple[float, float]  # seconds of video shown to the LLM
-    answer: str  # the generated text
-    verdict: str  # parsed: "span", "absent" or "invalid" (+ the parser's note)
-    span: tuple[float, float] | None  # the answered span in seconds
-    confidence: float  # R
-    p_absent: float
-    kept: bool = False
-    children: list["GroundingNode"] = field(default_factory=list)
-    frames: tuple[int, int] | None = None  # the answered span in frames [a, b)
-    # level1="presence": the calibrated probability that the event is in the level-1 window
-    # this node is (or descends from)
-    presence: float | None = None
-    window: int | None = None  # index of that level-1 window in its video
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("frames")
-        data["children"] = [c.to_dict() for c in self.children]
-        return data
-
-
-@dataclass
-class GroundingResult:
-    video: VideoRecord
-    query: str
-    moments: list[Moment]
-    tree: list[GroundingNode]  # level-1 calls (or dense calls for a short video)
-    frames: int  # sampled frames of the video
-    dense_frames_read: int  # frames whose dense tokens the recursion read
-    seconds_per_level: dict[int, float]
-
-    @property
-    def dense_fraction(self) -> float:
-        return self.dense_frames_read / self.frames if self.frames else 0.0
-
-    def to_dict(self) -> dict:
-        return {"video": self.video.name, "video_id": self.video.id, "query": self.query,
-                "moments": [m.to_dict() for m in self.moments],
-                "tree": [n.to_dict() for n in self.tree], "frames": self.frames,
-                "dense_frames_read": self.dense_frames_read,
-                "seconds_per_level": self.seconds_per_level}
-
-
-class _VideoView:
-    """Lazy dense tokens of one video, remembering which frames were read."""
-
-    def __init__(self, grounder: Grounder, features: VideoFeatures, fps: float,
-                 query_vector: np.ndarray) -> None:
-        self.grounder = grounder
-        self.features = features
-        self.times = features.times
-        self.step = 1.0 / fps
-        self.read = np.zeros(len(features.times), dtype=bool)
-        # frame–query similarity from the stored embeddings (not dense tokens)
-        self.similarity = torch.as_tensor(features.embeddings @ query_vector, device=grounder.device)
-
-    def relevance(self, a: int, b: int, unit: int) -> torch.Tensor:
-        return relevance_features(self.similarity[a:b], unit)
-
-    @property
-    def frames(self) -> int:
-        return len(self.times)
-
-    def dense(self, a: int, b: int) -> torch.Tensor:
-        self.read[a:b] = True
-        return self.grounder.dense_tokens(self.features.embeddings[a:b], self.features.dense.grid(a, b))
-
-    def seconds(self, a: int, b: int) -> tuple[float, float]:
-        """Frames ``[a, b)`` as a time range."""
-        return float(self.times[a]), float(self.times[b - 1] + self.step)
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> float:
@@ -227,7 +101,7 @@ def _answer(grounder: Grounder, inputs: list[VideoTokens], prompt: str,
     return gens
 
 
-def _nodes(view: _VideoView, level: int, kind: int, calls: list[tuple[int, int, int]],
+def _nodes(view: VideoView, level: int, kind: int, calls: list[tuple[int, int, int]],
            generations: list[Generation]) -> list[GroundingNode]:
     """``calls[i] = (first frame shown, frames per index, last frame shown + 1)``."""
     nodes = []
@@ -247,65 +121,10 @@ def _nodes(view: _VideoView, level: int, kind: int, calls: list[tuple[int, int, 
     return nodes
 
 
-def _coarse_tokens(grounder: Grounder, view: _VideoView, sparse: np.ndarray | None) -> torch.Tensor:
-    """The video's level-1 sparse tokens ``[windows, n, hidden]``."""
-    if sparse is None:  # no cached tokens for this checkpoint: compute them (reads every frame)
-        return grounder.sparse_tokens(view.dense(0, view.frames), grounder.config.windows.coarse, COARSE)
-    return torch.as_tensor(sparse.astype(np.float32), device=grounder.device)
-
-
-def _presence_inputs(grounder: Grounder, view: _VideoView, sparse: np.ndarray | None) -> list[VideoTokens]:
-    """One presence input per coarse window: its sparse tokens, shown alone (as stage 1B)."""
-    size = grounder.config.windows.coarse
-    tokens = _coarse_tokens(grounder, view, sparse)
-    return [VideoTokens(tokens[i], COARSE, tokens.shape[1],
-                        view.relevance(i * size, min(view.frames, (i + 1) * size), size))
-            for i in range(tokens.shape[0])]
-
-
-def _presence_level(grounder: Grounder, view: _VideoView, lm_logits: np.ndarray) -> list[GroundingNode]:
-    """A node per coarse window carrying its calibrated presence probability."""
-    size = grounder.config.windows.coarse
-    features = window_features(lm_logits, view.similarity.float().cpu().numpy(), size)
-    probs = grounder.presence_calibration.probability(features)
-    nodes = []
-    for i, (p, logit) in enumerate(zip(probs, lm_logits)):
-        a, b = i * size, min(view.frames, (i + 1) * size)
-        nodes.append(GroundingNode(1, "coarse", view.seconds(a, b), f"yes-no logit {float(logit):+.2f}",
-                                   "presence", view.seconds(a, b), float(p), 1.0 - float(p),
-                                   frames=(a, b), presence=float(p), window=i))
-    return nodes
-
-
-def _select_windows(nodes: list[GroundingNode], keep: int) -> list[GroundingNode]:
-    kept = sorted(nodes, key=lambda n: -(n.presence or 0.0))[:keep]
-    for node in kept:
-        node.kept = True
-    return kept
-
-
-def presence_logits(grounder: Grounder, inputs: list[VideoTokens], query: str) -> np.ndarray:
-    """The LM's yes/no logits for presence inputs, one batched pass."""
-    return grounder.presence_logits(inputs, [presence_prompt(query)] * len(inputs)).cpu().numpy()
-
-
-@torch.no_grad()
-def window_presence_features(grounder: Grounder, features: VideoFeatures, fps: float,
-                             sparse: np.ndarray | None, query: str,
-                             query_vector: np.ndarray) -> np.ndarray:
-    """``[windows, 4]``: the level-1 presence features (:mod:`vidseek.models.presence`) of
-    each coarse window of one video for one query; what the calibration is fitted on."""
-    view = _VideoView(grounder, features, fps, np.asarray(query_vector, dtype=np.float32))
-    if view.frames == 0:
-        return np.zeros((0, 4))
-    logits = presence_logits(grounder, _presence_inputs(grounder, view, sparse), query)
-    return window_features(logits, view.similarity.float().cpu().numpy(), grounder.config.windows.coarse)
-
-
-def _coarse_level(grounder: Grounder, view: _VideoView, sparse: np.ndarray | None,
+def _coarse_level(grounder: Grounder, view: VideoView, sparse: np.ndarray | None,
                   prompt: str, options: GroundingOptions) -> list[GroundingNode]:
     w = grounder.config.windows
-    sparse_t = _coarse_tokens(grounder, view, sparse)
+    sparse_t = coarse_tokens(grounder, view, sparse)
     inputs, calls = [], []
     for first in range(0, sparse_t.shape[0], w.coarse_per_call):
         chunk = sparse_t[first: first + w.coarse_per_call]
@@ -317,7 +136,7 @@ def _coarse_level(grounder: Grounder, view: _VideoView, sparse: np.ndarray | Non
     return _nodes(view, 1, COARSE, calls, gens)
 
 
-def _fine_level(grounder: Grounder, view: _VideoView, parents: list[GroundingNode], prompt: str,
+def _fine_level(grounder: Grounder, view: VideoView, parents: list[GroundingNode], prompt: str,
                 options: GroundingOptions) -> None:
     w = grounder.config.windows
     inputs, calls, owners = [], [], []
@@ -347,7 +166,7 @@ def _dense_calls(a: int, b: int, size: int) -> list[tuple[int, int]]:
     return [(s, s + size) for s in starts]
 
 
-def _dense_level(grounder: Grounder, view: _VideoView, parents: list[GroundingNode] | None,
+def _dense_level(grounder: Grounder, view: VideoView, parents: list[GroundingNode] | None,
                  prompt: str, options: GroundingOptions, level: int) -> list[GroundingNode]:
     w = grounder.config.windows
     spans = [(0, view.frames)] if parents is None else [
@@ -373,7 +192,7 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
                  sparse: np.ndarray | None, query: str, query_vector: np.ndarray,
                  options: GroundingOptions = GroundingOptions(),
                  level1_logits: np.ndarray | None = None,
-                 windows_kept: int | None = None) -> GroundingResult:
+                 windows_kept: int | None = None, level1_seconds: float = 0.0) -> GroundingResult:
     """Run the recursion on one video. ``sparse`` are its cached level-1 tokens
     ``[windows, n, hidden]`` for this grounder's adapter (None: computed here);
     ``query_vector`` is the query's normalised CLIP text embedding.
@@ -385,7 +204,7 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
         raise QueryError("the text query is empty")
     grounder.eval()
     prompt = grounding_prompt(query)
-    view = _VideoView(grounder, features, video.fps, np.asarray(query_vector, dtype=np.float32))
+    view = VideoView(grounder, features, video.fps, np.asarray(query_vector, dtype=np.float32))
     w = grounder.config.windows
     timings: dict[int, float] = {}
     t0 = time.perf_counter()
@@ -396,22 +215,22 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
         tree = _dense_level(grounder, view, None, prompt, options, level=1)
         if options.level1 == "presence":  # one window: its presence is the whole video's
             logits = level1_logits if level1_logits is not None else presence_logits(
-                grounder, _presence_inputs(grounder, view, sparse), query)
-            window = _presence_level(grounder, view, logits)[0]
+                grounder, presence_inputs(grounder, view, sparse), query)
+            window = presence_level(grounder, view, logits)[0]
             for node in tree:
                 node.presence, node.window = window.presence, 0
         final = _select(tree, options)
-        timings[1] = time.perf_counter() - t0
+        timings[1] = time.perf_counter() - t0 + level1_seconds
     else:
         if options.level1 == "presence":
             logits = level1_logits if level1_logits is not None else presence_logits(
-                grounder, _presence_inputs(grounder, view, sparse), query)
-            tree = _presence_level(grounder, view, logits)
-            final = _select_windows(tree, options.top_k if windows_kept is None else windows_kept)
+                grounder, presence_inputs(grounder, view, sparse), query)
+            tree = presence_level(grounder, view, logits)
+            final = select_windows(tree, options.top_k if windows_kept is None else windows_kept)
         else:
             tree = _coarse_level(grounder, view, sparse, prompt, options)
             final = _select(tree, options)
-        timings[1] = time.perf_counter() - t0
+        timings[1] = time.perf_counter() - t0 + level1_seconds
         level = 1
         if options.levels == 3 and final:
             t0 = time.perf_counter()
@@ -496,8 +315,9 @@ def ground_videos(store: ArchiveStore, grounder: Grounder,
         return [ground_video(grounder, record, features, sparse, query, query_vector, options)
                 for record, features, sparse in loaded]
     vector = np.asarray(query_vector, dtype=np.float32)
+    t0 = time.perf_counter()
     with torch.no_grad():
-        inputs = [_presence_inputs(grounder, _VideoView(grounder, f, r.fps, vector), s) if len(f.times) else []
+        inputs = [presence_inputs(grounder, VideoView(grounder, f, r.fps, vector), s) if len(f.times) else []
                   for r, f, s in loaded]
         flat = presence_logits(grounder, [x for group in inputs for x in group], query)
     logits, first = [], 0
@@ -515,6 +335,7 @@ def ground_videos(store: ArchiveStore, grounder: Grounder,
     kept = [0] * len(loaded)
     for _, n in sorted(scored, reverse=True)[:options.top_k]:
         kept[n] += 1
+    shared = (time.perf_counter() - t0) / max(1, len(scored))  # the pass's time, per window
     return [ground_video(grounder, record, features, sparse, query, query_vector, options,
-                         level1_logits=lg, windows_kept=k)
+                         level1_logits=lg, windows_kept=k, level1_seconds=shared * len(lg))
             for (record, features, sparse), lg, k in zip(loaded, logits, kept)]

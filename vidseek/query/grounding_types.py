@@ -1,0 +1,116 @@
+"""The grounded mode's options and results: what a caller passes and gets back
+(:mod:`vidseek.query.grounded` runs the recursion)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from ..errors import ConfigError
+from ..models.adapter import COARSE, DENSE, FINE
+from ..store.catalog import VideoRecord
+from .moments import Moment
+
+__all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "LEVEL1_MODES", "RANKINGS",
+           "LEVEL_KINDS"]
+
+LEVEL_KINDS = {COARSE: "coarse", FINE: "fine", DENSE: "dense"}
+RANKINGS = ("presence", "entropy", "time")
+LEVEL1_MODES = ("presence", "answer")
+
+
+@dataclass(frozen=True)
+class GroundingOptions:
+    levels: int = 3  # 1: level 1 only; 2: level 1 then dense; 3: level 1, fine, dense
+    top_k: int = 3  # spans kept at every level (a search asking for more keeps more)
+    # How level 1 chooses where to look. "presence": every coarse window gets a calibrated
+    # probability that the event happens in it (the LM's yes/no over its sparse tokens fused
+    # with the stored frame similarities, models/presence.py), all windows of all candidate
+    # videos in one batched pass; the top_k windows are kept. "answer": the paper's level 1,
+    # the LM answers a window span over segments of coarse_per_call windows.
+    level1: str = "presence"
+    # Moments whose presence (the calibrated probability of their level-1 window) is below
+    # this are dropped: abstention. 0 keeps everything; None: the checkpoint's default,
+    # chosen on held-out queries (PresenceCalibration.threshold; 0 if not calibrated).
+    min_presence: float | None = None
+    # Moments each video returns, best first (None: top_k). Beyond the spans the levels
+    # kept, the list is filled with coarser spans they kept, then with level-1 windows by
+    # presence, so that asking for 5 gives 5 when the video has room for them.
+    moments: int | None = None
+    # How candidates are ranked at every level: "presence" = R × (1 − P(Not)), the entropy
+    # confidence weighted by how sure the model is the event is there at all (calibrated
+    # abstention); "entropy" = R alone (the paper); "time" = first top_k in time order.
+    ranking: str = "presence"
+    # Fewer than top_k answers starting a span at a level: the calls least sure of "Not
+    # Present." (lowest P(Not) at the first answer token) are made to answer "From ...".
+    force_spans: bool = True
+    dense_margin: int = 3  # frames added on each side of a span before the dense level
+    max_new_tokens: int = 12
+
+    def __post_init__(self) -> None:
+        if self.levels not in (1, 2, 3):
+            raise ConfigError(f"levels must be 1, 2 or 3, not {self.levels}")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, not {self.top_k}")
+        if self.ranking not in RANKINGS:
+            raise ConfigError(f"ranking must be one of {', '.join(RANKINGS)}, not {self.ranking!r}")
+        if self.level1 not in LEVEL1_MODES:
+            raise ConfigError(f"level1 must be one of {', '.join(LEVEL1_MODES)}, not {self.level1!r}")
+        if self.min_presence is not None and not 0.0 <= self.min_presence <= 1.0:  # NaN fails too
+            raise ConfigError(f"min_presence must be between 0 and 1, not {self.min_presence}")
+        if self.moments is not None and self.moments < 1:
+            raise ConfigError(f"moments must be at least 1, not {self.moments}")
+
+    def with_results(self, k: int) -> "GroundingOptions":
+        """These options for a search that shows ``k`` moments: every level keeps up to
+        ``min(k, 5)`` spans (at least ``top_k``; more costs time at every level) and each
+        video returns ``k`` moments."""
+        return replace(self, top_k=max(self.top_k, min(k, 5)), moments=k)
+
+
+@dataclass
+class GroundingNode:
+    """One LLM call: what it was shown, what it answered, how sure it was."""
+
+    level: int
+    kind: str  # "coarse", "fine" or "dense"
+    shown: tuple[float, float]  # seconds of video shown to the LLM
+    answer: str  # the generated text
+    verdict: str  # parsed: "span", "absent" or "invalid" (+ the parser's note)
+    span: tuple[float, float] | None  # the answered span in seconds
+    confidence: float  # R
+    p_absent: float
+    kept: bool = False
+    children: list["GroundingNode"] = field(default_factory=list)
+    frames: tuple[int, int] | None = None  # the answered span in frames [a, b)
+    # level1="presence": the calibrated probability that the event is in the level-1 window
+    # this node is (or descends from)
+    presence: float | None = None
+    window: int | None = None  # index of that level-1 window in its video
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("frames")
+        data["children"] = [c.to_dict() for c in self.children]
+        return data
+
+
+@dataclass
+class GroundingResult:
+    video: VideoRecord
+    query: str
+    moments: list[Moment]
+    tree: list[GroundingNode]  # level-1 calls (or dense calls for a short video)
+    frames: int  # sampled frames of the video
+    dense_frames_read: int  # frames whose dense tokens the recursion read
+    seconds_per_level: dict[int, float]
+
+    @property
+    def dense_fraction(self) -> float:
+        return self.dense_frames_read / self.frames if self.frames else 0.0
+
+    def to_dict(self) -> dict:
+        return {"video": self.video.name, "video_id": self.video.id, "query": self.query,
+                "moments": [m.to_dict() for m in self.moments],
+                "tree": [n.to_dict() for n in self.tree], "frames": self.frames,
+                "dense_frames_read": self.dense_frames_read,
+                "seconds_per_level": self.seconds_per_level}

@@ -1,0 +1,102 @@
+"""Level 1 in presence mode: every coarse window of a video gets the calibrated probability
+that the query's event happens in it (:mod:`vidseek.models.presence`), from one batched LM
+yes/no pass over the cached sparse tokens plus the stored frame similarities."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..models.adapter import COARSE, relevance_features
+from ..models.answers import presence_prompt
+from ..models.grounder import Grounder, VideoTokens
+from ..models.presence import window_features
+from ..store.files import VideoFeatures
+from .grounding_types import GroundingNode
+
+__all__ = ["VideoView", "coarse_tokens", "presence_inputs", "presence_level", "select_windows",
+           "presence_logits", "window_presence_features"]
+
+
+class VideoView:
+    """Lazy dense tokens of one video, remembering which frames were read."""
+
+    def __init__(self, grounder: Grounder, features: VideoFeatures, fps: float,
+                 query_vector: np.ndarray) -> None:
+        self.grounder = grounder
+        self.features = features
+        self.times = features.times
+        self.step = 1.0 / fps
+        self.read = np.zeros(len(features.times), dtype=bool)
+        # frame–query similarity from the stored embeddings (not dense tokens)
+        self.similarity = torch.as_tensor(features.embeddings @ query_vector, device=grounder.device)
+
+    def relevance(self, a: int, b: int, unit: int) -> torch.Tensor:
+        return relevance_features(self.similarity[a:b], unit)
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+    def dense(self, a: int, b: int) -> torch.Tensor:
+        self.read[a:b] = True
+        return self.grounder.dense_tokens(self.features.embeddings[a:b], self.features.dense.grid(a, b))
+
+    def seconds(self, a: int, b: int) -> tuple[float, float]:
+        """Frames ``[a, b)`` as a time range."""
+        return float(self.times[a]), float(self.times[b - 1] + self.step)
+
+
+def coarse_tokens(grounder: Grounder, view: VideoView, sparse: np.ndarray | None) -> torch.Tensor:
+    """The video's level-1 sparse tokens ``[windows, n, hidden]``."""
+    if sparse is None:  # no cached tokens for this checkpoint: compute them (reads every frame)
+        return grounder.sparse_tokens(view.dense(0, view.frames), grounder.config.windows.coarse, COARSE)
+    return torch.as_tensor(sparse.astype(np.float32), device=grounder.device)
+
+
+def presence_inputs(grounder: Grounder, view: VideoView, sparse: np.ndarray | None) -> list[VideoTokens]:
+    """One presence input per coarse window: its sparse tokens, shown alone (as stage 1B)."""
+    size = grounder.config.windows.coarse
+    tokens = coarse_tokens(grounder, view, sparse)
+    return [VideoTokens(tokens[i], COARSE, tokens.shape[1],
+                        view.relevance(i * size, min(view.frames, (i + 1) * size), size))
+            for i in range(tokens.shape[0])]
+
+
+def presence_level(grounder: Grounder, view: VideoView, lm_logits: np.ndarray) -> list[GroundingNode]:
+    """A node per coarse window carrying its calibrated presence probability."""
+    size = grounder.config.windows.coarse
+    features = window_features(lm_logits, view.similarity.float().cpu().numpy(), size)
+    probs = grounder.presence_calibration.probability(features)
+    nodes = []
+    for i, (p, logit) in enumerate(zip(probs, lm_logits)):
+        a, b = i * size, min(view.frames, (i + 1) * size)
+        nodes.append(GroundingNode(1, "coarse", view.seconds(a, b), f"yes-no logit {float(logit):+.2f}",
+                                   "presence", view.seconds(a, b), float(p), 1.0 - float(p),
+                                   frames=(a, b), presence=float(p), window=i))
+    return nodes
+
+
+def select_windows(nodes: list[GroundingNode], keep: int) -> list[GroundingNode]:
+    kept = sorted(nodes, key=lambda n: -(n.presence or 0.0))[:keep]
+    for node in kept:
+        node.kept = True
+    return kept
+
+
+def presence_logits(grounder: Grounder, inputs: list[VideoTokens], query: str) -> np.ndarray:
+    """The LM's yes/no logits for presence inputs, one batched pass."""
+    return grounder.presence_logits(inputs, [presence_prompt(query)] * len(inputs)).cpu().numpy()
+
+
+@torch.no_grad()
+def window_presence_features(grounder: Grounder, features: VideoFeatures, fps: float,
+                             sparse: np.ndarray | None, query: str,
+                             query_vector: np.ndarray) -> np.ndarray:
+    """``[windows, 4]``: the level-1 presence features (:mod:`vidseek.models.presence`) of
+    each coarse window of one video for one query; what the calibration is fitted on."""
+    view = VideoView(grounder, features, fps, np.asarray(query_vector, dtype=np.float32))
+    if view.frames == 0:
+        return np.zeros((0, 4))
+    logits = presence_logits(grounder, presence_inputs(grounder, view, sparse), query)
+    return window_features(logits, view.similarity.float().cpu().numpy(), grounder.config.windows.coarse)
