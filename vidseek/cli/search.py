@@ -13,7 +13,8 @@ from rich.table import Table
 
 import vidseek
 
-from .options import ArchiveOpt, DeviceOpt, clock, console, err, fail, non_negative, usage_error
+from .options import (ArchiveOpt, DeviceOpt, clock, console, err, fail, non_negative, number_check,
+                      usage_error)
 
 TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many results to return.")]
 
@@ -44,11 +45,20 @@ def search(
     levels: Annotated[int, typer.Option(
         "--levels", min=1, max=3,
         help="Grounded mode: 1 = level 1 only, 2 = level 1 then dense, 3 = level 1, fine, dense.")] = 3,
+    level1: Annotated[Optional[Literal[vidseek.LEVEL1_MODES]], typer.Option(  # type: ignore[valid-type]
+        "--level1", show_default=False,
+        help="Grounded mode: presence (default) = a calibrated probability per level-1 window, the "
+             "likeliest go on; answer = the LM answers a window span per segment (the paper).")] = None,
+    min_presence: Annotated[Optional[float], typer.Option(
+        "--min-presence", callback=number_check(lambda v: 0 <= v <= 1, "a number between 0 and 1"),
+        help="Grounded mode, --level1 presence: drop moments whose presence is below this, 0..1 "
+             "(0 keeps all; default: the checkpoint's calibrated threshold).")] = None,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Grounded mode: print the recursion tree (level, span, answer, R, P(Not)).")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json",
-        help="Print a JSON list of {video, start, end, score, peak, video_id, path} (with --explain: the trees too).")] = False,
+        help="Print a JSON list of {video, start, end, score, peak, video_id, path, presence} "
+             "(with --explain: the trees too).")] = False,
     export: ExportOpt = None,
     int8_text: Annotated[bool, typer.Option(
         "--int8-text",
@@ -62,21 +72,29 @@ def search(
 ) -> None:
     """Find the moments that match a text query or an image.
 
-    In grounded mode a moment's score is R x (1 - P(Not)): the confidence R (1 / mean token
-    entropy of the answer) weighted by the probability the event is present. Without --video,
-    the videos coarse retrieval ranks best are grounded. To find an object selected on a
-    frame, see `vidseek object`.
+    In grounded mode every level-1 window gets a presence, the calibrated probability that the
+    event happens in it (--level1 presence, the default); a moment's score is its window's
+    presence, shared among the window's spans by their answers' confidence R x (1 - P(Not))
+    (R = 1 / mean token entropy of the answer). Moments whose presence is below --min-presence
+    are dropped, so no results means the event was judged absent. With --level1 answer the
+    score is R x (1 - P(Not)). Without --video, the videos coarse retrieval ranks best are
+    grounded. To find an object selected on a frame, see `vidseek object`.
     """
     if (query is None) == (image is None):
         usage_error("give a QUERY or --image (exactly one)")
+    if mode != "grounded" and (min_presence is not None or level1 is not None):
+        usage_error("--min-presence and --level1 go with --mode grounded")
+    if min_presence is not None and level1 == "answer":
+        usage_error("--min-presence needs --level1 presence (answer mode gives moments no presence)")
     trees: list = []
     warnings: list = []  # videos left out, a file of theirs damaged
     try:
         with vidseek.Archive.open(archive, device=device, create=False, int8_text=int8_text,
                                   int8_llm=int8_llm, nprobe=nprobe) as arch:
-            options = vidseek.GroundingOptions(levels=levels)
+            options = vidseek.GroundingOptions(levels=levels, level1=level1 or "presence",
+                                               min_presence=min_presence)
             if mode == "grounded" and explain and query is not None:
-                trees = arch.ground(query, video=video, options=options, warnings=warnings)
+                trees = arch.ground(query, video=video, options=options.with_results(top_k), warnings=warnings)
                 moments = vidseek.ranked_moments(trees, top_k)
             else:
                 moments = arch.search(query, image=image, top_k=top_k, video=video, mode=mode,
@@ -179,11 +197,14 @@ def _show_moments(moments: Sequence[vidseek.Moment], trees: list, as_json: bool,
     if not moments:
         console.print("no results")
         return
-    table = Table("#", "video", "start", "end", "score")
+    # grounded moments (level1 presence) also show their window's presence
+    presence = any(m.presence is not None for m in moments)
+    table = Table("#", "video", "start", "end", "score", *(["presence"] if presence else []))
     for n, m in enumerate(moments, 1):
         when = aired.get(id(m))
         start = clock(m.start) + (time.strftime(" (%Y-%m-%d %H:%M:%S)", time.localtime(when)) if when else "")
-        table.add_row(str(n), m.video, start, clock(m.end), f"{m.score:.3f}")
+        table.add_row(str(n), m.video, start, clock(m.end), f"{m.score:.3f}",
+                      *([f"{m.presence:.2f}" if m.presence is not None else "-"] if presence else []))
     console.print(table)
 
 
