@@ -73,6 +73,9 @@ def test_text_and_image_search_return_cards_data(client, media):
     ("/api/search?q=%20%20", 422, "blank"),
     ("/api/search?q=x&levels=4", 422, "levels"),
     ("/api/search?q=x&mode=grounded", 422, "grounding checkpoint"),
+    ("/api/search?q=x&min_presence=0.5", 422, "min_presence: only for mode=grounded"),
+    ("/api/search?q=x&level1=answer", 422, "level1: only for mode=grounded"),
+    ("/api/search?q=x&mode=grounded&min_presence=2", 422, "min_presence"),
     ("/api/search?q=x&video=missing.mp4", 404, "missing.mp4"),
     ("/api/videos/999", 404, "999"),
     ("/api/videos/abc", 422, "video_id"),
@@ -319,8 +322,8 @@ def test_openapi_declares_the_answers_and_they_match(client):
             "explain"} == set(search["properties"])
     assert answer("/api/search/image", "post") == search
     moment = items(search, "moments")
-    assert {"video", "video_id", "width", "height", "start", "end", "score", "peak", "thumbnail",
-            "media", "aired_at", "media_offset"} == set(moment["properties"])
+    assert {"video", "video_id", "width", "height", "start", "end", "score", "peak", "presence",
+            "thumbnail", "media", "aired_at", "media_offset"} == set(moment["properties"])
     assert all(p.get("description") for p in moment["properties"].values())
     hit = items(answer("/api/search/object"), "moments")
     assert {"box", "track"} <= set(hit["properties"]) and "time" in items(hit, "track")["properties"]

@@ -132,10 +132,12 @@ class ServerState:
 def _moment_json(m: vidseek.Moment, record: vidseek.VideoRecord | None = None,
                  stream: tuple[float | None, float, bool] = (None, 0.0, True)) -> dict:
     aired_at, media_offset, has_media = stream  # live streams: aired, recording's time 0, recorded
+    presence = getattr(m, "presence", None)  # grounded moments only (an object hit has none)
     return {"video": m.video, "video_id": m.video_id, "start": round(m.start, 3),
             "aired_at": aired_at, "media_offset": round(media_offset, 3),
             "width": record.width if record else None, "height": record.height if record else None,
             "end": round(m.end, 3), "score": round(float(m.score), 6), "peak": round(m.peak, 3),
+            "presence": None if presence is None else round(float(presence), 6),
             "thumbnail": f"/api/videos/{m.video_id}/thumbnail?t={m.peak:.3f}",
             "media": f"/api/videos/{m.video_id}/media" if has_media else None}
 
@@ -296,11 +298,22 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         video: Optional[str] = Query(None, max_length=4096, description="Only this video (name or id)."),
         levels: int = Query(3, ge=1, le=3, description="Grounded mode: recursion depth."),
         explain: bool = Query(False, description="Grounded mode: include the recursion trees."),
+        level1: Optional[Literal["presence", "answer"]] = Query(
+            None, description="Grounded mode: how level 1 chooses windows (default presence)."),
+        min_presence: Optional[float] = Query(
+            None, ge=0, le=1, description="Grounded mode, level1=presence: drop moments whose presence "
+                                          "is below this (default: the checkpoint's calibrated threshold)."),
         authorization: Optional[str] = Header(None),
         arch: vidseek.Archive = Depends(archive),
     ) -> dict:
         if not q.strip():
             raise HTTPException(422, "q: the text query is blank")
+        if mode != "grounded" and (level1 is not None or min_presence is not None):
+            raise HTTPException(422, f"{'level1' if level1 is not None else 'min_presence'}: "
+                                     "only for mode=grounded")
+        if min_presence is not None and level1 == "answer":
+            raise HTTPException(422, "min_presence: needs level1=presence (answer mode gives "
+                                     "moments no presence)")
         check_video_name(arch, video, is_admin(authorization))
         timings: dict[str, float] = {}
         warnings: list = []  # SearchWarning: videos left out, their files damaged
@@ -314,8 +327,9 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
                 raise HTTPException(503, "busy: grounded queries are queued; try again shortly",
                                     headers={"Retry-After": "5"})
             try:
-                results = arch.ground(q, video=video, options=vidseek.GroundingOptions(levels=levels),
-                                      warnings=warnings)
+                options = vidseek.GroundingOptions(levels=levels, level1=level1 or "presence",
+                                                   min_presence=min_presence).with_results(top_k)
+                results = arch.ground(q, video=video, options=options, warnings=warnings)
             finally:
                 state.ground_lock.release()
             timings["ground"] = time.perf_counter() - t0

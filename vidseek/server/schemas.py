@@ -66,6 +66,7 @@ class MomentOut(_Out):
     end: float = Field(..., description="End of the moment, seconds.")
     score: float = Field(..., description="How well it matches (higher is better).")
     peak: float = Field(..., description="Time of the best-matching frame, seconds.")
+    presence: Optional[float] = Field(None, description="Grounded mode (level1=presence): the calibrated probability that the event happens in the moment's level-1 window; null otherwise.")
     thumbnail: str = Field(..., description="URL of a JPEG of the peak frame.")
     media: Optional[str] = Field(..., description="URL of the video file (HTTP Range supported); null for a live stream moment that was not recorded (no media).")
     media_offset: float = Field(0.0, description="Time in the media file of second 0 of start/end: a live stream part's recording starts at the part's offset (0 for files).")
@@ -91,6 +92,7 @@ class ExplainMoment(_Out):
     end: float = Field(..., description="Seconds.")
     score: float = Field(..., description="Grounded score (entropy-ranked confidence).")
     peak: float = Field(..., description="Seconds.")
+    presence: Optional[float] = Field(None, description="Presence of the moment's level-1 window (level1=presence; else null).")
 
 
 class ExplainNode(_Out):
@@ -105,6 +107,8 @@ class ExplainNode(_Out):
     confidence: float = Field(..., description="Confidence of the answer.")
     p_absent: float = Field(..., description="Probability the LLM gave to 'absent'.")
     kept: bool = Field(..., description="Whether the span was refined further or kept as a result.")
+    presence: Optional[float] = Field(None, description="level1=presence: the calibrated probability of the event in the level-1 window this call is (or lies in); else null.")
+    window: Optional[int] = Field(None, description="level1=presence: index of that level-1 window in the video.")
     children: list["ExplainNode"] = Field(..., description="Calls made inside this span at the next level.")
 
 

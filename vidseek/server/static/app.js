@@ -75,7 +75,8 @@ function renderResults(data) {
       body.append(none);
       img.addEventListener("error", () => img.remove(), { once: true });
     }
-    body.querySelector(".score").textContent = `score ${m.score.toFixed(3)}`;
+    body.querySelector(".score").textContent = `score ${m.score.toFixed(3)}`
+      + (m.presence != null ? ` · presence ${Math.round(100 * m.presence)} %` : "");  // grounded
     card.append(thumb, body);
     const open = () => play(m, card);
     card.addEventListener("click", open);
