@@ -115,6 +115,49 @@ def test_cli_reindex_and_grounded_explain(tmp_path, tiny_clip_dir, world_videos,
     assert res.exit_code == 2
 
 
+def test_cli_grounded_top_k_and_abstention(tmp_path, tiny_clip_dir, world_videos, checkpoint):
+    root, anns = world_videos
+    archive = tmp_path / "ar"
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(root), "-a", str(archive), "-m", str(tiny_clip_dir)]).exit_code == 0
+    assert runner.invoke(app, ["reindex", "-a", str(archive), "--grounder", str(checkpoint)]).exit_code == 0
+    query = next(a.query for a in anns["a.mp4"] if a.present)
+    grounded = ["search", query, "-a", str(archive), "--mode", "grounded", "--levels", "2"]
+    # abstention off: --top-k 5 gives 5 moments (the two videos have 3 + 2 level-1 windows;
+    # a barely trained checkpoint may answer no finer span), each with its window's presence;
+    # on the --explain path too
+    for extra in ([], ["--explain"]):
+        res = runner.invoke(app, [*grounded, "--min-presence", "0", "--top-k", "5", "--json", *extra])
+        assert res.exit_code == 0, res.output
+        data = json.loads(res.output)
+        moments = data["moments"] if extra else data
+        assert len(moments) == 5
+        assert all(isinstance(m["presence"], float) and 0.0 <= m["presence"] <= 1.0 for m in moments)
+        if extra:  # level 1 scored every window's presence
+            assert all(n["verdict"] == "presence" and n["presence"] is not None
+                       for tree in data["explain"] for n in tree["tree"])
+    res = runner.invoke(app, [*grounded, "--min-presence", "0", "--top-k", "2"])
+    assert res.exit_code == 0 and "presence" in res.output  # the table's presence column
+    # a threshold no window reaches: nothing is returned, which is not an error
+    highest = max(m["presence"] for m in moments)
+    too_high = f"{min(1.0, highest + 1e-3):.6f}"
+    res = runner.invoke(app, [*grounded, "--min-presence", too_high, "--json"])
+    assert res.exit_code == 0 and json.loads(res.output) == [], res.output
+    res = runner.invoke(app, [*grounded, "--min-presence", too_high])
+    assert res.exit_code == 0 and "no results" in res.output
+    res = runner.invoke(app, [*grounded, "--level1", "answer", "--top-k", "2", "--json", "--explain"])
+    assert res.exit_code == 0, res.output
+    calls = [n for tree in json.loads(res.output)["explain"] for n in tree["tree"]]
+    assert calls and all(n["presence"] is None and n["verdict"] != "presence" for n in calls)  # LM answers
+    # options that do not apply are refused before anything is opened
+    for bad, code in ((["--mode", "clip", "--min-presence", "0.5"], 2), (["--mode", "clip", "--level1", "answer"], 2),
+                      (["--mode", "grounded", "--level1", "answer", "--min-presence", "0.5"], 2),
+                      (["--mode", "grounded", "--min-presence", "1.5"], 1),
+                      (["--mode", "grounded", "--min-presence", "nan"], 1)):
+        res = runner.invoke(app, ["search", query, "-a", str(archive), *bad])
+        assert res.exit_code == code and "error: " in res.output and "Traceback" not in res.output, (bad, res.output)
+
+
 def test_grounder_for_another_encoder_is_refused(tmp_path, tiny_clip_dir, world_videos, tiny_grounder):
     root, _ = world_videos
     ckpt = tmp_path / "small"
@@ -152,7 +195,7 @@ def test_server_answers_grounded_searches(tmp_path, tiny_clip_dir, world_videos,
 
     root, anns = world_videos
     with vidseek.Archive.open(tmp_path / "ar", model=tiny_clip_dir) as archive:
-        archive.ingest([root / "a.mp4"])
+        archive.ingest([root])  # a.mp4 and b.mp4: 3 + 2 level-1 windows
         archive.set_grounder(checkpoint)
     query = next(a.query for a in anns["a.mp4"] if a.present)
     with TestClient(create_app(vidseek.service.ServiceSettings(archive=tmp_path / "ar", device="cpu"))) as client:
@@ -167,3 +210,23 @@ def test_server_answers_grounded_searches(tmp_path, tiny_clip_dir, world_videos,
         assert len(body["moments"]) <= 2  # a barely trained checkpoint may find nothing
         assert all(0 <= m["start"] < m["end"] <= 150.5 and m["video"] == "a.mp4" for m in body["moments"])
         assert 'vidseek_stage_seconds_count{stage="ground"} 1.0' in client.get("/metrics").text
+        # abstention off: top_k moments (one per level-1 window of the two videos at least),
+        # each with its window's presence
+        grounded = {"q": query, "mode": "grounded", "levels": 2}
+        body = client.get("/api/search", params={**grounded, "top_k": 5, "min_presence": 0}).json()
+        assert len(body["moments"]) == 5
+        assert all(isinstance(m["presence"], float) and 0 <= m["presence"] <= 1 for m in body["moments"])
+        too_high = min(1.0, max(m["presence"] for m in body["moments"]) + 1e-3)
+        body = client.get("/api/search", params={**grounded, "min_presence": too_high}).json()
+        assert body["moments"] == []  # judged absent: an empty answer, not an error
+        trees = client.get("/api/search", params={**grounded, "top_k": 2, "explain": True}).json()["explain"]
+        assert all(isinstance(n["presence"], float) for t in trees for n in t["tree"])  # one per window
+        trees = client.get("/api/search", params={**grounded, "level1": "answer", "top_k": 2,
+                                                  "explain": True}).json()["explain"]
+        calls = [n for t in trees for n in t["tree"]]
+        assert calls and all(n["presence"] is None and n["verdict"] != "presence" for n in calls)
+        for params, says in (({"level1": "answer", "min_presence": 0.5}, "min_presence"),
+                             ({"min_presence": 1.5}, "min_presence"), ({"level1": "both"}, "level1"),
+                             ({"mode": "clip", "min_presence": 0.5}, "min_presence: only for mode=grounded")):
+            response = client.get("/api/search", params={**grounded, **params})
+            assert response.status_code == 422 and says in response.json()["error"], response.text
