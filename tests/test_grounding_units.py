@@ -222,6 +222,9 @@ def test_presence_top_k_is_honest_and_min_presence_abstains(tiny_grounder):
     assert len(result.moments) == 8  # 5 refined spans + the next windows by presence
     spans = sorted((m.start, m.end) for m in result.moments)
     assert all(b[0] >= a[1] - 1e-9 or b[1] <= a[0] for a, b in zip(spans, spans[1:]))  # disjoint
+    # whole level-1 windows fill last, the most likely first
+    windows = [m.presence for m in result.moments if m.end - m.start >= g.config.windows.coarse - 1e-6]
+    assert windows and windows == sorted(windows, reverse=True)
     threshold = sorted(m.presence for m in result.moments)[4]
     strict = ground_video(g, record, features, None, "x", query, replace(options, min_presence=threshold))
     assert 0 < len(strict.moments) < 8 and all(m.presence >= threshold for m in strict.moments)

@@ -210,7 +210,7 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     t0 = time.perf_counter()
     if view.frames == 0:
         return GroundingResult(video, query, [], [], 0, 0, {})
-    previous: list[GroundingNode] = []  # kept nodes of the levels above the last
+    previous: list[list[GroundingNode]] = []  # kept nodes of each level above the last, best first
     if view.frames <= w.dense:
         tree = _dense_level(grounder, view, None, prompt, options, level=1)
         if options.level1 == "presence":  # one window: its presence is the whole video's
@@ -236,17 +236,17 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
             t0 = time.perf_counter()
             _fine_level(grounder, view, final, prompt, options)
             level = 2
-            previous += final
+            previous.append(final)
             final = _select([c for p in final for c in p.children], options)
             timings[level] = time.perf_counter() - t0
         if options.levels >= 2 and final:
             t0 = time.perf_counter()
             level += 1
-            previous += final
+            previous.append(final)
             final = _select(_dense_level(grounder, view, final, prompt, options, level), options)
             timings[level] = time.perf_counter() - t0
     if options.level1 == "presence" and view.frames > w.dense:  # unkept windows fill last
-        previous = [n for n in sorted(tree, key=lambda n: n.presence or 0.0) if not n.kept] + previous
+        previous.insert(0, [n for n in sorted(tree, key=lambda n: -(n.presence or 0.0)) if not n.kept])
     threshold = options.min_presence
     if threshold is None:
         threshold = grounder.presence_calibration.threshold if options.level1 == "presence" else 0.0
@@ -254,7 +254,7 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     return GroundingResult(video, query, moments, tree, view.frames, int(view.read.sum()), timings)
 
 
-def _moments(video: VideoRecord, final: list[GroundingNode], previous: list[GroundingNode],
+def _moments(video: VideoRecord, final: list[GroundingNode], previous: list[list[GroundingNode]],
              options: GroundingOptions, min_presence: float) -> list[Moment]:
     """The final spans as moments, best first; fewer than ``top_k`` are filled up with the kept
     spans of the levels above that no moment overlaps yet (coarser, so scored lower), then
@@ -278,7 +278,7 @@ def _moments(video: VideoRecord, final: list[GroundingNode], previous: list[Grou
     taken = [n.frames for n in final if n.frames is not None]
     lowest = min((m.score for m in moments), default=1.0)
     wanted = options.moments or options.top_k
-    for node in reversed(previous):  # the finest level first
+    for node in (n for level in reversed(previous) for n in level):  # the finest level first
         if len(moments) >= wanted:
             break
         if node.frames is None or any(_overlap(node.frames, t) > 0 for t in taken):
