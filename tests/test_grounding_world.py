@@ -32,7 +32,8 @@ def world_archive(tmp_path_factory, world_encoder):
     archive.close()
 
 
-def test_grounder_finds_events_in_held_out_videos(world_archive):
+@pytest.fixture(scope="module")
+def world_grounder(world_archive):
     archive, train, test, root = world_archive
     out = root / "grounder"
     words = sorted({w for a in train + test for w in a.query.split()} |
@@ -42,6 +43,12 @@ def test_grounder_finds_events_in_held_out_videos(world_archive):
         [report] = train_grounder_from_archive(
             out, archive, train, ["1a"], llm=str(llm), tuning="full",
             train=GroundingTrainConfig(steps={"1a": TRAIN_STEPS}, batch_size=16, lr=2e-3, warmup=30))
+    return out, report
+
+
+def test_grounder_finds_events_in_held_out_videos(world_archive, world_grounder):
+    archive, train, test, root = world_archive
+    out, report = world_grounder
     assert report.last_loss < 0.6 * report.first_loss
     archive.set_grounder(out)
     grounded = vidseek.evaluation.evaluate_archive(archive, test, mode="grounded")
@@ -65,3 +72,52 @@ def test_grounder_finds_events_in_held_out_videos(world_archive):
     assert int8.recall["R1@0.3"] >= 1.5 * baseline.recall["R1@0.3"]
     with pytest.raises(vidseek.ModelError, match="queries only"):
         quantised.grounder.save(root / "nope")
+
+
+def test_presence_calibration_on_long_videos(world_archive, world_grounder, tmp_path):
+    """The level-1 presence calibration: fitted on one set of videos, stored in the checkpoint,
+    then the grounded evaluation reports right-window recall per level and abstention."""
+    import shutil
+
+    import numpy as np
+
+    from vidseek.train.calibration import fit_presence_calibration
+
+    archive, train, test, root = world_archive
+    out = tmp_path / "calibrated"
+    shutil.copytree(world_grounder[0], out)  # the other test uses the uncalibrated checkpoint
+    archive.set_grounder(out)
+    assert not archive.grounder.presence_calibration.calibrated
+    fit_on = [a for a in train if a.video == "t0.mp4"]  # 300 s: 6 level-1 windows of 60 frames
+    windows = -(-len(archive.video_features(archive.find_video("t0.mp4")).times) // 60)
+    with one_torch_thread():
+        fit = fit_presence_calibration(out, archive, fit_on)
+    assert fit.queries == len(fit_on) and fit.rows == windows * len(fit_on) and fit.positives > 0
+    assert abs(fit.mean_probability - fit.positive_rate) < 0.01  # a logistic fit's intercept property
+    assert set(fit.window_recall_by_signal) == {"lm_logit", "peak", "peak_z", "mean_z", "calibrated"}
+    recall = fit.window_recall_by_signal["calibrated"]
+    assert recall["1"] <= recall["3"] <= recall["5"] and recall["3"] > 3 / windows  # beats chance
+    assert 0.0 < fit.calibration.threshold < 1.0 and fit.present_kept >= 0.97
+    with vidseek.Archive.open(root / "archive") as reopened:  # stored in the checkpoint
+        reopened.set_grounder(out)
+        stored = reopened.grounder.presence_calibration
+        assert stored.calibrated and stored.threshold == pytest.approx(fit.calibration.threshold)
+        held_out = [a for a in train if a.video == "t1.mp4"][:24]
+        rows: list[dict] = []
+        report = vidseek.evaluation.evaluate_archive(
+            reopened, held_out, mode="grounded", grounding=vidseek.GroundingOptions(levels=2),
+            predictions=rows)
+    assert set(report.window_recall) == {"L1@1", "L1@3", "L1@5", "L2"}
+    assert report.window_recall["L1@1"] <= report.window_recall["L1@3"] <= report.window_recall["L1@5"]
+    assert report.min_presence == pytest.approx(stored.threshold)
+    absent = [a for a in held_out if not a.present]
+    assert (report.absent_rejected is None) == (not absent)
+    assert len(rows) == len(held_out)  # absent events too
+    for row, ann in zip(rows, held_out):
+        assert row["truth"] == ([ann.start, ann.end] if ann.present else None)
+        assert all(p >= report.min_presence for p in row["presence"])
+        assert all(d[3] < report.min_presence for d in row["dropped"])
+        assert len(row["moments"]) + len(row["dropped"]) == 5  # honest top-5 before abstention
+    # R@n without abstention is never below R@n with it
+    assert all(report.recall_without_abstention[k] >= v for k, v in report.recall.items())
+    assert np.isfinite(report.miou)

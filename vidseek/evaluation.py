@@ -176,9 +176,13 @@ def window_recall(result: GroundingResult, annotation: Annotation) -> dict[str, 
             hits[f"L1@{k}"] = any(_holds_event(n.span, annotation) for n in ranked[:k])
     elif kept.get(1):
         hits["L1"] = any(_holds_event(n.span, annotation) for n in kept[1])
-    for level in sorted(kept):
-        if level > 1:
-            hits[f"L{level}"] = any(_holds_event(n.span, annotation) for n in kept[level])
+    depth, stack = 0, list(result.tree)
+    while stack:  # the deepest level the recursion ran: a level that kept nothing is a miss
+        node = stack.pop()
+        depth = max(depth, node.level)
+        stack += node.children
+    for level in range(2, depth + 1):
+        hits[f"L{level}"] = any(_holds_event(n.span, annotation) for n in kept.get(level, []))
     return hits
 
 
