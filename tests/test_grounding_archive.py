@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import vidseek
+import vidseek.annotations
 import vidseek.service
 import vidseek.synth
 from vidseek.cli import app
@@ -156,6 +158,48 @@ def test_cli_grounded_top_k_and_abstention(tmp_path, tiny_clip_dir, world_videos
                       (["--mode", "grounded", "--min-presence", "nan"], 1)):
         res = runner.invoke(app, ["search", query, "-a", str(archive), *bad])
         assert res.exit_code == code and "error: " in res.output and "Traceback" not in res.output, (bad, res.output)
+
+
+def test_cli_calibrate_stores_presence_calibration(tmp_path, tiny_clip_dir, world_videos, checkpoint):
+    root, anns = world_videos
+    archive = tmp_path / "ar"
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, ckpt)  # other tests use the module's checkpoint uncalibrated
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(root), "-a", str(archive), "-m", str(tiny_clip_dir)]).exit_code == 0
+    rows = anns["a.mp4"] + anns["b.mp4"]  # absent events included
+    annotations = tmp_path / "cal.jsonl"
+    vidseek.annotations.write_annotations(annotations, rows)
+    calibrate = ["calibrate", "--annotations", str(annotations), "-a", str(archive)]
+    # refused before the archive adopts anything: a directory that is not a checkpoint, a
+    # video the archive lacks
+    stray = tmp_path / "stray.jsonl"
+    vidseek.annotations.write_annotations(stray, [vidseek.annotations.Annotation("c.mp4", "x", 1.0, 2.0), *rows])
+    for bad, says in (([*calibrate, "--grounder", str(tmp_path)], "not a grounding checkpoint"),
+                      (["calibrate", "--annotations", str(stray), "-a", str(archive), "--grounder", str(ckpt)],
+                       "c.mp4")):
+        res = runner.invoke(app, bad)
+        assert res.exit_code == 1 and "error: " in res.output and says in res.output, res.output
+        assert "Traceback" not in res.output
+    with vidseek.Archive.open(archive, create=False) as arch:
+        assert arch.grounder is None
+    res = runner.invoke(app, [*calibrate, "--grounder", str(ckpt)])
+    assert res.exit_code == 0, res.output
+    assert f"fitted on 2 videos, {len(rows)} queries" in res.output and "default min presence" in res.output
+    assert "right-window recall" in res.output and "calibrated" in res.output and "R@5" in res.output
+    res = runner.invoke(app, [*calibrate, "--grounder", str(ckpt), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert len(data["calibration"]["weights"]) == 4 and 0.0 <= data["calibration"]["threshold"] <= 1.0
+    assert data["queries"] == len(rows) and data["videos"] == 2
+    assert set(data["window_recall_by_signal"]) == {"lm_logit", "peak", "peak_z", "mean_z", "calibrated"}
+    assert all(set(r) == {"1", "3", "5"} and 0.0 <= r["1"] <= r["3"] <= r["5"] <= 1.0
+               for r in data["window_recall_by_signal"].values())
+    stored = json.loads((ckpt / "manifest.json").read_text())["presence_calibration"]
+    assert stored["calibrated"] is True and stored["weights"] == data["calibration"]["weights"]
+    assert "presence_calibration" not in json.loads((checkpoint / "manifest.json").read_text())
+    with vidseek.Archive.open(archive, create=False) as arch:  # the archive adopted the checkpoint
+        assert arch.info().grounder == str(ckpt.resolve())
 
 
 def test_grounder_for_another_encoder_is_refused(tmp_path, tiny_clip_dir, world_videos, tiny_grounder):

@@ -7,7 +7,7 @@ library's public API:
 
 - :mod:`.index`: ``ingest``, ``info``, ``reindex``
 - :mod:`.search`: ``search``, ``object``
-- :mod:`.training`: ``synth``, ``train-encoder``, ``train``, ``eval``
+- :mod:`.training`: ``synth``, ``train-encoder``, ``train``, ``calibrate``, ``eval``
 - :mod:`.service`: ``watch``, ``jobs``, ``serve``
 - :mod:`.doctor`: ``doctor``
 """
@@ -48,6 +48,7 @@ for _name, _command in (
     ("synth", training.synth),
     ("train-encoder", training.train_encoder),
     ("train", training.train),
+    ("calibrate", training.calibrate),
     ("eval", training.evaluate),
     ("watch", service.watch),
     ("jobs", service.jobs),

@@ -1,4 +1,4 @@
-"""Training and evaluation commands: ``synth``, ``train-encoder``, ``eval`` and ``train``."""
+"""Training and evaluation commands: ``synth``, ``train-encoder``, ``eval``, ``train`` and ``calibrate``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, List, Literal, Optional
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 import vidseek
 import vidseek.annotations
@@ -173,7 +174,8 @@ def train(
 
     Stage 1a: dense clips, adapter + projector + LoRA; 1b: single sparse windows, the
     compressor only, yes/no; 2: sparse spans, LoRA only. Interrupted runs resume from the
-    last save (every 500 steps). Then: vidseek reindex --grounder OUT.
+    last save (every 500 steps). Then: vidseek calibrate --grounder OUT on held-out videos,
+    and vidseek reindex --grounder OUT.
     """
     stages = list(vidseek.train.GROUNDING_STAGES) if stage == "all" else [stage]
     stage_steps = _stage_steps(steps)
@@ -202,3 +204,45 @@ def train(
                       f"{r.first_loss:.3f} -> {r.last_loss:.3f}"
                       + (f" (resumed at step {r.resumed_from})" if r.resumed_from else ""), markup=False)
     console.print(f"saved {out}", markup=False)
+
+
+def calibrate(
+    annotations: Annotated[Path, typer.Option(
+        "--annotations",
+        help="Annotations of held-out videos in the archive: our JSONL of {video, query, start, end}, or a public set's file (see --format); absent events included.")],
+    grounder: Annotated[Path, typer.Option(
+        "--grounder", help="Grounding checkpoint to calibrate; the archive adopts it (as vidseek reindex --grounder does).")],
+    archive: ArchiveOpt = None,
+    annotation_format: FormatOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the calibration report as JSON.")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Fit a grounding checkpoint's level-1 presence calibration and store it in the checkpoint.
+
+    A logistic model turns each coarse window's presence signals (the LM's yes/no logit and
+    the frame-query similarities) into P(event in window), and the default abstention
+    threshold is chosen on the same queries. The calibration videos must be held out from
+    training and from evaluation: the LM's yes/no is overconfident on its training data.
+    Training the checkpoint further drops the calibration; run this again after.
+    """
+    try:
+        rows = vidseek.annotations.read_annotations(annotations, format=annotation_format)
+        if not any(a.present for a in rows):
+            raise ValueError(f"{annotations}: no present event; calibration needs both windows "
+                             "with the event and windows without")
+        with vidseek.Archive.open(archive, device=device, create=False) as arch:
+            for name in sorted({a.video for a in rows}):  # before the archive adopts the checkpoint
+                arch.find_video(name)
+            arch.set_grounder(grounder)
+            report = vidseek.train.fit_presence_calibration(grounder, arch, rows)
+    except (vidseek.VidseekError, ValueError, OSError) as exc:
+        raise fail(exc)
+    if as_json:
+        console.print(json.dumps(report.to_dict(), indent=2), markup=False)
+        return
+    console.print(report.describe(), markup=False)
+    table = Table("signal", "R@1", "R@3", "R@5", title="right-window recall (present queries)")
+    for name, recall in report.window_recall_by_signal.items():
+        table.add_row(name, *(f"{100 * recall[k]:.1f}%" for k in ("1", "3", "5")))
+    console.print(table)
+    console.print(f"saved the calibration in {grounder}", markup=False)
