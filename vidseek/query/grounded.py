@@ -204,7 +204,8 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
         raise QueryError("the text query is empty")
     grounder.eval()
     prompt = grounding_prompt(query)
-    view = VideoView(grounder, features, video.fps, np.asarray(query_vector, dtype=np.float32))
+    view = VideoView(grounder, features, video.fps, np.asarray(query_vector, dtype=np.float32),
+                     video.duration)
     w = grounder.config.windows
     timings: dict[int, float] = {}
     t0 = time.perf_counter()

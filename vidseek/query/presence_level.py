@@ -22,11 +22,12 @@ class VideoView:
     """Lazy dense tokens of one video, remembering which frames were read."""
 
     def __init__(self, grounder: Grounder, features: VideoFeatures, fps: float,
-                 query_vector: np.ndarray) -> None:
+                 query_vector: np.ndarray, duration: float = 0.0) -> None:
         self.grounder = grounder
         self.features = features
         self.times = features.times
         self.step = 1.0 / fps
+        self.duration = duration  # seconds; 0: unknown
         self.read = np.zeros(len(features.times), dtype=bool)
         # frame–query similarity from the stored embeddings (not dense tokens)
         self.similarity = torch.as_tensor(features.embeddings @ query_vector, device=grounder.device)
@@ -43,8 +44,12 @@ class VideoView:
         return self.grounder.dense_tokens(self.features.embeddings[a:b], self.features.dense.grid(a, b))
 
     def seconds(self, a: int, b: int) -> tuple[float, float]:
-        """Frames ``[a, b)`` as a time range."""
-        return float(self.times[a]), float(self.times[b - 1] + self.step)
+        """Frames ``[a, b)`` as a time range (the last frame lasts one sampling step, but
+        never past the end of the video)."""
+        end = float(self.times[b - 1] + self.step)
+        if self.duration > self.times[b - 1]:
+            end = min(end, self.duration)
+        return float(self.times[a]), end
 
 
 def coarse_tokens(grounder: Grounder, view: VideoView, sparse: np.ndarray | None) -> torch.Tensor:
