@@ -94,8 +94,10 @@ def main() -> int:
         t0 = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - t0
-        record["stages"][name] = round(seconds + record["stages"].get(name, 0.0), 1) if result != "skipped" \
-            else record["stages"].get(name, 0.0)
+        # an interrupted stage that resumes adds to its time; calibration always reruns from
+        # scratch (cheap, and it must follow the weights), so its time is replaced
+        before = 0.0 if name == "calibration" else record["stages"].get(name, 0.0)
+        record["stages"][name] = round(seconds + before, 1) if result != "skipped" else before
         print(f"[recipe] {name}: {'skipped (done before)' if result == 'skipped' else f'{seconds:.0f} s'}",
               flush=True)
         record_path.write_text(json.dumps(record, indent=2))
