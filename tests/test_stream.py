@@ -320,6 +320,8 @@ def test_bad_urls_fail_fast_naming_the_url_and_change_nothing(archive_dir, tmp_p
                 assert str(caught.value).startswith(redact_url(url))
                 assert "secret" not in str(caught.value)
             assert state(arch) == before and arch.stream_parts() == []
+            # no lock file is left behind (nor the folder that holds the locks)
+            assert not (archive_dir / "streams").exists()
     finally:
         server.terminate()
         server.wait()

@@ -444,7 +444,13 @@ class StreamIngester:
 
 
 class _SourceLock:
-    """One process at a time ingests a source (an advisory lock, released by a crash too)."""
+    """One process at a time ingests a source (an advisory lock, released by a crash too).
+
+    The lock file exists only while it is held: it is removed on every exit, and the
+    ``streams/`` folder with it when no other stream holds a lock, so a failed ingest (a
+    bad URL) leaves the archive as it was. A process that opened the file just before its
+    holder removed it would lock an unlinked file; it sees the path no longer names what
+    it locked, and starts again."""
 
     def __init__(self, root: Path, source: str, redacted: str) -> None:
         digest = hashlib.sha256(source.encode()).hexdigest()[:16]
@@ -453,18 +459,38 @@ class _SourceLock:
         self.fd = -1
 
     def __enter__(self) -> "_SourceLock":
-        self.path.parent.mkdir(exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise StreamError(self.redacted, f"stream {self.source!r} is already being ingested "
-                              "into this archive by another process") from None
-        return self
+        while True:
+            self.path.parent.mkdir(exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # another holder removed the empty folder meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StreamError(self.redacted, f"stream {self.source!r} is already being "
+                                  "ingested into this archive by another process") from None
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                self.fd = fd
+                return self
+            os.close(fd)  # locked a file its holder had just removed
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)  # releases the lock
+        try:  # removed while still held, so nobody locks the file being removed
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)  # releases the lock
+            self.fd = -1
+        try:
+            self.path.parent.rmdir()
+        except OSError:  # another stream's lock is in it
+            pass
 
 
 class _Run:
