@@ -206,14 +206,20 @@ class FrameEncoder:
             raise ModelError(f"{self.info.name}: the image tower is already quantised to int8; "
                              f"load the encoder again to encode images in {precision}")
         if precision == "int8":
-            quantize_linear_layers(self.model.vision_model, f"{self.info.name} (image tower)")
-            projection = getattr(self.model, "visual_projection", None)  # CLIP; SigLIP's is inside
-            if isinstance(projection, torch.nn.Linear):
-                wrapped = torch.nn.Sequential(projection)
-                quantize_linear_layers(wrapped, f"{self.info.name} (image projection)")
-                self.model.visual_projection = wrapped[0]
+            self._quantize_tower("vision_model", "visual_projection", "image")
         self.image_precision = precision
         logger.info("image encoder of %s now computes in %s", self.info.name, precision)
+
+    def _quantize_tower(self, tower: str, projection_name: str, what: str) -> None:
+        """int8 weights for the linear layers of ``self.model.<tower>`` and of its projection
+        ``self.model.<projection_name>`` (``what``: "image" or "text", for errors)."""
+        quantize_linear_layers(getattr(self.model, tower), f"{self.info.name} ({what} tower)")
+        projection = getattr(self.model, projection_name, None)  # CLIP; SigLIP's is inside
+        if isinstance(projection, torch.nn.Linear):
+            # quantize_dynamic replaces children, not the module it is given: wrap the bare layer
+            wrapped = torch.nn.Sequential(projection)
+            quantize_linear_layers(wrapped, f"{self.info.name} ({what} projection)")
+            setattr(self.model, projection_name, wrapped[0])
 
     @torch.inference_mode()
     def encode_frames(self, pixels: np.ndarray) -> FrameFeatures:
@@ -253,12 +259,7 @@ class FrameEncoder:
         float32 only."""
         if self.text_int8:
             return
-        quantize_linear_layers(self.model.text_model, f"{self.info.name} (text tower)")
-        projection = getattr(self.model, "text_projection", None)  # CLIP; SigLIP's is inside
-        if isinstance(projection, torch.nn.Linear):
-            wrapped = torch.nn.Sequential(projection)
-            quantize_linear_layers(wrapped, f"{self.info.name} (text projection)")
-            self.model.text_projection = wrapped[0]
+        self._quantize_tower("text_model", "text_projection", "text")
         self.text_int8 = True
         logger.info("text encoder of %s quantised to int8", self.info.name)
 
