@@ -74,6 +74,20 @@ def aired_wall(feed: LiveFeed, stream_seconds: float) -> float:
     return min(feed.aired, key=lambda a: abs(a[0] - stream_seconds))[1]
 
 
+def wait_for_frames(archive_dir: Path, count: int, proc: subprocess.Popen,
+                    timeout: float = 60.0) -> None:
+    """Wait until another process ingesting into ``archive_dir`` has committed ``count``
+    frames of its first video (fails if ``proc`` exits or ``timeout`` passes first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with vidseek.Archive.open(archive_dir, device="cpu") as arch:
+            if arch.videos() and arch.videos()[0].frames >= count:
+                return
+        assert proc.poll() is None, f"the ingest exited ({proc.returncode}) before {count} frames"
+        time.sleep(0.5)
+    pytest.fail(f"the ingest did not commit {count} frames within {timeout:g}s")
+
+
 def state(arch: vidseek.Archive) -> tuple:
     return [(v.id, v.features_key, v.frames) for v in arch.videos()], arch.totals()
 
@@ -233,12 +247,7 @@ def test_kill_9_then_restart_continues_without_duplicates(archive_dir, frames, m
                             env={**os.environ, "PYTHONPATH": str(Path(vidseek.__file__).parents[1])})
     sender = start(send, feed, f"tcp://127.0.0.1:{port}", deadline=90)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with vidseek.Archive.open(archive_dir, device="cpu") as arch:
-                if arch.videos() and arch.videos()[0].frames >= 7:
-                    break
-            time.sleep(0.5)
+        wait_for_frames(archive_dir, 7, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
@@ -336,12 +345,7 @@ def test_cli_sigterm_commits_and_search_json_says_when_it_aired(archive_dir, fra
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sender = start(send, feed, f"tcp://127.0.0.1:{port}", deadline=40)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with vidseek.Archive.open(archive_dir, device="cpu") as arch:
-                if arch.videos() and arch.videos()[0].frames >= 6:
-                    break
-            time.sleep(0.5)
+        wait_for_frames(archive_dir, 6, proc)
         proc.send_signal(signal.SIGTERM)
         out, errors = proc.communicate(timeout=30)
     finally:
