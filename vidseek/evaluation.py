@@ -210,7 +210,7 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
     ``clip`` or ``grounded`` (with ``grounding`` options; a grounded query returns ``top_k``
     moments, see :meth:`GroundingOptions.with_results`). Grounded modes also run the
     absent-event queries (abstention). ``predictions``, when given, receives one dict per
-    query: ``{"mode", "query", "video", "kind", "truth", "moments": [[start, end, score], ...]}``
+    query, absent events included: ``{"mode", "query", "video", "kind", "truth", "moments": [[start, end, score], ...]}``
     (best first; grounded: with ``presence`` per moment and the moments the threshold
     ``dropped``), ``mode`` being ``prediction_mode`` or the report's label.
     """
@@ -247,15 +247,15 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
                     window_hits[key].append(hit)
             else:
                 absent_rejected.append(not passed)
-        elif ann.present:
-            video = archive.find_video(ann.video)
+        elif ann.present or predictions is not None:  # CLIP mode never abstains: absent ones
+            video = archive.find_video(ann.video)      # are run only to be written down
             passed = archive.search(ann.query, top_k=top_k, video=str(video.id))
             moments, dropped = passed, []
         else:
             passed = moments = dropped = []
         kept.append([(m.start, m.end) for m in passed])
         unfiltered.append([(m.start, m.end) for m in moments])
-        if predictions is not None and (ann.present or mode == "grounded"):
+        if predictions is not None:
             predictions.append(_prediction_row(prediction_mode or label, ann, passed, dropped))
         if progress is not None:
             progress(n + 1, len(annotations))
