@@ -2,6 +2,7 @@
 
     python benchmarks/grounding.py [--minutes 30] [--encoder DIR] [--seed 1000] [--checkpoint CKPT]
                                    [--precision fp32,int8] [--predictions FILE] [--ablations]
+                                   [--distractors N]
 
 Trains the world encoder (unless --encoder is given; cached in .cache/bench/), generates a
 held-out procedural-world video (its seed is never used in training), ingests it and scores
@@ -11,8 +12,10 @@ level 1 only, 2 levels and 3 levels, plus the ablation of level 1 (3 levels with
 span-answering level 1 instead of the presence pass). Grounded modes also report
 right-window recall per level and absent-event abstention at the checkpoint's default
 presence threshold (see vidseek.evaluation). ``--ablations`` adds 3 levels ranked by R
-alone and in time order. Use ``--encoder`` with the encoder the checkpoint was trained with
-(``make grounder`` puts it in OUT.work/encoder).
+alone and in time order. ``--distractors N`` ingests N more worlds beside it and also scores
+CLIP and 3 levels archive-wide (no video named; a moment in another video is wrong). Use
+``--encoder`` with the encoder the checkpoint was trained with (``make grounder`` puts it in
+OUT.work/encoder).
 
 ``--predictions FILE`` writes one JSON line per (mode, annotation), absent events included:
 ``{"mode": "clip" | "grounded-1" | "grounded-2" | "grounded-3" | ..., "query", "video",
@@ -52,6 +55,9 @@ def main() -> None:
                         help="image-encoder precisions, comma-separated: the first for every mode, "
                              "each other one re-ingests the video and scores CLIP mode (clip-<precision>)")
     parser.add_argument("--predictions", type=Path, help="write every mode's moments per query here (JSON lines)")
+    parser.add_argument("--distractors", type=int, default=0,
+                        help="also ingest N other worlds (seeds S+1..S+N, same length) and score CLIP "
+                             "and 3 levels archive-wide, without naming the video")
     parser.add_argument("--ablations", action="store_true",
                         help="also 3 levels ranked by R alone and in time order")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grounding.json")
@@ -89,13 +95,22 @@ def main() -> None:
                 print(report.table())
         config = vidseek.IngestConfig(precision=first)
         with vidseek.Archive.open(Path(tmp) / "archive", model=encoder, config=config) as archive:
-            archive.ingest([video])
+            others = []
+            for n in range(1, args.distractors + 1):  # the same kind of video, other events
+                other = Path(tmp) / f"world-distractor-{args.seed + n}.mp4"
+                vidseek.synth.build_world_video(other, args.minutes * 60, seed=args.seed + n)
+                others.append(other)
+            archive.ingest([video, *others])
             if args.checkpoint:
                 archive.set_grounder(args.checkpoint)
                 archive.reindex()
+            if others:
+                runs += [(f"{key}-archive", mode, options) for key, mode, options in runs
+                         if key in ("clip", "grounded-3")]
             for key, mode, options in runs:
                 report = vidseek.evaluation.evaluate_archive(archive, annotations, mode=mode, grounding=options,
-                                                             predictions=rows, prediction_mode=key)
+                                                             predictions=rows, prediction_mode=key,
+                                                             archive_wide=key.endswith("-archive"))
                 results[key] = report.to_dict()
                 extra = ""
                 if report.dense_fraction is not None:
@@ -110,6 +125,7 @@ def main() -> None:
         print(f"\nwrote {len(rows)} prediction rows to {args.predictions}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"minutes": args.minutes, "seed": args.seed,
+                                    "distractors": args.distractors,
                                     "encoder": str(encoder), "checkpoint": str(args.checkpoint or ""),
                                     "modes": results}, indent=2))
     print(f"\nwrote {args.out}")

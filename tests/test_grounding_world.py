@@ -120,4 +120,16 @@ def test_presence_calibration_on_long_videos(world_archive, world_grounder, tmp_
         assert len(row["moments"]) + len(row["dropped"]) == 5  # honest top-5 before abstention
     # R@n without abstention is never below R@n with it
     assert all(report.recall_without_abstention[k] >= v for k, v in report.recall.items())
+    # archive-wide, as a user without --video: moments of other videos count as wrong
+    wide_rows: list[dict] = []
+    with vidseek.Archive.open(root / "archive") as reopened:
+        reopened.set_grounder(out)
+        wide = vidseek.evaluation.evaluate_archive(
+            reopened, held_out[:8], mode="grounded", grounding=vidseek.GroundingOptions(levels=2),
+            predictions=wide_rows, archive_wide=True)
+        clip_wide = vidseek.evaluation.evaluate_archive(reopened, held_out[:8], archive_wide=True)
+    assert wide.mode.endswith("archive-wide") and set(wide.window_recall) == {"L1", "L2"}
+    assert clip_wide.mode == "clip, archive-wide" and clip_wide.queries == sum(a.present for a in held_out[:8])
+    assert all(len(r["moment_videos"]) == len(r["moments"]) for r in wide_rows)
+    assert any(v != "t1.mp4" for r in wide_rows for v in r["moment_videos"])  # other videos compete
     assert np.isfinite(report.miou)

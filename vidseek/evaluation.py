@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from .annotations import Annotation
 
-from .query.grounded import GroundingNode, GroundingOptions, GroundingResult
+from .query.grounded import GroundingNode, GroundingOptions, GroundingResult, ranked_moments
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -165,17 +165,19 @@ def _kept_by_level(tree: list[GroundingNode]) -> dict[int, list[GroundingNode]]:
     return levels
 
 
-def window_recall(result: GroundingResult, annotation: Annotation) -> dict[str, bool]:
-    """Per level, whether what the level kept holds the event (see the module doc)."""
+def window_recall(result: GroundingResult, annotation: Annotation, ranked: bool = True) -> dict[str, bool]:
+    """Per level, whether what the level kept holds the event (see the module doc).
+    ``ranked=False``: level 1 too by the windows it kept (``L1``), not the best ``k`` of
+    the video (an archive-wide search keeps the best windows across videos)."""
     hits: dict[str, bool] = {}
     windows = [n for n in result.tree if n.presence is not None and n.kind == "coarse"]
     kept = _kept_by_level(result.tree)
-    if windows:
+    if windows and ranked:
         ranked = sorted(windows, key=lambda n: -(n.presence or 0.0))
         for k in WINDOW_RECALL_AT:
             hits[f"L1@{k}"] = any(_holds_event(n.span, annotation) for n in ranked[:k])
-    elif kept.get(1):
-        hits["L1"] = any(_holds_event(n.span, annotation) for n in kept[1])
+    else:
+        hits["L1"] = any(_holds_event(n.span, annotation) for n in kept.get(1, []))
     depth, stack = 0, list(result.tree)
     while stack:  # the deepest level the recursion ran: a level that kept nothing is a miss
         node = stack.pop()
@@ -186,11 +188,14 @@ def window_recall(result: GroundingResult, annotation: Annotation) -> dict[str, 
     return hits
 
 
-def _prediction_row(mode: str, annotation: Annotation, moments: list, dropped: list) -> dict:
+def _prediction_row(mode: str, annotation: Annotation, moments: list, dropped: list,
+                    archive_wide: bool) -> dict:
     row = {"mode": mode, "query": annotation.query, "video": annotation.video,
            "kind": annotation.extra.get("kind"),
            "truth": [annotation.start, annotation.end] if annotation.present else None,
            "moments": [[round(m.start, 3), round(m.end, 3), round(m.score, 5)] for m in moments]}
+    if archive_wide:  # which video each moment is in (only the annotated one can be right)
+        row["moment_videos"] = [m.video for m in moments]
     if dropped or any(m.presence is not None for m in moments):
         row["presence"] = [None if m.presence is None else round(m.presence, 5) for m in moments]
         # what the presence threshold removed: [start, end, score, presence]
@@ -199,11 +204,16 @@ def _prediction_row(mode: str, annotation: Annotation, moments: list, dropped: l
     return row
 
 
+def _span_in(moment, video_id: int) -> tuple[float, float]:
+    """The moment's span, or an empty one when it is not in the annotated video."""
+    return (moment.start, moment.end) if moment.video_id == video_id else (-1.0, -1.0)
+
+
 def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode: str = "clip",
                      top_k: int = 5, progress: Callable[[int, int], None] | None = None,
                      grounding: GroundingOptions | None = None,
                      predictions: list[dict] | None = None,
-                     prediction_mode: str | None = None) -> EvalReport:
+                     prediction_mode: str | None = None, archive_wide: bool = False) -> EvalReport:
     """Run every query against its video in ``archive`` and score the results.
 
     ``annotation.video`` must name one indexed video (file name, path or id). ``mode`` is
@@ -213,6 +223,10 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
     query, absent events included: ``{"mode", "query", "video", "kind", "truth", "moments": [[start, end, score], ...]}``
     (best first; grounded: with ``presence`` per moment and the moments the threshold
     ``dropped``), ``mode`` being ``prediction_mode`` or the report's label.
+
+    ``archive_wide``: each query searches the whole archive, as a user without ``--video``
+    does; a moment in another video than the annotated one counts as wrong, and right-window
+    recall counts the windows kept across all candidate videos (``L1``, ``L2``...).
     """
     if mode not in ("clip", "grounded"):
         raise ConfigError(f"unknown query mode {mode!r} (available: clip, grounded)")
@@ -236,30 +250,36 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
         # exactly the annotated video: two folders may each hold a world_000.mp4
         if mode == "grounded":
             video = archive.find_video(ann.video)
-            result = archive.ground(ann.query, video=str(video.id), options=options)[0]
-            moments = result.moments[:top_k]
+            if archive_wide:
+                results = archive.ground(ann.query, options=options)
+                moments = ranked_moments(results, top_k)
+                own = [r for r in results if r.video.id == video.id]
+                result = own[0] if own else GroundingResult(video, ann.query, [], [], 0, 0, {})
+            else:
+                result = archive.ground(ann.query, video=str(video.id), options=options)[0]
+                moments = result.moments[:top_k]
             passed = [m for m in moments if m.presence is None or m.presence >= threshold]  # type: ignore[operator]
             dropped = [m for m in moments if m not in passed]
             if ann.present:
                 fractions.append(result.dense_fraction)
                 empty += not passed
-                for key, hit in window_recall(result, ann).items():
+                for key, hit in window_recall(result, ann, ranked=not archive_wide).items():
                     window_hits[key].append(hit)
             else:
                 absent_rejected.append(not passed)
         elif ann.present or predictions is not None:  # CLIP mode never abstains: absent ones
             video = archive.find_video(ann.video)      # are run only to be written down
-            passed = archive.search(ann.query, top_k=top_k, video=str(video.id))
+            passed = archive.search(ann.query, top_k=top_k, video=None if archive_wide else str(video.id))
             moments, dropped = passed, []
         else:
             passed = moments = dropped = []
-        kept.append([(m.start, m.end) for m in passed])
-        unfiltered.append([(m.start, m.end) for m in moments])
+        kept.append([_span_in(m, video.id) for m in passed])
+        unfiltered.append([_span_in(m, video.id) for m in moments])
         if predictions is not None:
-            predictions.append(_prediction_row(prediction_mode or label, ann, passed, dropped))
+            predictions.append(_prediction_row(prediction_mode or label, ann, passed, dropped, archive_wide))
         if progress is not None:
             progress(n + 1, len(annotations))
-    report = score_predictions(annotations, kept, mode=label)
+    report = score_predictions(annotations, kept, mode=label + (", archive-wide" if archive_wide else ""))
     report.seconds = time.perf_counter() - started
     if mode == "grounded" and fractions:
         report.dense_fraction = sum(fractions) / len(fractions)
