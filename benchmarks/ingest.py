@@ -90,7 +90,7 @@ FULL_ROWS = {
     "full, + skip non-reference frames": {**BEFORE, "skip_nonref": True},
     "full, + int8 image tower": {**BEFORE, "precision": "int8"},
     "full, + one core each (1 FFmpeg, 1 torch thread)": {**BEFORE, **ONE_CORE_EACH},
-    "full, defaults (skip, fp32)": {},
+    "full, defaults (skip, auto: int8 on CPU)": {},
     "full, every lever (skip, int8, one core each)": {"precision": "int8", **ONE_CORE_EACH},
 }
 DECODE_ROWS = {

@@ -1,6 +1,7 @@
 """The image tower's precision (issue 15): fp32, bf16 autocast or int8 linear layers keep the
 embeddings of real frames close to fp32's, and an archive records the precision it was built
-with and refuses another one (it never mixes embeddings of two precisions silently)."""
+with and refuses another one (it never mixes embeddings of two precisions silently). The
+default, ``auto``, takes an existing archive's precision, else int8 on CPU and fp32 on a GPU."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from vidseek import Archive, ConfigError, IngestConfig, ModelError
 from vidseek.cli import app
 from vidseek.indexer import FrameSampler
-from vidseek.indexer.ingest import check_settings
+from vidseek.indexer.ingest import archive_config, check_settings
 from vidseek.models import FrameEncoder
 
 
@@ -55,7 +56,7 @@ def test_int8_is_one_way_and_unknown_precisions_are_refused(tiny_clip_dir):
     encoder.set_image_precision("int8")
     with pytest.raises(ModelError, match="already quantised to int8"):
         encoder.set_image_precision("fp32")
-    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, int8"):
+    with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16, int8"):
         IngestConfig(precision="fp16")
 
 
@@ -69,16 +70,60 @@ def test_archive_records_its_precision_and_refuses_another(tmp_path, tiny_clip_d
     with Archive.open(root, device="cpu") as arch:  # no config: the archive's own
         assert arch.config.precision == "int8"
         with pytest.raises(ConfigError, match="precision int8 \\(given fp32\\)"):
-            arch.config = IngestConfig()
+            arch.config = IngestConfig(precision="fp32")
+        arch.config = IngestConfig(batch_size=4)  # auto: the archive's own
+        assert arch.config.precision == "int8" and arch.config.batch_size == 4
     with pytest.raises(ConfigError, match=f"^{root}: this archive was built with precision int8 \\(given bf16\\)"):
         Archive.open(root, config=IngestConfig(precision="bf16"))
     with Archive.open(root, device="cpu") as arch:  # nothing was changed by the refusals
         assert [v.frames for v in arch.videos()] == [frames]
         assert arch.manifest["ingest"]["precision"] == "int8"
-    # archives from before the setting was recorded were built in fp32
-    check_settings(root, {"fps": 1.0, "prune_threshold": 0.1}, IngestConfig())
+    # archives from before the setting was recorded were built in fp32, which auto keeps
+    legacy = {"fps": 1.0, "prune_threshold": 0.1}
+    check_settings(root, legacy, IngestConfig(precision="fp32"))
+    check_settings(root, legacy, IngestConfig())
+    assert archive_config(IngestConfig(), legacy, "cpu").precision == "fp32"
     with pytest.raises(ConfigError, match="precision fp32 \\(given int8\\)"):
-        check_settings(root, {"fps": 1.0, "prune_threshold": 0.1}, IngestConfig(precision="int8"))
+        check_settings(root, legacy, IngestConfig(precision="int8"))
+
+
+def test_auto_resolves_to_the_devices_default_or_the_archives_own():
+    assert IngestConfig().precision == "auto"
+    assert IngestConfig().resolved("cpu").precision == "int8"
+    assert IngestConfig().resolved("cuda").precision == "fp32"
+    assert IngestConfig().resolved("cuda:1").precision == "fp32"
+    assert IngestConfig().resolved("cuda", "bf16").precision == "bf16"  # an archive's own wins
+    assert IngestConfig(precision="fp32").resolved("cpu", "int8").precision == "fp32"  # given: kept
+    assert archive_config(IngestConfig(), None, "cpu").precision == "int8"
+    assert archive_config(IngestConfig(), {"precision": "bf16"}, "cpu").precision == "bf16"
+
+
+def test_a_new_archive_with_auto_records_int8_on_cpu(tmp_path, tiny_clip_dir, media):
+    with Archive.open(tmp_path / "gpu", device="cuda") as arch:  # resolved before any model loads
+        assert arch.config.precision == "fp32"
+    with Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as arch:  # no config: auto
+        assert arch.config.precision == "int8"
+        assert arch.ingest([media / "carphone_pristine.mp4"]).ok
+        assert arch.manifest["ingest"]["precision"] == "int8"
+        assert arch.encoder.image_precision == "int8"
+    with Archive.open(tmp_path / "a", device="cpu", config=IngestConfig()) as arch:
+        assert arch.config.precision == "int8"
+    with pytest.raises(ConfigError, match="precision int8 \\(given fp32\\)"):
+        Archive.open(tmp_path / "a", config=IngestConfig(precision="fp32"))
+
+
+def test_an_fp32_archive_ingested_with_auto_stays_fp32(tmp_path, tiny_clip_dir, media):
+    root = tmp_path / "a"
+    with Archive.open(root, model=tiny_clip_dir, device="cpu", config=IngestConfig(precision="fp32")) as arch:
+        assert arch.ingest([media / "carphone_pristine.mp4"]).ok
+    with Archive.open(root, device="cpu", config=IngestConfig(batch_size=8)) as arch:  # auto: no error
+        assert arch.config.precision == "fp32"
+        assert arch.ingest([media / "bikes.mp4"]).ok
+        assert arch.encoder.image_precision == "fp32"
+        assert arch.manifest["ingest"]["precision"] == "fp32"
+        assert len(arch.videos()) == 2
+    with pytest.raises(ConfigError, match="precision fp32 \\(given int8\\)"):
+        Archive.open(root, config=IngestConfig(precision="int8"))
 
 
 def test_cli_ingest_precision(tmp_path, tiny_clip_dir, media):
@@ -95,6 +140,16 @@ def test_cli_ingest_precision(tmp_path, tiny_clip_dir, media):
     assert "error: " in result.output and "precision int8 (given fp32)" in result.output
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["ingest", clip, "--archive", archive, "--precision", "fp16"])
-    assert result.exit_code != 0 and "--precision must be fp32, bf16, int8, not 'fp16'" in result.output
+    assert result.exit_code != 0 and "--precision must be auto, fp32, bf16, int8, not 'fp16'" in result.output
     result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", archive])
-    assert result.exit_code == 0, result.output  # no flag: the archive's own precision
+    assert result.exit_code == 0, result.output  # no flag (auto): the archive's own precision
+    # a new archive with no flag: auto, int8 on this CPU; an fp32 one keeps fp32 under auto
+    for name, flag, recorded in (("b", [], "int8"), ("c", ["--precision", "fp32"], "fp32")):
+        result = runner.invoke(app, ["ingest", clip, "--archive", str(tmp_path / name), "--model",
+                                     str(tiny_clip_dir), "--device", "cpu", *flag])
+        assert result.exit_code == 0, result.output
+        with Archive.open(tmp_path / name, create=False) as arch:
+            assert arch.manifest["ingest"]["precision"] == recorded
+    result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", str(tmp_path / "c"),
+                                 "--precision", "auto"])
+    assert result.exit_code == 0, result.output

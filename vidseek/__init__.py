@@ -42,7 +42,7 @@ from .errors import (
 )
 from .exports import EXPORT_FORMATS
 from .indexer.distributed import RayOptions
-from .indexer.pipeline import IngestConfig
+from .indexer.pipeline import INGEST_PRECISIONS, IngestConfig
 from .query.grounded import LEVEL1_MODES, GroundingNode, GroundingOptions, GroundingResult, ranked_moments
 from .query.moments import Moment
 from .query.objects import ObjectHit, Region, TrackPoint
@@ -52,7 +52,7 @@ from .store.catalog import VideoRecord
 __all__ = [
     "__version__",
     # the archive and what it takes and returns
-    "Archive", "ArchiveInfo", "IngestConfig", "RayOptions", "IngestProgress", "IngestReport",
+    "Archive", "ArchiveInfo", "IngestConfig", "INGEST_PRECISIONS", "RayOptions", "IngestProgress", "IngestReport",
     "FailedFile", "SkippedFile", "ReindexReport", "VideoRecord", "SEARCH_MODES",
     "default_archive_path", "Moment", "GroundingOptions", "GroundingResult", "GroundingNode",
     "ranked_moments", "LEVEL1_MODES", "ObjectHit", "TrackPoint", "Region", "EXPORT_FORMATS", "SearchWarning",

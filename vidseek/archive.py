@@ -22,8 +22,8 @@ from .errors import ConfigError, ModelError, QueryError
 from .exports import ExportItem, export_results
 from .indexer.discover import file_digest
 from .indexer.distributed import RayOptions
-from .indexer.ingest import (FailedFile, Ingester, IngestProgress, IngestReport, SkippedFile, check_settings,
-                             recorded_precision)
+from .indexer.ingest import (FailedFile, Ingester, IngestProgress, IngestReport, SkippedFile, archive_config,
+                             check_settings, recorded_precision)
 from .indexer.pipeline import IngestConfig
 from .indexer.sparse import ReindexReport, SparseTokenSource, reindex_sparse
 from .indexer.stream import StreamIngester, StreamOptions, StreamProgress, StreamReport
@@ -98,8 +98,10 @@ class Archive:
         ``model``: a CLIP/SigLIP hub id or directory, adopted by a new archive; another
         encoder than an existing archive's raises EncoderMismatchError. ``config``: a new
         archive's ingest settings; an existing one keeps its own (other ``fps``,
-        ``prune_threshold`` or image ``precision``: ConfigError). ``int8_text`` / ``int8_llm``: int8 text encoder /
-        LM for queries on CPU, about half the time each (skipped with a warning on a GPU).
+        ``prune_threshold`` or image ``precision``: ConfigError; precision ``auto``, the
+        default, takes the archive's, or for a new archive int8 on CPU and fp32 on a GPU).
+        ``int8_text`` / ``int8_llm``: int8 text encoder / LM for queries on CPU, about half
+        the time each (skipped with a warning on a GPU).
         ``nprobe``: IVF lists a search scans once the index is IVF (docs/scale.md).
         """
         store = ArchiveStore(path if path is not None else default_archive_path(),
@@ -140,8 +142,11 @@ class Archive:
     def config(self) -> IngestConfig:
         """The ingest settings; another ``fps``, ``prune_threshold`` or ``precision`` than the
         archive's raises ConfigError (one archive never mixes them); ``batch_size`` and the
-        thread counts may change."""
-        return self._config
+        thread counts may change. Its precision is never ``auto``: that is resolved to the
+        archive's recorded one, or (new archive) the device's default."""
+        manifest = self._store.manifest
+        device = self._encoder.device if self._encoder is not None else self._device
+        return archive_config(self._config, manifest["ingest"] if manifest is not None else None, device)
 
     @config.setter
     def config(self, config: IngestConfig) -> None:
@@ -161,16 +166,18 @@ class Archive:
     def _load_encoder(self) -> None:
         encoder = FrameEncoder.load(self._model, device=self._device)
         # a new archive adopts this encoder; an existing one must have been built with it
+        config = self.config  # precision resolved: "auto" is never recorded
         manifest = self._store.adopt_encoder(encoder.info.to_dict(), {
-            "fps": self.config.fps, "prune_threshold": self.config.prune_threshold,
-            "precision": self.config.precision})
+            "fps": config.fps, "prune_threshold": config.prune_threshold,
+            "precision": config.precision})
         # another process may have created the archive meanwhile, with other settings
         check_settings(self._store.root, manifest["ingest"], self.config)
         self._encoder = prepare_encoder(encoder, int8_text=self._int8_text)
 
     # -- ingest -----------------------------------------------------------------
     def _ingester(self) -> Ingester:
-        return Ingester(self._store, self.config, lambda: self.encoder, lambda: self.grounder)
+        # the config as given: the ingester resolves "auto" once the encoder has adopted the archive
+        return Ingester(self._store, self._config, lambda: self.encoder, lambda: self.grounder)
 
     def ingest(self, paths: Iterable[str | os.PathLike], *, recursive: bool = True,
                progress: Callable[[IngestProgress], None] | None = None,
@@ -205,7 +212,7 @@ class Archive:
                           "record": Path(record) if record is not None else None}
         options = replace(options or StreamOptions(),
                           **{k: v for k, v in settings.items() if v is not None})
-        return StreamIngester(self._store, self.config, lambda: self.encoder).run(
+        return StreamIngester(self._store, self._config, lambda: self.encoder).run(
             url, options, progress=progress, stop=stop)
 
     def stream_parts(self, source: str | None = None) -> list[StreamPart]:

@@ -11,7 +11,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 import vidseek
-import vidseek.models
 
 from .options import ArchiveOpt, DeviceOpt, clock, console, err, fail, non_negative, positive
 
@@ -24,9 +23,9 @@ def _check_engine(value: str) -> str:
     return value
 
 
-def _check_precision(value: Optional[str]) -> Optional[str]:
-    if value is not None and value not in vidseek.models.IMAGE_PRECISIONS:
-        raise fail(f"--precision must be {', '.join(vidseek.models.IMAGE_PRECISIONS)}, not {value!r}")
+def _check_precision(value: str) -> str:
+    if value not in vidseek.INGEST_PRECISIONS:
+        raise fail(f"--precision must be {', '.join(vidseek.INGEST_PRECISIONS)}, not {value!r}")
     return value
 
 
@@ -44,9 +43,9 @@ def ingest(
     prune_threshold: Annotated[Optional[float], typer.Option(
         "--prune-threshold", callback=non_negative,
         help="Dense-token pruning threshold, mean |pixel change| in 0-255 units, >= 0; an existing archive keeps its own [default: the archive's, 0.1 for a new one].")] = None,
-    precision: Annotated[Optional[str], typer.Option(
-        "--precision", metavar="<fp32|bf16|int8>", callback=_check_precision,
-        help="How the image encoder computes: fp32, bf16 (autocast; fast only on CPUs with AVX-512 BF16 or AMX) or int8 (linear layers, CPU only); recorded in the archive, which keeps its own (another value is an error) [default: the archive's, fp32 for a new one].")] = None,
+    precision: Annotated[str, typer.Option(
+        "--precision", metavar="<auto|fp32|bf16|int8>", callback=_check_precision,
+        help="How the image encoder computes: auto (the archive's own; for a new archive int8 on CPU, fp32 on a GPU), fp32, bf16 (autocast; fast only on CPUs with AVX-512 BF16 or AMX) or int8 (linear layers, CPU only); recorded in the archive, which keeps its own (another value than auto is an error).")] = "auto",
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.")] = True,
     device: DeviceOpt = None,
     engine: Annotated[str, typer.Option(
@@ -112,7 +111,7 @@ def ingest(
         arch.config = vidseek.IngestConfig(
             fps=fps if fps is not None else base.fps, batch_size=batch_size,
             prune_threshold=prune_threshold if prune_threshold is not None else base.prune_threshold,
-            precision=precision if precision is not None else base.precision)
+            precision=precision)
         ray = vidseek.RayOptions(address=address, workers=workers, device=device)
     except (vidseek.VidseekError, ValueError) as exc:  # ConfigError: not the archive's settings
         arch.close()

@@ -32,7 +32,7 @@ from .pipeline import IngestConfig, extract_features
 from .sparse import compute_sparse_tokens
 
 __all__ = ["Ingester", "IngestProgress", "IngestReport", "SkippedFile", "FailedFile", "INGEST_ENGINES",
-           "check_settings", "recorded_precision"]
+           "check_settings", "recorded_precision", "archive_config"]
 
 INGEST_ENGINES = ("local", "ray")
 
@@ -104,16 +104,24 @@ def recorded_precision(recorded: dict) -> str:
     return str(recorded.get("precision", _DEFAULT_RECORDED_PRECISION))
 
 
+def archive_config(config: IngestConfig, recorded: dict | None, device: str | None) -> IngestConfig:
+    """``config`` as an archive ingests with it: precision ``auto`` becomes the one the archive
+    recorded (``recorded``: its ingest settings), or for a new archive (None) the default
+    for ``device`` (None: :func:`~vidseek.models.encoder.default_device`)."""
+    return config.resolved(device, recorded_precision(recorded) if recorded is not None else None)
+
+
 def check_settings(root: Path, recorded: dict, config: IngestConfig) -> None:
     """ConfigError if ``config`` would store videos differently from the settings the
     archive at ``root`` recorded (its sampling rate, its pruning threshold, its image-tower
     precision): one archive never mixes sampling rates or embedding precisions.
+    Precision ``auto`` takes the archive's, so never conflicts.
     ``batch_size`` and the thread counts may differ; they change nothing stored."""
     conflicts = [f"{name} {recorded[name]:g} (given {getattr(config, name):g})"
                  for name in _STORED_SETTINGS
                  if name in recorded and not math.isclose(recorded[name], getattr(config, name),
                                                           rel_tol=1e-9, abs_tol=1e-12)]
-    if recorded_precision(recorded) != config.precision:
+    if config.precision != "auto" and recorded_precision(recorded) != config.precision:
         conflicts.append(f"precision {recorded_precision(recorded)} (given {config.precision})")
     if conflicts:
         raise ConfigError(f"{root}: this archive was built with {', '.join(conflicts)}; an archive "
@@ -124,7 +132,8 @@ class Ingester:
     """Indexes files into one store with one encoder and one config.
 
     ``encoder`` and ``grounder`` are called when first needed, so a run whose files are all
-    skipped or unreadable loads no model (and a new archive adopts no encoder).
+    skipped or unreadable loads no model (and a new archive adopts no encoder). Precision
+    ``auto`` in ``config`` is resolved once the encoder is loaded (:meth:`_loaded_encoder`).
     """
 
     def __init__(self, store: ArchiveStore, config: IngestConfig,
@@ -134,6 +143,16 @@ class Ingester:
         self.config = config
         self._encoder = encoder
         self._grounder = grounder
+
+    def _loaded_encoder(self) -> FrameEncoder:
+        """The encoder, with ``config``'s precision resolved against the manifest as it is
+        once the encoder is loaded: if another process created the archive meanwhile, ``auto``
+        takes the precision it recorded."""
+        encoder = self._encoder()
+        manifest = self.store.manifest
+        self.config = archive_config(self.config, manifest["ingest"] if manifest is not None else None,
+                                     encoder.device)
+        return encoder
 
     def ingest(self, paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True,
                progress: Notify | None = None, engine: str = "local",
@@ -187,7 +206,7 @@ class Ingester:
         if isinstance(plan, SkippedFile):
             return plan
         info = plan.info
-        encoder = self._encoder()
+        encoder = self._loaded_encoder()
         try:
             t0 = time.perf_counter()
             features, sampler = extract_features(
@@ -263,7 +282,7 @@ class Ingester:
                 planned[path] = (n, outcome)
         if not planned:
             return
-        info = self._encoder().info
+        info = self._loaded_encoder().info
         for path, result in extract_on_ray(list(planned), info.name, info.fingerprint,
                                            self.config, options):
             n, plan = planned[path]

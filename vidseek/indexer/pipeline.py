@@ -15,22 +15,25 @@ import math
 import queue
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from ..models.encoder import IMAGE_PRECISIONS, FrameEncoder
+from ..models.encoder import IMAGE_PRECISIONS, FrameEncoder, default_device, default_image_precision
 from ..store.files import VideoFeatures
 from .decode import FrameBatch, FrameSampler
 from .dense import DensePruner
 from ..errors import ConfigError
 
-__all__ = ["IngestConfig", "extract_features", "prefetch", "torch_threads"]
+__all__ = ["INGEST_PRECISIONS", "IngestConfig", "extract_features", "prefetch", "torch_threads"]
 
 logger = logging.getLogger(__name__)
+
+# What IngestConfig.precision accepts: "auto" (IngestConfig.resolved) or an image precision.
+INGEST_PRECISIONS = ("auto", *IMAGE_PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class IngestConfig:
     prefetch_batches: int = 4  # decoded batches buffered ahead of the encoder
     # How the image tower computes (FrameEncoder.set_image_precision); an archive records
     # it, and refuses another (embeddings of two precisions are not compared silently).
-    precision: str = "fp32"
+    # "auto": the archive's own, else the device's (see resolved).
+    precision: str = "auto"
     # Thread pools: 0 keeps each library's own choice (FFmpeg: about one per core; torch: one
     # per core). On 2 cores with an int8 encoder, one core each (decode_threads=1,
     # torch_threads=1) measured fastest; an fp32 encoder is the slower stage and wants both
@@ -60,11 +64,21 @@ class IngestConfig:
             raise ConfigError("batch_size and prefetch_batches must be positive")
         if not math.isfinite(self.prune_threshold) or self.prune_threshold < 0:
             raise ConfigError(f"prune_threshold must be a number >= 0, got {self.prune_threshold}")
-        if self.precision not in IMAGE_PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(IMAGE_PRECISIONS)}, "
+        if self.precision not in INGEST_PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(INGEST_PRECISIONS)}, "
                               f"got {self.precision!r}")
         if self.decode_threads < 0 or self.torch_threads < 0:
             raise ConfigError("decode_threads and torch_threads must be >= 0 (0: the library's choice)")
+
+    def resolved(self, device: str | None, recorded: str | None = None) -> "IngestConfig":
+        """This config with precision ``auto`` replaced: by ``recorded`` (the precision an
+        existing archive was built with) when given, else by the default for ``device``
+        (None: :func:`~vidseek.models.encoder.default_device`; int8 on CPU, fp32 on a GPU:
+        :func:`~vidseek.models.encoder.default_image_precision`). Any other precision is
+        kept as it is."""
+        if self.precision != "auto":
+            return self
+        return replace(self, precision=recorded or default_image_precision(device or default_device()))
 
 
 _DONE = object()
@@ -131,10 +145,12 @@ def extract_features(
     """Decode, encode and prune one video. ``on_progress(seconds_done)`` after each batch.
 
     Returns the features and the sampler (its ``duration`` and ``frames_decoded``).
-    Raises :class:`~vidseek.errors.VideoError` subclasses for unusable files.
+    Raises :class:`~vidseek.errors.VideoError` subclasses for unusable files. Precision
+    ``auto`` (no archive here) is the default for the encoder's device: on CPU that
+    quantises ``encoder`` to int8 for good.
     """
     side = encoder.info.image_size
-    encoder.set_image_precision(config.precision)
+    encoder.set_image_precision(config.resolved(encoder.device).precision)
     sampler = FrameSampler(path, fps=config.fps, size=(side, side), batch_size=config.batch_size,
                            skip_nonref=config.skip_nonref, threads=config.decode_threads)
     pruner = DensePruner(encoder.info.grid, threshold=config.prune_threshold)
