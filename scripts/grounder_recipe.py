@@ -127,7 +127,10 @@ def main() -> int:
         return report
 
     timed("encoder", encoder_stage)
-    with vidseek.Archive.open(work / "archive", model=encoder) as archive:
+    # fp32 features, pinned: the documented checkpoint was built from them, and an archive
+    # keeps the precision it was created with (the default, auto, would pick int8 on a CPU)
+    ingest_config = vidseek.IngestConfig(precision="fp32")
+    with vidseek.Archive.open(work / "archive", model=encoder, config=ingest_config) as archive:
         timed("ingest", lambda: archive.ingest(sorted((work / "train").glob("*.mp4"))
                                                + sorted((work / "calibration").glob("*.mp4"))))
         steps = stage_steps(args.steps)
