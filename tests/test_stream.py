@@ -129,10 +129,18 @@ def test_searchable_while_live_then_clean_end(archive_dir, frames, media, tmp_pa
             assert top.video == "cam1" and abs(top.peak - 3.0) <= 2.0
             aired = time.time() - aired_wall(feed, 3.0)
             assert aired >= 15.0
+            # what a server reads from the catalog: 5 frames per 5 s commit at the archive's 1 fps
+            live = reader.live_streams()
+            assert [s.source for s in live] == ["cam1"]
+            rate = live[0].frames_per_s
+            # the order of the archive's rate (not the source's 25 fps), however commits bunch
+            assert rate is not None and 0.3 * arch.config.fps <= rate <= 3.0 * arch.config.fps
         ingest.join(timeout=60)
         sender.join(timeout=5)
         report = result["report"]
         assert report.ended == "end" and report.session == 1 and not report.resumed
+        # encoded in the precision the archive records (auto on this CPU: int8)
+        assert arch.encoder.image_precision == arch.manifest["ingest"]["precision"] == "int8"
         assert abs(report.seconds - feed.seconds) <= 1.5
         assert abs(report.frames - feed.seconds) <= 2
         part = arch.stream_parts("cam1")[0]
@@ -196,23 +204,46 @@ def test_stop_commits_what_aired_and_the_server_shows_it_live(archive_dir, frame
     from vidseek.server import create_app
 
     port = free_port()
-    feed = feed_of(frames, "bikes", "carphone_pristine")
+    feed = feed_of(frames, "bikes", "carphone_pristine", "bigbuckbunny")
     stop = threading.Event()
     events: list = []
+    commits: list[tuple[float, int]] = []  # (wall clock, frames committed) of each commit
+
+    def progress(event) -> None:
+        events.append(event)
+        if event.state == "committed":
+            commits.append((time.time(), event.frames))
+
     with vidseek.Archive.open(archive_dir, device="cpu") as arch:
         result: dict = {}
         ingest = start(lambda: result.update(report=arch.ingest_stream(
             f"tcp://127.0.0.1:{port}?listen=1", name="cam", commit_every=10, stop=stop,
-            progress=events.append)))
+            progress=progress)))
         start(send, feed, f"tcp://127.0.0.1:{port}", deadline=20)
-        while not events or events[-1].aired < 7.0:
+        while not commits:
+            assert ingest.is_alive(), result
             time.sleep(0.1)
-        # while live: /metrics says how far behind live it is; a moment says when it aired
-        # and that it has no media (not recorded)
+        # the first frame is committed at once, the next commit comes 10 s later: no rate yet
+        assert arch.live_streams()[0].frames_per_s is None
+        while len(commits) < 2:
+            assert ingest.is_alive(), result
+            time.sleep(0.1)
+        # while live: /metrics says how far behind live it is and how fast it indexes; a
+        # moment says when it aired and that it has no media (not recorded)
         settings = vidseek.service.ServiceSettings(archive=archive_dir, device="cpu")
         with TestClient(create_app(settings)) as client:
+            before = time.time()
             metrics = client.get("/metrics").text
+            after = time.time()
             assert 'vidseek_stream_lag_seconds{stream="cam"}' in metrics
+            # what the 10 s commit added over the time since the first commit, or since the
+            # 10 s commit when the scrape comes later than that (a backlog after the encoder
+            # loaded can make it more than 1 fps)
+            rate = float(metrics.split('vidseek_stream_frames_per_second{stream="cam"} ')[1].split()[0])
+            (t1, n1), (t2, n2) = commits[:2]
+            assert n2 - n1 >= 9
+            assert (0.8 * (n2 - n1) / max(t2 - t1, after - t2) <= rate
+                    <= 1.2 * (n2 - n1) / max(t2 - t1, before - t2))
             png = io.BytesIO()
             read_frame(media / "bikes.mp4", 0.5).save(png, "PNG")
             answer = client.post("/api/search/image", files={"image": ("q.png", png.getvalue())},
@@ -222,12 +253,14 @@ def test_stop_commits_what_aired_and_the_server_shows_it_live(archive_dir, frame
             assert top["video"] == "cam" and top["media"] is None
             assert abs(top["aired_at"] - aired_wall(feed, top["start"])) <= 2.0
             assert client.get(f"/api/videos/{top['video_id']}/media").status_code == 404
+        while feed.aired[-1][0] < 14.0:  # the feed lasts 19.3 s: stopped before its end
+            time.sleep(0.1)
         stop.set()
         ingest.join(timeout=20)
         report = result["report"]
         assert report.ended == "stop"
-        # before the first 10 s commit: the stop committed the frames that had aired
-        assert report.seconds >= 7.0 and report.frames >= 7
+        # the stop committed the frames that had aired since the 10 s commit (up to 11 s)
+        assert report.seconds >= 12.5 and report.frames >= 12
         assert [p.state for p in arch.stream_parts()] == ["ended"]
         assert arch.videos()[0].frames == report.frames
 

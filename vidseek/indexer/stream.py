@@ -52,6 +52,7 @@ from ..store.files import VideoFeatures
 from ..store.streams import (STREAM_PATH_PREFIX, StreamPart, end_session, insert_part, last_part,
                              touch_part)
 from .dense import DensePruner
+from .ingest import archive_config
 from .pipeline import IngestConfig
 
 __all__ = ["STREAM_SCHEMES", "StreamOptions", "StreamProgress", "StreamReport", "StreamIngester",
@@ -530,6 +531,7 @@ class _Run:
         self.reconnects = 0
         self.error = ""
         self._rate_mark = (time.monotonic(), 0)
+        self._last_commit: float | None = None  # wall clock of this run's last commit
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", source.split("://")[-1]).strip("_")[:60] or "stream"
         self.reader = _Reader(url, redacted, self.config.fps, 0, options, queue.Queue(),
                               self.started_at if self.resumed else None, floor,
@@ -611,6 +613,11 @@ class _Run:
             self.report.started_at = self.started_at
         if self.encoder is None:
             self.encoder = self.encoder_factory()
+            # the archive's precision (auto: resolved now the encoder has adopted the archive)
+            manifest = self.store.manifest
+            self.config = archive_config(self.config, manifest["ingest"] if manifest is not None else None,
+                                         self.encoder.device)
+            self.encoder.set_image_precision(self.config.precision)
             self.reader.size = self.encoder.info.image_size
             self.reader.sized.set()
         if info.gap_before > 0:
@@ -649,13 +656,17 @@ class _Run:
                                  embeddings=np.concatenate(part.embeddings), dense=dense)
         end = part.times[-1] + 1.0 / self.config.fps
         now = time.time()
+        new = len(part.times) - (part.video.frames if part.video is not None else 0)
+        # the rate a server exports: frames this commit added over the time since the last
+        # one; 0 (unknown) for a run's first commit, a frame or a backlog after a slow start
+        since = max(now - self._last_commit, 1e-3) if self._last_commit is not None else 0.0
         fields: dict[str, Any] = dict(duration=end, frames=len(part.times),
                                       kept_fraction=dense.kept_fraction, indexed_at=now)
         info = part.info
         if part.video is None:
             record = StreamPart(0, self.source, self.redacted, self.session, part.number,
                                 self.started_at, info.offset, info.aired_at, info.gap_before,
-                                "live", info.recording, now)
+                                "live", info.recording, now, new, since)
             fields.update(
                 path=f"{STREAM_PATH_PREFIX}{self.source}#s{self.session}.p{part.number}",
                 name=self.source, content_hash="", size_bytes=0, fps=self.config.fps,
@@ -665,13 +676,14 @@ class _Run:
                 fields, features,
                 extra=lambda conn, video_id: insert_part(conn, replace(record, video_id=video_id)))
         else:
-            extended = self.store.extend_video(part.video, fields, features,
-                                               extra=lambda conn, video_id: touch_part(conn, video_id, now))
+            extended = self.store.extend_video(
+                part.video, fields, features,
+                extra=lambda conn, video_id: touch_part(conn, video_id, now, new, since))
             if extended is None:
                 raise StreamError(self.redacted, f"its catalog video {part.video.id} was removed "
                                   "or replaced by another process while the stream was ingested")
             video = extended
-        new = len(part.times) - (part.video.frames if part.video is not None else 0)
+        self._last_commit = now
         part.video = video
         part.committed_to = part.times[-1]
         self.report.frames += new

@@ -117,7 +117,8 @@ class ServerState:
         return {"videos": totals["videos"], "seconds": totals["seconds"],
                 "frames": totals["frames"], "generation": arch.generation,
                 "jobs": arch.jobs.counts(),
-                "streams": {s.source: (s.lag, s.indexed) for s in arch.live_streams()}}
+                "streams": {s.source: (s.lag, s.indexed, s.frames_per_s)
+                            for s in arch.live_streams()}}
 
     def ingest_roots(self) -> list[Path]:
         roots = self.settings.ingest_roots or self.watch

@@ -39,11 +39,18 @@ class _ArchiveCollector:
                                 labels=["stream"])
         indexed = GaugeMetricFamily("vidseek_stream_indexed_seconds", "Live streams being "
                                     "ingested: seconds of the session searchable.", labels=["stream"])
-        for stream, (behind, seconds) in state.get("streams", {}).items():
+        rate = GaugeMetricFamily("vidseek_stream_frames_per_second", "Live streams being "
+                                 "ingested: frames indexed per second over the last commit "
+                                 "interval (falling toward 0 while no commit comes; absent "
+                                 "until an ingest's second commit).", labels=["stream"])
+        for stream, (behind, seconds, frames_per_s) in state.get("streams", {}).items():
             lag.add_metric([stream], behind)
             indexed.add_metric([stream], seconds)
+            if frames_per_s is not None:
+                rate.add_metric([stream], frames_per_s)
         yield lag
         yield indexed
+        yield rate
 
 
 class ServerMetrics:

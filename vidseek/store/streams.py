@@ -15,7 +15,10 @@ video's rows, so a part is never catalogued without it):
 time 0), ``offset`` (session time the part starts at), ``aired_at`` (wall clock at
 ``offset``), ``gap_before`` (seconds without frames before the part: a dropped connection),
 ``state`` (``live`` while its session ingests, ``ended`` after), ``recording`` (the file its
-packets were remuxed into, or ""), ``updated_at`` (wall clock of its last commit).
+packets were remuxed into, or ""), ``updated_at`` (wall clock of its last commit),
+``commit_frames`` and ``commit_seconds`` (the frames its last commit added, and the wall-clock
+seconds since the run's commit before it, 0 for a run's first commit: the ingest's rate,
+which a server that does not run the ingest exports).
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class StreamPart:
     state: str
     recording: str
     updated_at: float
+    commit_frames: int = 0  # frames the last commit added
+    commit_seconds: float = 0.0  # wall-clock seconds since the run's commit before (0: its first)
 
     def wall_clock(self, t: float) -> float:
         """Unix time at which session time ``t`` of this part aired."""
@@ -64,12 +69,20 @@ class StreamPart:
 _COLUMNS = "video_id INTEGER PRIMARY KEY, source TEXT NOT NULL, url TEXT NOT NULL, " \
            "session INTEGER NOT NULL, part INTEGER NOT NULL, started_at REAL NOT NULL, " \
            "offset REAL NOT NULL, aired_at REAL NOT NULL, gap_before REAL NOT NULL, " \
-           "state TEXT NOT NULL, recording TEXT NOT NULL, updated_at REAL NOT NULL"
+           "state TEXT NOT NULL, recording TEXT NOT NULL, updated_at REAL NOT NULL, " \
+           "commit_frames INTEGER NOT NULL DEFAULT 0, commit_seconds REAL NOT NULL DEFAULT 0"
+# added after the table was first released: archives that ingested a stream before lack them
+_ADDED_COLUMNS = {"commit_frames": "INTEGER NOT NULL DEFAULT 0",
+                  "commit_seconds": "REAL NOT NULL DEFAULT 0"}
 
 
 def create_table(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TABLE IF NOT EXISTS stream_parts ({_COLUMNS})")
     conn.execute("CREATE INDEX IF NOT EXISTS stream_parts_source ON stream_parts (source, session)")
+    have = {row[1] for row in conn.execute("PRAGMA table_info(stream_parts)")}
+    for column, kind in _ADDED_COLUMNS.items():
+        if column not in have:
+            conn.execute(f"ALTER TABLE stream_parts ADD COLUMN {column} {kind}")
 
 
 def _has_table(catalog: Catalog) -> bool:
@@ -85,7 +98,9 @@ def _rows(catalog: Catalog, where: str = "", args: list[Any] | None = None) -> l
         "SELECT s.* FROM stream_parts s JOIN videos v ON v.id = s.video_id "
         f"{where} ORDER BY s.source, s.session, s.part", args or [])
     names = [d[0] for d in cursor.description]
-    return [StreamPart(**{f.name: row[names.index(f.name)] for f in fields(StreamPart)})
+    # a table from before a column was added: its fields keep their defaults
+    return [StreamPart(**{f.name: row[names.index(f.name)] for f in fields(StreamPart)
+                          if f.name in names})
             for row in cursor.fetchall()]
 
 
@@ -109,13 +124,18 @@ def last_part(catalog: Catalog, source: str) -> StreamPart | None:
 def insert_part(conn: sqlite3.Connection, part: StreamPart) -> None:
     """Write a part's row (call inside the transaction that commits its video)."""
     create_table(conn)
-    values = [getattr(part, f.name) for f in fields(StreamPart)]
-    conn.execute(f"INSERT OR REPLACE INTO stream_parts VALUES ({', '.join('?' * len(values))})", values)
+    names = [f.name for f in fields(StreamPart)]
+    conn.execute(f"INSERT OR REPLACE INTO stream_parts ({', '.join(names)}) "
+                 f"VALUES ({', '.join('?' * len(names))})", [getattr(part, n) for n in names])
 
 
-def touch_part(conn: sqlite3.Connection, video_id: int, when: float | None = None) -> None:
-    conn.execute("UPDATE stream_parts SET updated_at = ? WHERE video_id = ?",
-                 [time.time() if when is None else when, video_id])
+def touch_part(conn: sqlite3.Connection, video_id: int, when: float | None = None,
+               frames: int = 0, seconds: float = 0.0) -> None:
+    """Record a commit of a part: its time, the frames it added, the seconds since the last."""
+    create_table(conn)  # a part written before the commit columns existed (a resumed session)
+    conn.execute("UPDATE stream_parts SET updated_at = ?, commit_frames = ?, commit_seconds = ? "
+                 "WHERE video_id = ?", [time.time() if when is None else when, frames, seconds,
+                                        video_id])
 
 
 def end_session(catalog: Catalog, source: str, session: int) -> None:
@@ -150,6 +170,7 @@ class LiveStream:
     indexed: float  # session seconds searchable
     lag: float  # seconds between the airing of the newest searchable frame and now
     updated_at: float  # wall clock of its last commit
+    frames_per_s: float | None = None  # frames indexed per wall-clock second lately (see _rate)
 
 
 def live_streams(catalog: Catalog, now: float | None = None) -> list[LiveStream]:
@@ -161,5 +182,14 @@ def live_streams(catalog: Catalog, now: float | None = None) -> list[LiveStream]
         if video is not None:
             newest[part.source] = (part, video)  # rows come by session and part
     return [LiveStream(p.source, p.url, p.session, p.started_at, v.duration,
-                       max(0.0, now - p.wall_clock(v.duration)), p.updated_at)
+                       max(0.0, now - p.wall_clock(v.duration)), p.updated_at, _rate(p, now))
             for p, v in newest.values()]
+
+
+def _rate(part: StreamPart, now: float) -> float | None:
+    """Frames the last commit added over its interval, or over the time since that commit
+    when it is longer: a stalled (or killed) ingest's rate falls toward 0. None after a
+    run's first commit (no interval yet)."""
+    if part.commit_seconds <= 0:
+        return None
+    return part.commit_frames / max(part.commit_seconds, now - part.updated_at)
