@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=0,
                         help="also ingest N other worlds (seeds S+1..S+N, same length) and score CLIP "
                              "and 3 levels archive-wide, without naming the video")
+    parser.add_argument("--modes", help="only these modes, comma-separated (e.g. clip-archive,grounded-3-archive)")
     parser.add_argument("--ablations", action="store_true",
                         help="also 3 levels ranked by R alone and in time order")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grounding.json")
@@ -107,6 +108,8 @@ def main() -> None:
             if others:
                 runs += [(f"{key}-archive", mode, options) for key, mode, options in runs
                          if key in ("clip", "grounded-3")]
+            if args.modes:
+                runs = [run for run in runs if run[0] in args.modes.split(",")]
             for key, mode, options in runs:
                 report = vidseek.evaluation.evaluate_archive(archive, annotations, mode=mode, grounding=options,
                                                              predictions=rows, prediction_mode=key,

@@ -12,7 +12,7 @@
    (``vidseek.train.fit_presence_calibration``) and stores it in the checkpoint.
 
 Every stage is resumable: run the same command again after an interruption and finished
-stages are skipped. Prints each stage's time and writes ``OUT/recipe.json``. The evaluation
+stages are skipped. Prints each stage's time and writes ``OUT.recipe.json``. The evaluation
 seeds (1000 and up) are disjoint from every seed used here.
 
 Threads are set deliberately: the LM is tiny, so one torch thread per process wastes little

@@ -77,7 +77,14 @@ def test_right_window_recall_per_level():
     edge = Annotation("v", "q", 170.0, 200.0)  # 10 s in window 2, 20 s (over half) in window 3
     assert window_recall(result, edge)["L1@3"] is False and window_recall(result, edge)["L1@5"] is True
     answer_mode = [_node(1, "coarse", (0.0, 480.0), True, children=[]), _node(1, "coarse", (480.0, 960.0), False)]
-    assert window_recall(GroundingResult(None, "q", [], answer_mode, 960, 0, {}), event) == {"L1": True}  # type: ignore[arg-type]
+    answer = GroundingResult(None, "q", [], answer_mode, 960, 0, {})  # type: ignore[arg-type]
+    assert window_recall(answer, event, levels=3, ranked=False) == {"L1": True, "L2": False, "L3": False}
+    # a video that was not a candidate (empty tree) misses at every level
+    empty = GroundingResult(None, "q", [], [], 0, 0, {})  # type: ignore[arg-type]
+    assert window_recall(empty, event, levels=2) == {"L1@1": False, "L1@3": False, "L1@5": False, "L2": False}
+    # a short video starts at the dense level: its kept spans count for every level
+    short = GroundingResult(None, "q", [], [_node(1, "dense", (131.0, 137.0), True)], 20, 20, {})  # type: ignore[arg-type]
+    assert window_recall(short, event, levels=3) == {"L1@1": True, "L1@3": True, "L1@5": True, "L2": True, "L3": True}
 
 
 def test_annotation_files_round_trip_and_errors(tmp_path):

@@ -257,6 +257,20 @@ def test_short_video_goes_straight_to_dense(tiny_grounder):
     assert result.moments[0].start == 10.0 and result.moments[0].end == 12.0
 
 
+def test_short_video_outside_the_archive_wide_cut_asks_the_lm_nothing(tiny_grounder):
+    """ground_videos keeps the best windows across videos; a short video whose one window
+    missed the cut (windows_kept=0) gets its window as a filler moment, no LM answer."""
+    g = _ScriptedGrounder(tiny_grounder)
+    a = g.config.adapter
+    record, features = _fake_video(20, a.cells, a.cell_width, a.embed_dim)
+    result = ground_video(g, record, features, None, "x", features.embeddings[0],
+                          GroundingOptions(min_presence=0.0), windows_kept=0)
+    assert g.calls == [] and [n.kind for n in result.tree] == ["coarse"]
+    [moment] = result.moments
+    assert (moment.start, moment.end) == (0.0, 20.0)
+    assert moment.score == pytest.approx(0.5 * moment.presence)
+
+
 class _AbstainingGrounder(_ScriptedGrounder):
     """Says "Not Present." unless forced (Grounder.generate's contract: the force_spans
     least sure abstentions answer a span); P(Not) grows with the call's first frame."""

@@ -165,26 +165,27 @@ def _kept_by_level(tree: list[GroundingNode]) -> dict[int, list[GroundingNode]]:
     return levels
 
 
-def window_recall(result: GroundingResult, annotation: Annotation, ranked: bool = True) -> dict[str, bool]:
-    """Per level, whether what the level kept holds the event (see the module doc).
-    ``ranked=False``: level 1 too by the windows it kept (``L1``), not the best ``k`` of
-    the video (an archive-wide search keeps the best windows across videos)."""
+def window_recall(result: GroundingResult, annotation: Annotation, levels: int = 3,
+                  ranked: bool = True) -> dict[str, bool]:
+    """Per level (1 to ``levels``, the recursion's depth), whether what the level kept holds
+    the event (see the module doc); a level the recursion did not reach is a miss.
+    ``ranked``: level 1 as ``L1@k``, the ``k`` windows of highest presence of the video
+    (presence mode, one video); otherwise ``L1``, the windows or spans level 1 kept (the
+    paper's level 1, or an archive-wide search, which keeps the best windows across videos)."""
     hits: dict[str, bool] = {}
     windows = [n for n in result.tree if n.presence is not None and n.kind == "coarse"]
     kept = _kept_by_level(result.tree)
-    if windows and ranked:
-        ranked = sorted(windows, key=lambda n: -(n.presence or 0.0))
-        for k in WINDOW_RECALL_AT:
-            hits[f"L1@{k}"] = any(_holds_event(n.span, annotation) for n in ranked[:k])
+    first = any(_holds_event(n.span, annotation) for n in kept.get(1, []))
+    if ranked:
+        best = sorted(windows, key=lambda n: -(n.presence or 0.0))
+        for k in WINDOW_RECALL_AT:  # a video that starts at the dense level: its kept spans
+            hits[f"L1@{k}"] = any(_holds_event(n.span, annotation) for n in best[:k]) if windows else first
     else:
-        hits["L1"] = any(_holds_event(n.span, annotation) for n in kept.get(1, []))
-    depth, stack = 0, list(result.tree)
-    while stack:  # the deepest level the recursion ran: a level that kept nothing is a miss
-        node = stack.pop()
-        depth = max(depth, node.level)
-        stack += node.children
-    for level in range(2, depth + 1):
-        hits[f"L{level}"] = any(_holds_event(n.span, annotation) for n in kept.get(level, []))
+        hits["L1"] = first
+    short = bool(result.tree) and not any(n.kind == "coarse" for n in result.tree)
+    for level in range(2, levels + 1):  # a short video's level 1 is already the dense level
+        hits[f"L{level}"] = first if short else any(_holds_event(n.span, annotation)
+                                                    for n in kept.get(level, []))
     return hits
 
 
@@ -263,7 +264,8 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
             if ann.present:
                 fractions.append(result.dense_fraction)
                 empty += not passed
-                for key, hit in window_recall(result, ann, ranked=not archive_wide).items():
+                ranked = options.level1 == "presence" and not archive_wide  # type: ignore[union-attr]
+                for key, hit in window_recall(result, ann, options.levels, ranked).items():  # type: ignore[union-attr]
                     window_hits[key].append(hit)
             else:
                 absent_rejected.append(not passed)

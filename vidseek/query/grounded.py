@@ -212,7 +212,14 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     if view.frames == 0:
         return GroundingResult(video, query, [], [], 0, 0, {})
     previous: list[list[GroundingNode]] = []  # kept nodes of each level above the last, best first
-    if view.frames <= w.dense:
+    if view.frames <= w.dense and options.level1 == "presence" and windows_kept == 0:
+        # a short video whose one window did not make the archive-wide cut: no LM answers,
+        # the window itself is its only (filler) moment
+        tree = presence_level(grounder, view, level1_logits if level1_logits is not None else presence_logits(
+            grounder, presence_inputs(grounder, view, sparse), query))
+        final = []
+        timings[1] = time.perf_counter() - t0 + level1_seconds
+    elif view.frames <= w.dense:
         tree = _dense_level(grounder, view, None, prompt, options, level=1)
         if options.level1 == "presence":  # one window: its presence is the whole video's
             logits = level1_logits if level1_logits is not None else presence_logits(
@@ -246,7 +253,7 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
             previous.append(final)
             final = _select(_dense_level(grounder, view, final, prompt, options, level), options)
             timings[level] = time.perf_counter() - t0
-    if options.level1 == "presence" and view.frames > w.dense:  # unkept windows fill last
+    if options.level1 == "presence" and tree and tree[0].kind == "coarse":  # unkept windows fill last
         previous.insert(0, [n for n in sorted(tree, key=lambda n: -(n.presence or 0.0)) if not n.kept])
     threshold = options.min_presence
     if threshold is None:

@@ -69,18 +69,20 @@ class CalibrationReport:
                             for name, recall in self.window_recall_by_signal.items()))
 
 
-def window_labels(times: np.ndarray, window: int, start: float | None, end: float | None) -> np.ndarray:
+def window_labels(times: np.ndarray, window: int, spans: Sequence[tuple[float, float]]) -> np.ndarray:
     """``[windows]`` booleans: the window (of ``window`` sampled frames, at ``times``) holds
-    at least half of the event ``[start, end)``; all false for an absent event."""
+    at least half of one of the event's ``spans`` (an event may happen more than once; the
+    same rule as the evaluation's right-window recall); all false for an absent event."""
     n = -(-len(times) // window)
     labels = np.zeros(n, dtype=bool)
-    if start is None or end is None or end <= start:
-        return labels
     step = float(times[1] - times[0]) if len(times) > 1 else 1.0
-    for i in range(n):
-        a = float(times[i * window])
-        b = float(times[min(len(times), (i + 1) * window) - 1]) + step
-        labels[i] = max(0.0, min(b, end) - max(a, start)) >= 0.5 * (end - start)
+    for start, end in spans:
+        if end <= start:
+            continue
+        for i in range(n):
+            a = float(times[i * window])
+            b = float(times[min(len(times), (i + 1) * window) - 1]) + step
+            labels[i] |= max(0.0, min(b, end) - max(a, start)) >= 0.5 * (end - start)
     return labels
 
 
@@ -113,7 +115,7 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
         for ann in anns:
             x = window_presence_features(grounder, features, record.fps, None, ann.query,
                                          archive.embed_query(text=ann.query))
-            y = window_labels(features.times, size, ann.start, ann.end)
+            y = window_labels(features.times, size, ann.windows)
             rows.append(x)
             labels.append(y)
             absent.append(not ann.present)
