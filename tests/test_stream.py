@@ -402,3 +402,57 @@ def test_cli_sigterm_commits_and_search_json_says_when_it_aired(archive_dir, fra
     assert bad.returncode == 1
     assert bad.stderr.splitlines()[-1].startswith("error: tcp://***@127.0.0.1:")
     assert "pw" not in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_watch_keeps_a_stream_indexed_as_a_job_and_restarts_a_failing_one(archive_dir, frames,
+                                                                           media, tmp_path):
+    """`vidseek watch --stream`: a 19 s stream is indexed while it airs and `vidseek jobs`
+    lists it live; a refused URL beside it is restarted with backoff; SIGTERM stops both."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vidseek.cli import app
+
+    port = free_port()
+    refused = f"tcp://127.0.0.1:{free_port()}"
+    feed = feed_of(frames, "bikes", "carphone_pristine", "bigbuckbunny")
+    log = tmp_path / "watch.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vidseek", "watch", "--archive", str(archive_dir),
+             "--stream", f"cam=tcp://127.0.0.1:{port}?listen=1", "--stream", refused],
+            stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env={**os.environ, "VIDSEEK_BACKOFF_SECONDS": "0.5"})
+    sender = start(send, feed, f"tcp://127.0.0.1:{port}", deadline=120)
+    try:
+        wait_for_frames(archive_dir, 8, proc, timeout=120)
+        listed = CliRunner().invoke(app, ["jobs", "--streams", "--json", "--archive", str(archive_dir)])
+        assert listed.exit_code == 0, listed.output
+        jobs = {j["source"]: j for j in json.loads(listed.output)}
+        assert set(jobs) == {"cam", refused}
+        cam, bad = jobs["cam"], jobs[refused]
+        assert cam["state"] == "live" and cam["session"] == 1 and cam["restarts"] == 0
+        assert cam["url"] == f"tcp://127.0.0.1:{port}?listen=1" and not cam["error"]
+        assert cam["indexed"] >= 8.0 and 0.0 <= cam["lag"] < 15.0
+        # the refused one failed, and keeps being restarted (0.5 s, 1 s, 2 s...)
+        assert bad["state"] in ("waiting", "connecting") and bad["restarts"] >= 2
+        assert "cannot open" in bad["error"] and bad["session"] == 0 and bad["lag"] is None
+        table = CliRunner().invoke(app, ["jobs", "--archive", str(archive_dir)])
+        assert table.exit_code == 0 and "cam" in table.output and "live" in table.output
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    errors = log.read_text()
+    assert proc.returncode == 0, errors
+    assert "Traceback" not in errors and "restarting in" in errors
+    assert "stream restarts" in out
+    with vidseek.Archive.open(archive_dir, device="cpu") as arch:
+        stopped = {j.source: j for j in arch.stream_jobs.list()}
+        assert stopped["cam"].state == "stopped" and stopped[refused].state == "stopped"
+        assert stopped["cam"].lag is None and stopped["cam"].indexed >= 8.0
+        assert [p.state for p in arch.stream_parts("cam")] == ["ended"]
+        top = arch.search(image=read_frame(media / "bikes.mp4", 3.0), top_k=1)[0]
+        assert top.video == "cam" and abs(top.peak - 3.0) <= 2.0

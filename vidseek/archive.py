@@ -40,6 +40,7 @@ from .store.archive_store import ArchiveInfo, ArchiveStore
 from .store import doctor
 from .store.catalog import VideoRecord
 from .store.doctor import DoctorFinding, DoctorReport
+from .store.stream_jobs import StreamJobs
 from .store.files import VideoFeatures
 from .store.sources import checked_source
 from .store.streams import (LiveStream, StreamPart, is_stream_path, live_streams, part_of, recording_of,
@@ -398,6 +399,11 @@ class Archive:
             if self._jobs is None:
                 self._jobs = JobQueue(self._store.catalog)
         return self._jobs
+
+    @property
+    def stream_jobs(self) -> StreamJobs:
+        """The live streams an ingest daemon keeps indexed (``vidseek watch --stream``)."""
+        return StreamJobs(self._store.catalog)
 
     # -- catalog ----------------------------------------------------------------
     @property

@@ -10,6 +10,13 @@ Stopping (``stop`` event, set by the CLI on SIGTERM/SIGINT) cancels the videos b
 indexed before their commit and hands their jobs back untried; after a kill -9 the next
 start finds them ``running`` under a dead process and redoes them. Either way a video is
 committed whole or not at all.
+
+Live streams (``streams``) are long-running jobs beside the folders: one thread per stream
+runs :meth:`Archive.ingest_stream` until the daemon stops (what aired is committed) or the
+stream ends. An ingest that fails (the source cannot be opened, reconnecting gave up, an
+unexpected error) is restarted after ``backoff_seconds``, doubled per failure up to 5
+minutes and back to ``backoff_seconds`` once a restart went live. Each job's state is kept
+in the catalog's ``stream_jobs`` table (:mod:`vidseek.store.stream_jobs`) for ``vidseek jobs``.
 """
 
 from __future__ import annotations
@@ -19,16 +26,46 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from .archive import Archive, SkippedFile
 from .errors import ArchiveError, ConfigError, IngestCancelled, VideoError, VidseekError
+from .indexer.stream import StreamProgress, is_stream_url, redact_url
 from .indexer.watch import FolderWatcher
 from .store.jobs import Job, worker_id
 
-__all__ = ["DaemonConfig", "DaemonEvent", "DaemonReport", "IngestDaemon"]
+__all__ = ["DaemonConfig", "DaemonEvent", "DaemonReport", "IngestDaemon", "StreamSpec",
+           "parse_stream"]
 
 logger = logging.getLogger(__name__)
+
+_MAX_STREAM_BACKOFF = 300.0  # seconds between restarts of a stream that keeps failing
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A live stream the daemon keeps indexed."""
+
+    url: str
+    name: str | None = None  # its name in the catalog [default: its URL without credentials]
+
+    @property
+    def source(self) -> str:
+        return self.name or redact_url(self.url)
+
+
+def parse_stream(text: str) -> StreamSpec:
+    """``[NAME=]URL`` (``cam1=rtsp://...``); ConfigError if URL is no stream URL. A URL's own
+    ``=`` (``tcp://host:9000?listen=1``) is no name: a name holds no ``:``, ``/`` or ``?``."""
+    name, sep, rest = text.partition("=")
+    if sep and name.strip() and not any(c in name for c in ":/?"):
+        spec = StreamSpec(rest.strip(), name.strip())
+    else:
+        spec = StreamSpec(text.strip())
+    if not is_stream_url(spec.url):
+        raise ConfigError(f"{redact_url(spec.url)}: not a stream URL (rtsp://, rtmp://, srt://, "
+                          "udp://, tcp://, rtp://, http(s)://...)")
+    return spec
 
 
 @dataclass(frozen=True)
@@ -75,16 +112,24 @@ class DaemonReport:
     retried: int = 0
     released: int = 0  # jobs handed back by a stop
     recovered: int = 0  # orphaned jobs of dead workers put back in the queue (not those given up)
+    stream_restarts: int = 0  # stream ingests restarted after a failure
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
 
 class IngestDaemon:
-    """Watch ``folders`` (may be empty: then only queued jobs are worked off)."""
+    """Watch ``folders`` (may be empty: then only queued jobs are worked off) and keep the
+    live ``streams`` (URLs, ``NAME=URL`` or :class:`StreamSpec`) indexed."""
 
     def __init__(self, archive: Archive, folders: Iterable[str | Path] = (),
                  config: DaemonConfig | None = None,
-                 progress: Callable[[DaemonEvent], None] | None = None) -> None:
+                 progress: Callable[[DaemonEvent], None] | None = None,
+                 streams: Iterable[str | StreamSpec] = ()) -> None:
+        self.streams = [s if isinstance(s, StreamSpec) else parse_stream(s) for s in streams]
+        names = [s.source for s in self.streams]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"stream {name!r} is given twice (name one of them: NAME=URL)")
         self.archive = archive
         self.config = config or DaemonConfig()
         self.watcher = FolderWatcher(folders, self.config.settle_seconds, self.config.recursive)
@@ -101,6 +146,8 @@ class IngestDaemon:
         """Run until ``stop`` is set, or with ``once`` until every file present has settled
         and every queued job has finished (retries included)."""
         stop = stop or threading.Event()
+        if once and self.streams:
+            raise ConfigError("live streams run until they end: they cannot be indexed once")
         self._cancel.clear()  # a daemon may be run again after a stop
         started = time.perf_counter()
         jobs = self.archive.jobs
@@ -108,6 +155,9 @@ class IngestDaemon:
         self.archive.encoder  # load the model before the workers need it
         threads = [threading.Thread(target=self._work, args=(stop,), name=f"vidseek-ingest-{n}",
                                     daemon=True) for n in range(self.config.workers)]
+        threads += [threading.Thread(target=self._keep_stream, args=(spec, stop),
+                                     name=f"vidseek-stream-{n}", daemon=True)
+                    for n, spec in enumerate(self.streams)]
         for thread in threads:
             thread.start()
         last_beat = 0.0
@@ -227,6 +277,53 @@ class IngestDaemon:
             self.report.retried += 1
             logger.warning("will retry %s: %s", job.path, error)
             self.progress(DaemonEvent("retry", after, message=error))
+
+    # -- live streams ---------------------------------------------------------------
+    def _keep_stream(self, spec: StreamSpec, stop: threading.Event) -> None:
+        """Ingest one stream until ``stop`` or its end, restarting it after failures."""
+        source, url = spec.source, redact_url(spec.url)
+        started = time.time()
+        restarts = 0
+        backoff = self.config.backoff_seconds
+        self._stream_state(source, url, "connecting", error="", restarts=0, started_at=started)
+        while not stop.is_set():
+            state = ["connecting"]
+
+            def on_progress(event: StreamProgress) -> None:
+                now = "live" if event.state == "committed" else event.state
+                if now in ("connecting", "live", "reconnecting") and now != state[0]:
+                    state[0] = now
+                    self._stream_state(source, url, now, error="" if now == "live" else event.error)
+
+            try:
+                report = self.archive.ingest_stream(spec.url, name=spec.name, stop=stop,
+                                                    progress=on_progress)
+            except Exception as exc:  # noqa: BLE001 - a stream job must outlive any failure
+                if not isinstance(exc, VidseekError):
+                    logger.exception("stream %s failed unexpectedly", source)
+                error = str(exc) if isinstance(exc, VidseekError) else f"unexpected error: {exc!r}"
+                if state[0] == "live":  # it had recovered: start the backoff over
+                    backoff = self.config.backoff_seconds
+                restarts += 1
+                with self._lock:
+                    self.report.stream_restarts += 1
+                self._stream_state(source, url, "waiting", error=error, restarts=restarts)
+                logger.warning("stream %s failed (%s); restarting in %gs", source, error, backoff)
+                stop.wait(backoff)
+                backoff = min(max(backoff, 0.1) * 2, _MAX_STREAM_BACKOFF)
+                continue
+            if report.ended == "end":
+                logger.info("stream %s ended (%.0fs indexed); not restarted", source, report.seconds)
+                self._stream_state(source, url, "ended")
+                return
+            break
+        self._stream_state(source, url, "stopped")
+
+    def _stream_state(self, source: str, url: str, state: str, **fields: Any) -> None:
+        try:
+            self.archive.stream_jobs.record(source, url, state, worker=self._worker, **fields)
+        except VidseekError as exc:  # e.g. the catalog busy: the ingest itself goes on
+            logger.warning("cannot record the state of stream %s (%s): %s", source, state, exc)
 
     def _given_up(self, job: Job) -> None:
         # a file's error names it already; a crash's does not

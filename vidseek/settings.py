@@ -35,7 +35,8 @@ class ServiceSettings(BaseSettings):
     poll_seconds: float = Field(2.0, gt=0, description="Seconds between folder scans.")
     settle_seconds: float = Field(5.0, ge=0, description="A file must keep its size this long before it is indexed.")
     max_attempts: int = Field(3, ge=1, description="Attempts per job before it is marked failed.")
-    backoff_seconds: float = Field(10.0, ge=0, description="Retry n waits backoff x 2^(n-1) seconds.")
+    backoff_seconds: float = Field(10.0, ge=0, description="Retry n waits backoff x 2^(n-1) seconds (a failed stream: up to 5 minutes).")
+    streams: list[str] = Field(default_factory=list, description="Live streams vidseek watch keeps indexed, [NAME=]URL (JSON list).")
     # server
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the server listens on.")

@@ -44,7 +44,11 @@ def _service_logging(level: str) -> None:
 
 
 def watch(
-    folders: Annotated[List[Path], typer.Argument(help="Folders to watch (recursively).")],
+    folders: Annotated[Optional[List[Path]], typer.Argument(
+        help="Folders to watch (recursively).", show_default=False)] = None,
+    streams: Annotated[Optional[List[str]], typer.Option(
+        "--stream", help="A live stream to keep indexed, [NAME=]URL (repeatable) [default: $VIDSEEK_STREAMS].",
+        show_default=False)] = None,
     archive: ArchiveOpt = None,
     workers: WorkersOpt = None,
     settle: Annotated[Optional[float], typer.Option(
@@ -59,7 +63,8 @@ def watch(
         "--model", "-m", help="Encoder of a new archive [default: the archive's].")] = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Keep an archive current: index new and changed videos in FOLDERS as they appear.
+    """Keep an archive current: index new and changed videos in FOLDERS as they appear,
+    and keep live streams (--stream) indexed while they air.
 
     A file is indexed once its size and modification time have held still for --settle
     seconds. Jobs live in the archive's catalog (see `vidseek jobs`); failures are retried
@@ -68,13 +73,26 @@ def watch(
     A job whose worker crashed (kill -9, power cut) is redone; once crashes have used up its
     attempts it fails as "worker crashed N times" (`vidseek jobs --retry` queues it again).
     Exit status 1 if --once gave up on any job (a bad file, or crashes).
+
+    A stream (docs/streams.md) runs until the daemon stops (what aired is committed) or
+    the stream ends; an ingest that fails is restarted after $VIDSEEK_BACKOFF_SECONDS
+    (default 10), doubled per failure up to 5 minutes. `vidseek jobs` lists the streams.
     """
     settings = _settings(archive=archive, workers=workers, settle_seconds=settle,
-                         poll_seconds=poll, model=model, device=device)
+                         poll_seconds=poll, model=model, device=device, streams=streams or None)
     _service_logging(settings.log_level)
+    folders = folders or []
     for folder in folders:
         if not folder.is_dir():
             usage_error(f"{folder}: not a folder")
+    try:
+        specs = [vidseek.service.parse_stream(text) for text in settings.streams]
+    except vidseek.ConfigError as exc:
+        usage_error(str(exc))
+    if not folders and not specs:
+        usage_error("give folders to watch, or --stream URL")
+    if once and specs:
+        usage_error("--once indexes folders only: live streams run until they end")
     stop = threading.Event()
 
     def request_stop(signum, frame) -> None:
@@ -85,8 +103,10 @@ def watch(
     signal.signal(signal.SIGINT, request_stop)
     try:
         with vidseek.Archive.open(settings.archive, model=settings.model, device=settings.device) as arch:
-            daemon = vidseek.service.IngestDaemon(arch, folders, settings.daemon_config())
-            logger.info("watching %s into %s with %d worker(s)", ", ".join(map(str, folders)),
+            daemon = vidseek.service.IngestDaemon(arch, folders, settings.daemon_config(),
+                                                  streams=specs)
+            logger.info("watching %s into %s with %d worker(s)",
+                        ", ".join([*map(str, folders), *(f"stream {s.source}" for s in specs)]),
                         settings.archive, settings.workers)
             report = daemon.run(stop, once=once)
     except vidseek.VidseekError as exc:
@@ -95,7 +115,8 @@ def watch(
         err.print(f"failed   {error}", markup=False)
     console.print(f"{report.indexed} indexed, {report.skipped} unchanged, {report.failed} failed, "
                   f"{report.retried} retried, {report.recovered} recovered after a crash, "
-                  f"{report.released} handed back unfinished "
+                  f"{report.released} handed back unfinished"
+                  f"{f', {report.stream_restarts} stream restarts' if specs else ''} "
                   f"in {report.seconds:.1f}s", markup=False)
     if once and report.failed:
         raise typer.Exit(code=1)
@@ -113,15 +134,21 @@ def jobs(
     as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as a JSON list.")] = False,
     retry: Annotated[bool, typer.Option(
         "--retry", help="Queue failed jobs (IDS, or all) again with all their attempts, then list.")] = False,
+    streams: Annotated[bool, typer.Option(
+        "--streams", help="Only the live streams that `vidseek watch --stream` keeps indexed.")] = False,
 ) -> None:
-    """List the archive's ingest jobs, newest first, with counts per state.
+    """List the archive's ingest jobs, newest first, with counts per state, then its live
+    stream jobs (state, seconds indexed, lag behind live, restarts, last error).
 
     A job's error tells a bad file (its reason) from one whose worker crashed ("worker
     crashed N times while indexing it"). --retry queues failed jobs again; a running
     daemon (`vidseek watch`, `vidseek serve --watch`) or the next one picks them up.
+    With --json, --streams prints the stream jobs as the JSON list.
     """
     if ids and not retry:
         usage_error("job ids are given with --retry only")
+    if streams and (retry or failed or status):
+        usage_error("--streams lists stream jobs: --retry, --failed and --status are for file jobs")
     if failed:
         if status not in (None, "failed"):
             usage_error(f"--failed and --status {status} contradict each other")
@@ -134,20 +161,32 @@ def jobs(
                     err.print(f"queued again: job {job.id} ({job.path})", markup=False)
                 if not requeued:
                     err.print("no failed jobs to retry", markup=False)
-            found = arch.jobs.list(status=status, limit=limit)
+            found = arch.jobs.list(status=status, limit=limit) if not streams else []
             counts = arch.jobs.counts()
+            live = arch.stream_jobs.list() if not (failed or status) else []
     except vidseek.VidseekError as exc:
         raise fail(exc)
     if as_json:
-        console.print(json.dumps([j.to_dict() for j in found], indent=2), markup=False)
+        rows = live if streams else found
+        console.print(json.dumps([j.to_dict() for j in rows], indent=2), markup=False)
         return
-    console.print("  ".join(f"{k} {v}" for k, v in counts.items()), markup=False)
+    if not streams:
+        console.print("  ".join(f"{k} {v}" for k, v in counts.items()), markup=False)
     if found:
         table = Table("id", "status", "file", "attempts", "seconds", "error")
         for job in found:
             table.add_row(str(job.id), job.status, job.path, f"{job.attempts}/{job.max_attempts}",
                           f"{job.seconds:.1f}", job.error or job.outcome)
         console.print(table)
+    if live:
+        table = Table("stream", "state", "session", "indexed", "behind live", "restarts", "error")
+        for stream in live:
+            table.add_row(stream.source, stream.state, str(stream.session or "-"),
+                          f"{stream.indexed:.0f}s", "-" if stream.lag is None else f"{stream.lag:.1f}s",
+                          str(stream.restarts), stream.error)
+        console.print(table)
+    elif streams:
+        console.print("no live streams (vidseek watch --stream URL keeps one indexed)", markup=False)
 
 
 def serve(
