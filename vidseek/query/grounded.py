@@ -212,28 +212,29 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     if view.frames == 0:
         return GroundingResult(video, query, [], [], 0, 0, {})
     previous: list[list[GroundingNode]] = []  # kept nodes of each level above the last, best first
+
+    def windows() -> list[GroundingNode]:  # level 1 in presence mode: a node per coarse window
+        logits = level1_logits if level1_logits is not None else presence_logits(
+            grounder, presence_inputs(grounder, view, sparse), query)
+        return presence_level(grounder, view, logits)
+
     if view.frames <= w.dense and options.level1 == "presence" and windows_kept == 0:
         # a short video whose one window did not make the archive-wide cut: no LM answers,
         # the window itself is its only (filler) moment
-        tree = presence_level(grounder, view, level1_logits if level1_logits is not None else presence_logits(
-            grounder, presence_inputs(grounder, view, sparse), query))
+        tree = windows()
         final = []
         timings[1] = time.perf_counter() - t0 + level1_seconds
     elif view.frames <= w.dense:
         tree = _dense_level(grounder, view, None, prompt, options, level=1)
         if options.level1 == "presence":  # one window: its presence is the whole video's
-            logits = level1_logits if level1_logits is not None else presence_logits(
-                grounder, presence_inputs(grounder, view, sparse), query)
-            window = presence_level(grounder, view, logits)[0]
+            window = windows()[0]
             for node in tree:
                 node.presence, node.window = window.presence, 0
         final = _select(tree, options)
         timings[1] = time.perf_counter() - t0 + level1_seconds
     else:
         if options.level1 == "presence":
-            logits = level1_logits if level1_logits is not None else presence_logits(
-                grounder, presence_inputs(grounder, view, sparse), query)
-            tree = presence_level(grounder, view, logits)
+            tree = windows()
             final = select_windows(tree, options.top_k if windows_kept is None else windows_kept)
         else:
             tree = _coarse_level(grounder, view, sparse, prompt, options)
