@@ -2,14 +2,16 @@
 
     python benchmarks/grounding.py [--minutes 30] [--encoder DIR] [--seed 1000] [--checkpoint CKPT]
                                    [--precision fp32,int8] [--predictions FILE] [--ablations]
-                                   [--distractors N]
+                                   [--distractors N] [--dense-probe N]
 
 Trains the world encoder (unless --encoder is given; cached in .cache/bench/), generates a
 held-out procedural-world video (its seed is never used in training), ingests it and scores
 each mode with R1/R5 at IoU 0.1/0.3/0.5/0.7 and mIoU, overall and per event kind: CLIP
 similarity, and with a grounding checkpoint trained for that encoder, the grounded mode with
 level 1 only, 2 levels and 3 levels, plus the ablation of level 1 (3 levels with the paper's
-span-answering level 1 instead of the presence pass). Grounded modes also report
+span-answering level 1 instead of the presence pass), and first the dense level alone on
+clips of the video (``--dense-probe N`` questions, vidseek.train.probe_dense_level: span
+IoU ≥ 0.5 per event kind, reversed and other events rejected). Grounded modes also report
 right-window recall per level and absent-event abstention at the checkpoint's default
 presence threshold (see vidseek.evaluation). ``--ablations`` adds 3 levels ranked by R
 alone and in time order. ``--distractors N`` ingests N more worlds beside it and also scores
@@ -61,6 +63,8 @@ def main() -> None:
     parser.add_argument("--modes", help="only these modes, comma-separated (e.g. clip-archive,grounded-3-archive)")
     parser.add_argument("--ablations", action="store_true",
                         help="also 3 levels ranked by R alone and in time order")
+    parser.add_argument("--dense-probe", type=int, default=600, metavar="N",
+                        help="with --checkpoint: ask the dense level N clip questions (0: none)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grounding.json")
     args = parser.parse_args()
     encoder = args.encoder or CACHE / "world-encoder"
@@ -105,6 +109,12 @@ def main() -> None:
             if args.checkpoint:
                 archive.set_grounder(args.checkpoint)
                 archive.reindex()
+                if args.dense_probe:
+                    probe = vidseek.train.probe_dense_level(archive, archive.grounder, annotations,
+                                                            examples=args.dense_probe, seed=args.seed)
+                    results["dense-probe"] = probe.to_dict()
+                    print(f"\n### dense level on clips of the held-out video ({probe.examples} questions)\n")
+                    print(probe.table(), flush=True)
             if others:
                 runs += [(f"{key}-archive", mode, options) for key, mode, options in runs
                          if key in ("clip", "grounded-3")]
