@@ -28,9 +28,11 @@ from ..models.grounder import WindowConfig
 __all__ = ["TrainingVideo", "Example", "ExampleSampler", "load_training_videos",
            "reversed_caption", "event_frames"]
 
+# "bounces" has no reversed form: a bouncing object does move up (and down), so asking
+# "moves up" of it and teaching "Not Present." taught the LM to refuse real upward motion
+# (held-out "moves up" spans: 21 % right, against 50-80 % for the other directions).
 _OPPOSITE = {"appears": "disappears", "disappears": "appears", "moves left": "moves right",
-             "moves right": "moves left", "moves up": "moves down", "moves down": "moves up",
-             "bounces": "moves up"}
+             "moves right": "moves left", "moves up": "moves down", "moves down": "moves up"}
 
 
 def reversed_caption(caption: str) -> str | None:
