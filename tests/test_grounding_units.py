@@ -13,7 +13,7 @@ import vidseek
 
 from vidseek.store.dense_tokens import DenseTokens
 from vidseek.indexer.sparse import compute_sparse_tokens
-from vidseek.models.adapter import relevance_features
+from vidseek.models.adapter import AdapterConfig, HierarchicalAdapter, relevance_features
 from vidseek.models.answers import (
     confidence,
     event_phrase,
@@ -70,6 +70,26 @@ def test_reversed_captions():
     assert reversed_caption("a large blue square appears") == "a large blue square disappears"
     assert reversed_caption("a small red circle turns blue") == "a small blue circle turns red"
     assert reversed_caption("a small red circle meets a large blue square") is None
+    assert reversed_caption("a small red circle bounces") is None  # it does move up and down
+
+
+def test_motion_channel_reads_the_previous_frame():
+    """With ``motion`` a dense token sees its grid's change since the frame before; a slice
+    given that frame's grid gets the same tokens as the whole video (ingest computes sparse
+    tokens from whole videos, queries and training from slices)."""
+    torch.manual_seed(0)
+    adapter = HierarchicalAdapter(AdapterConfig(embed_dim=16, cells=4, cell_width=8, hidden=32, motion=True)).eval()
+    emb, grid = torch.randn(10, 16), torch.randn(10, 4, 8)
+    with torch.no_grad():
+        whole = adapter.dense(emb, grid)
+        assert torch.allclose(adapter.dense(emb[4:], grid[4:], grid[3]), whole[4:], atol=1e-5)
+        assert not torch.allclose(adapter.dense(emb[4:], grid[4:])[0], whole[4], atol=1e-3)  # no change shown
+        moved = grid.clone()
+        moved[5] += torch.randn(4, 8)  # frame 5 changes: its token and frame 6's (changed from 5) move, no other
+        changed = (adapter.dense(emb, moved) - whole).abs().amax(1) > 1e-4
+    assert changed.tolist() == [i in (5, 6) for i in range(10)]
+    plain = HierarchicalAdapter(AdapterConfig(embed_dim=16, cells=4, cell_width=8, hidden=32)).eval()
+    assert not hasattr(plain, "motion_proj")  # checkpoints made before the channel still load
 
 
 def test_event_frames_cover_the_span():
@@ -101,8 +121,11 @@ class _ScriptedGrounder:
     def eval(self):
         return self
 
-    def dense_tokens(self, emb, grid):
-        return self.real.dense_tokens(emb, grid)
+    def dense_tokens(self, emb, grid, previous=None):
+        return self.real.dense_tokens(emb, grid, previous)
+
+    def video_dense_tokens(self, embeddings, grids, a, b):
+        return self.real.video_dense_tokens(embeddings, grids, a, b)
 
     def sparse_tokens(self, dense, window, kind):
         return self.real.sparse_tokens(dense, window, kind)

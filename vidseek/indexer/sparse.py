@@ -39,7 +39,7 @@ def compute_sparse_tokens(grounder: Grounder, features: VideoFeatures,
     step = window * _CHUNK_WINDOWS
     for a in range(0, frames, step):
         b = min(frames, a + step)
-        dense = grounder.dense_tokens(features.embeddings[a:b], features.dense.grid(a, b))
+        dense = grounder.video_dense_tokens(features.embeddings, features.dense, a, b)
         chunks.append(grounder.sparse_tokens(dense, window, COARSE).cpu().numpy())
     tokens = (np.concatenate(chunks) if chunks else
               np.zeros((0, grounder.config.adapter.coarse_tokens, grounder.config.adapter.hidden)))

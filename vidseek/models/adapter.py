@@ -2,7 +2,12 @@
 
 - **Dense projection**: one token per frame from the frame's CLIP embedding and its pooled
   patch grid (each cell squeezed by a shared linear map, then the whole grid flattened, so
-  *where* things are survives: direction of motion lives there).
+  *where* things are survives: direction of motion lives there). With ``motion`` the token
+  also carries the grid's change since the previous frame, squeezed the same way: a tiny LM
+  from scratch was measured unable to compare frames well enough to tell "moves left" from
+  "moves right" (a third of such reversed queries rejected), while a linear probe on two
+  frames' grids tells the four directions apart 87 % of the time. The change is a per-token
+  feature the sparse compressor can also keep.
 - **Sparse compressor**: a window of dense frame tokens → ``n`` sparse tokens by latent-query
   cross-attention followed by self-attention among the latents (Perceiver / Q-Former style).
   ReVisionLLM conditions this compression on the query, which cannot be precomputed; ours is
@@ -60,6 +65,9 @@ class AdapterConfig:
     fine_tokens: int = 2  # sparse tokens per fine (level-2) window
     coarse_tokens: int = 8  # sparse tokens per coarse (level-1) window
     max_window: int = 128  # longest window the compressor's position table covers
+    # each dense token also sees its grid's change since the previous frame (False in
+    # checkpoints made before the motion channel existed)
+    motion: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +78,7 @@ def adapter_config_for(encoder_info: dict, hidden: int = 256) -> AdapterConfig:
     side = encoder_info["image_size"] // encoder_info["patch_size"]
     pooled = -(-side // 2)
     return AdapterConfig(embed_dim=encoder_info["embed_dim"], cells=pooled * pooled,
-                         cell_width=encoder_info["vision_width"], hidden=hidden)
+                         cell_width=encoder_info["vision_width"], hidden=hidden, motion=True)
 
 
 class HierarchicalAdapter(nn.Module):
@@ -87,6 +95,9 @@ class HierarchicalAdapter(nn.Module):
         self.grid_proj = nn.Linear(config.cells * config.cell_dim, h)
         self.embed_proj = nn.Linear(config.embed_dim, h)
         self.dense_norm = nn.LayerNorm(h)
+        if config.motion:
+            self.motion_proj = nn.Linear(config.cell_width, config.cell_dim)
+            self.motion_grid = nn.Linear(config.cells * config.cell_dim, h)
         # compressor: everything below is trained in stage 1B
         self.compressor = nn.ModuleDict({
             "positions": nn.Embedding(config.max_window, h),
@@ -101,10 +112,19 @@ class HierarchicalAdapter(nn.Module):
                                                batch_first=True, norm_first=True),
         })
 
-    def dense(self, embeddings: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        """``[..., D]`` frame embeddings and ``[..., cells, C]`` grids → ``[..., hidden]``."""
-        cells = torch.nn.functional.gelu(self.cell_proj(self.cell_norm(grid))).flatten(-2)
-        return self.dense_norm(self.grid_proj(cells) + self.embed_proj(self.embed_norm(embeddings)))
+    def dense(self, embeddings: torch.Tensor, grid: torch.Tensor,
+              previous: torch.Tensor | None = None) -> torch.Tensor:
+        """``[T, D]`` frame embeddings and ``[T, cells, C]`` grids → ``[T, hidden]``.
+        ``previous`` ``[cells, C]`` is the grid of the frame before the first (None: the
+        first frame is shown no change)."""
+        normed = self.cell_norm(grid)
+        cells = torch.nn.functional.gelu(self.cell_proj(normed)).flatten(-2)
+        out = self.grid_proj(cells) + self.embed_proj(self.embed_norm(embeddings))
+        if self.config.motion and normed.shape[0]:
+            before = normed[:1] if previous is None else self.cell_norm(previous).unsqueeze(0)
+            change = normed - torch.cat([before, normed[:-1]])
+            out = out + self.motion_grid(torch.nn.functional.gelu(self.motion_proj(change)).flatten(-2))
+        return self.dense_norm(out)
 
     def compress(self, frames: torch.Tensor, mask: torch.Tensor, kind: int) -> torch.Tensor:
         """``[B, T, hidden]`` dense tokens of ``B`` windows (``mask`` [B, T] marks real

@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,12 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "vidseek-grounder/1"
 STAGES = ("1a", "1b", "2")
+
+
+class StoredGrids(Protocol):
+    """A video's stored pooled patch grids (``vidseek.store``'s dense tokens)."""
+
+    def grid(self, start: int = 0, stop: int | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -298,12 +304,24 @@ class Grounder(nn.Module):
     def device(self) -> torch.device:
         return next(self.adapter.parameters()).device
 
-    def dense_tokens(self, embeddings: np.ndarray | torch.Tensor, grid: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def dense_tokens(self, embeddings: np.ndarray | torch.Tensor, grid: np.ndarray | torch.Tensor,
+                     previous: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
         """Frame embeddings ``[T, D]`` and pooled grids ``[T, h2, w2, C]`` (or ``[T, cells, C]``)
-        → ``[T, hidden]``."""
+        → ``[T, hidden]``. ``previous``: the grid of the frame before the first, if any (the
+        adapter's motion channel reads the change from it)."""
         emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32), device=self.device)
         grd = torch.as_tensor(np.asarray(grid, dtype=np.float32), device=self.device)
-        return self.adapter.dense(emb, grd.reshape(grd.shape[0], -1, grd.shape[-1]))
+        prev = None
+        if previous is not None:
+            prev = torch.as_tensor(np.asarray(previous, dtype=np.float32), device=self.device)
+            prev = prev.reshape(-1, grd.shape[-1])
+        return self.adapter.dense(emb, grd.reshape(grd.shape[0], -1, grd.shape[-1]), prev)
+
+    def video_dense_tokens(self, embeddings: np.ndarray, grids: StoredGrids, a: int, b: int) -> torch.Tensor:
+        """``[b - a, hidden]`` dense tokens of frames ``[a, b)`` of a stored video (the grid of
+        frame ``a - 1`` gives the first frame its motion)."""
+        previous = grids.grid(a - 1, a) if a > 0 and self.config.adapter.motion else None
+        return self.dense_tokens(embeddings[a:b], grids.grid(a, b), previous)
 
     def sparse_tokens(self, dense: torch.Tensor, window: int, kind: int) -> torch.Tensor:
         """Cut ``[T, hidden]`` dense tokens into windows of ``window`` frames (the last one may

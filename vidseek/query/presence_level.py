@@ -41,7 +41,7 @@ class VideoView:
 
     def dense(self, a: int, b: int) -> torch.Tensor:
         self.read[a:b] = True
-        return self.grounder.dense_tokens(self.features.embeddings[a:b], self.features.dense.grid(a, b))
+        return self.grounder.video_dense_tokens(self.features.embeddings, self.features.dense, a, b)
 
     def seconds(self, a: int, b: int) -> tuple[float, float]:
         """Frames ``[a, b)`` as a time range (the last frame lasts one sampling step, but

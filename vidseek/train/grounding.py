@@ -82,7 +82,8 @@ def example_batch(grounder: Grounder, videos: Sequence[TrainingVideo], examples:
     for ex in examples:
         video = videos[ex.video]
         emb = video.embeddings[ex.start:ex.stop]
-        dense = grounder.dense_tokens(emb, video.grid[ex.start:ex.stop])
+        previous = video.grid[ex.start - 1] if ex.start > 0 else None
+        dense = grounder.dense_tokens(emb, video.grid[ex.start:ex.stop], previous)
         sims = torch.as_tensor(emb @ query_vectors[ex.query], device=grounder.device)
         if ex.level == "dense":
             inputs.append(VideoTokens(dense, DENSE, 1, relevance_features(sims, 1)))
