@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 
 import numpy as np
 import pytest
@@ -141,6 +143,27 @@ def test_encoder_mismatch_is_a_clear_error(tmp_path, tiny_clip_dir, media):
     with pytest.raises(EncoderMismatchError, match="fingerprint"):
         Archive.open(tmp_path / "a", model=other, device="cpu")
     with Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as arch:  # same one: fine
+        assert arch.info().videos == 1
+    moved = shutil.copytree(tiny_clip_dir, tmp_path / "moved-model")  # the same weights elsewhere
+    with Archive.open(tmp_path / "a", model=moved, device="cpu") as arch:
+        assert arch.info().videos == 1 and arch.search("anything", top_k=1)
+
+
+def test_archives_recorded_with_the_path_dependent_fingerprint_still_open(tmp_path, tiny_clip_dir, media):
+    """Archives made when the fingerprint also hashed the model's path keep working."""
+    with Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as arch:
+        arch.ingest([media / "carphone_pristine.mp4"])
+        info = arch.encoder.info
+    assert info.path_fingerprint and info.path_fingerprint != info.fingerprint
+    catalog = sqlite3.connect(tmp_path / "a" / "catalog.db")  # the archive is closed
+    [(text,)] = catalog.execute("SELECT value FROM meta WHERE key = 'manifest'")
+    manifest = json.loads(text)
+    manifest["encoder"]["fingerprint"] = info.path_fingerprint
+    del manifest["encoder"]["path_fingerprint"]  # as written then
+    with catalog:
+        catalog.execute("UPDATE meta SET value = ? WHERE key = 'manifest'", (json.dumps(manifest),))
+    catalog.close()
+    with Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as arch:
         assert arch.info().videos == 1
 
 

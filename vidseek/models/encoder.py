@@ -68,6 +68,9 @@ class EncoderInfo:
     patch_size: int
     vision_width: int  # channels of a patch token
     max_text_tokens: int
+    # the fingerprint recorded before it left the model's location out (it hashed the
+    # config's path too): archives made then still match it
+    path_fingerprint: str = ""
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -79,7 +82,7 @@ class EncoderInfo:
 
     @classmethod
     def from_dict(cls, data: dict) -> "EncoderInfo":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,24 @@ class FrameFeatures:
     patches: np.ndarray  # float32 [B, gh, gw, C], last-layer patch tokens
 
 
-def _fingerprint(model: torch.nn.Module) -> str:
+# Config keys that say where and with what the model was loaded, not what it is: a model
+# directory copied elsewhere (or a Ray worker's copy) is the same encoder.
+_LOCATION_KEYS = ("_name_or_path", "transformers_version")
+
+
+def _portable_config(config: dict) -> dict:
+    return {k: _portable_config(v) if isinstance(v, dict) else v
+            for k, v in config.items() if k not in _LOCATION_KEYS}
+
+
+def _fingerprint(model: torch.nn.Module, with_location: bool = False) -> str:
     """Hash of the architecture and a sample of every weight tensor: cheap, and
-    different for any two checkpoints in practice."""
-    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    different for any two checkpoints in practice. ``with_location``: the earlier
+    fingerprint, which also hashed where the model was loaded from."""
+    config = model.config.to_json_string(use_diff=False)
+    if not with_location:
+        config = json.dumps(_portable_config(json.loads(config)), sort_keys=True)
+    digest = hashlib.sha256(config.encode())
     for name, tensor in sorted(model.state_dict().items()):
         flat = tensor.detach().reshape(-1)
         sample = flat[:: max(1, flat.numel() // 64)][:64].to(torch.float32).cpu().numpy()
@@ -145,6 +162,7 @@ class FrameEncoder:
         self.info = EncoderInfo(
             name=name,
             fingerprint=_fingerprint(model),
+            path_fingerprint=_fingerprint(model, with_location=True),
             kind=kind,
             embed_dim=int(getattr(model.config, "projection_dim", None) or text.hidden_size),
             image_size=int(vision.image_size),

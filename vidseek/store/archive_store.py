@@ -182,7 +182,7 @@ class ArchiveStore:
         manifest = self.manifest
         assert manifest is not None
         built_with = manifest["encoder"]
-        if built_with["fingerprint"] != encoder["fingerprint"]:
+        if built_with["fingerprint"] not in (encoder["fingerprint"], encoder.get("path_fingerprint")):
             raise EncoderMismatchError(
                 f"{self.root}: archive was built with encoder {built_with['name']!r} "
                 f"(fingerprint {built_with['fingerprint']}), not {encoder['name']!r} "
