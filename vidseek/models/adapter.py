@@ -4,10 +4,9 @@
   patch grid (each cell squeezed by a shared linear map, then the whole grid flattened, so
   *where* things are survives: direction of motion lives there). With ``motion`` the token
   also carries the grid's change since the previous frame, squeezed the same way: a tiny LM
-  from scratch was measured unable to compare frames well enough to tell "moves left" from
-  "moves right" (a third of such reversed queries rejected), while a linear probe on two
-  frames' grids tells the four directions apart 87 % of the time. The change is a per-token
-  feature the sparse compressor can also keep.
+  from scratch compares frames poorly (see ``vidseek.train.probe_dense_level``: it rarely
+  rejects the reversed event), and the change makes motion a feature of each token, one the
+  sparse compressor can also keep.
 - **Sparse compressor**: a window of dense frame tokens → ``n`` sparse tokens by latent-query
   cross-attention followed by self-attention among the latents (Perceiver / Q-Former style).
   ReVisionLLM conditions this compression on the query, which cannot be precomputed; ours is
