@@ -35,6 +35,9 @@ def test_outputs_are_normalised_and_shaped(encoder):
 def test_fingerprint_is_stable_and_weight_sensitive(tiny_clip_dir, trained_encoder_dir, encoder):
     assert FrameEncoder.load(tiny_clip_dir, device="cpu").info.fingerprint == encoder.info.fingerprint
     assert FrameEncoder.load(trained_encoder_dir, device="cpu").info.fingerprint != encoder.info.fingerprint
+    # the same weights loaded in float16 (as on a GPU) are the same encoder
+    half = FrameEncoder.load(tiny_clip_dir, device="cpu", dtype=torch.float16)
+    assert half.info.fingerprint == encoder.info.fingerprint
 
 
 def test_unloadable_model_is_a_model_error(tmp_path):

@@ -93,27 +93,32 @@ class FrameFeatures:
     patches: np.ndarray  # float32 [B, gh, gw, C], last-layer patch tokens
 
 
-# Config keys that say where and with what the model was loaded, not what it is: a model
-# directory copied elsewhere (or a Ray worker's copy) is the same encoder.
-_LOCATION_KEYS = ("_name_or_path", "transformers_version")
+# Config keys that say where, how and with what the model was loaded, not what it is: a
+# model directory copied elsewhere, or loaded in float16 on a GPU, is the same encoder.
+_LOAD_KEYS = ("_name_or_path", "transformers_version", "dtype", "torch_dtype")
 
 
 def _portable_config(config: dict) -> dict:
     return {k: _portable_config(v) if isinstance(v, dict) else v
-            for k, v in config.items() if k not in _LOCATION_KEYS}
+            for k, v in config.items() if k not in _LOAD_KEYS}
 
 
 def _fingerprint(model: torch.nn.Module, with_location: bool = False) -> str:
     """Hash of the architecture and a sample of every weight tensor: cheap, and
-    different for any two checkpoints in practice. ``with_location``: the earlier
-    fingerprint, which also hashed where the model was loaded from."""
+    different for any two checkpoints in practice. The same weights loaded from another
+    folder or in float16 hash alike (samples are rounded to float16 first).
+    ``with_location``: the earlier fingerprint, which also hashed where and in what dtype
+    the model was loaded."""
     config = model.config.to_json_string(use_diff=False)
     if not with_location:
         config = json.dumps(_portable_config(json.loads(config)), sort_keys=True)
     digest = hashlib.sha256(config.encode())
     for name, tensor in sorted(model.state_dict().items()):
         flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 64)][:64].to(torch.float32).cpu().numpy()
+        sample = flat[:: max(1, flat.numel() // 64)][:64]
+        if not with_location and sample.is_floating_point():
+            sample = sample.to(torch.float16)
+        sample = sample.to(torch.float32).cpu().numpy()
         digest.update(name.encode())
         digest.update(np.round(sample, 5).tobytes())
     return digest.hexdigest()[:16]
