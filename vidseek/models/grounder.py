@@ -320,8 +320,10 @@ class Grounder(nn.Module):
     def video_dense_tokens(self, embeddings: np.ndarray, grids: StoredGrids, a: int, b: int) -> torch.Tensor:
         """``[b - a, hidden]`` dense tokens of frames ``[a, b)`` of a stored video (the grid of
         frame ``a - 1`` gives the first frame its motion)."""
-        previous = grids.grid(a - 1, a) if a > 0 and self.config.adapter.motion else None
-        return self.dense_tokens(embeddings[a:b], grids.grid(a, b), previous)
+        if a > 0 and self.config.adapter.motion:
+            grid = grids.grid(a - 1, b)  # one read: each read rebuilds the carried-forward grid
+            return self.dense_tokens(embeddings[a:b], grid[1:], grid[0])
+        return self.dense_tokens(embeddings[a:b], grids.grid(a, b))
 
     def sparse_tokens(self, dense: torch.Tensor, window: int, kind: int) -> torch.Tensor:
         """Cut ``[T, hidden]`` dense tokens into windows of ``window`` frames (the last one may

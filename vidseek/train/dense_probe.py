@@ -86,8 +86,8 @@ def probe_dense_level(archive, grounder: Grounder, annotations: Sequence[Annotat
     """Ask ``grounder``'s dense level ``examples`` questions about clips of ``archive``'s
     annotated videos (about half positives; of the negatives about half hard) and score
     the answers. Annotations without a ``kind`` are grouped as ``"all"``."""
-    videos = load_training_videos(archive, annotations)
-    sampler = ExampleSampler(videos, grounder.config.windows, seed=seed)
+    sampler = ExampleSampler(load_training_videos(archive, annotations), grounder.config.windows, seed=seed)
+    videos = sampler.videos  # what Example.video indexes (videos under 2 frames are left out)
     asked = [sampler.grounding("dense") for _ in range(examples)]
     queries = sorted({ex.query for ex in asked})
     vectors = dict(zip(queries, archive.encoder.encode_text(queries)))
@@ -107,7 +107,7 @@ def probe_dense_level(archive, grounder: Grounder, annotations: Sequence[Annotat
             else:
                 inside = videos[ex.video].captions_overlapping(ex.start, ex.stop)
                 tally = hard if any(reversed_caption(c) == ex.query for c in inside) else easy
-                right = not gen.answer.is_span
+                right = gen.answer.kind == "absent"  # an unreadable answer is not a rejection
             tally[0] += int(right)
             tally[1] += 1
     return DenseProbeReport(examples, {k: (v[0], v[1]) for k, v in positives.items()},
