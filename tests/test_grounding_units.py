@@ -73,6 +73,18 @@ def test_reversed_captions():
     assert reversed_caption("a small red circle bounces") is None  # it does move up and down
 
 
+def test_a_bouncing_object_is_never_asked_whether_it_moves_up_or_down():
+    from vidseek.models.grounder import WindowConfig
+    from vidseek.train.grounding_data import ExampleSampler, TrainingVideo
+
+    bounce, up = "a small red circle bounces", "a small red circle moves up"
+    video = TrainingVideo("v", np.arange(40.0), np.zeros((40, 4), np.float32), np.zeros((40, 1, 2), np.float32),
+                          [(bounce, 0, 39), (up, 45, 46), ("a large blue square appears", 45, 46)])
+    sampler = ExampleSampler([video], WindowConfig(), seed=0)
+    asked = {sampler._negative_query(video, 0, 40) for _ in range(200)}
+    assert asked == {"a large blue square appears"}  # never "moves up" of the bouncing circle
+
+
 def test_motion_channel_reads_the_previous_frame():
     """With ``motion`` a dense token sees its grid's change since the frame before; a slice
     given that frame's grid gets the same tokens as the whole video (ingest computes sparse
@@ -88,8 +100,42 @@ def test_motion_channel_reads_the_previous_frame():
         moved[5] += torch.randn(4, 8)  # frame 5 changes: its token and frame 6's (changed from 5) move, no other
         changed = (adapter.dense(emb, moved) - whole).abs().amax(1) > 1e-4
     assert changed.tolist() == [i in (5, 6) for i in range(10)]
-    plain = HierarchicalAdapter(AdapterConfig(embed_dim=16, cells=4, cell_width=8, hidden=32)).eval()
-    assert not hasattr(plain, "motion_proj")  # checkpoints made before the channel still load
+
+
+def test_motion_grounder_tokens_agree_however_the_video_is_cut(tiny_llm_dir, monkeypatch):
+    """Ingest computes sparse tokens chunk by chunk, queries read dense tokens of slices:
+    with the motion channel both must see each slice's previous frame."""
+    import vidseek.indexer.sparse as sparse_module
+    from vidseek.models.adapter import COARSE
+    from vidseek.models.grounder import Grounder, GrounderConfig
+    from vidseek.query.presence_level import VideoView
+
+    g = Grounder.create(GrounderConfig(llm=str(tiny_llm_dir), tuning="full", adapter=AdapterConfig(
+        embed_dim=16, cells=4, cell_width=8, hidden=32, heads=2, fine_tokens=2, coarse_tokens=4, motion=True)))
+    record, features = _fake_video(300, 4, 8, 16)
+    with torch.no_grad():
+        whole = g.dense_tokens(features.embeddings, features.dense.grid())
+        view = VideoView(g, features, 1.0, features.embeddings[0])
+        assert torch.allclose(view.dense(130, 170), whole[130:170], atol=1e-5)
+        assert not torch.allclose(g.dense_tokens(features.embeddings[130:170], features.dense.grid(130, 170)),
+                                  whole[130:170], atol=1e-3)  # without the previous frame they differ
+        monkeypatch.setattr(sparse_module, "_CHUNK_WINDOWS", 1)  # a chunk per window
+        chunked, _ = compute_sparse_tokens(g, features, 1.0)
+        expected = g.sparse_tokens(whole, g.config.windows.coarse, COARSE)
+    assert np.allclose(chunked.tokens.astype(np.float32), expected.numpy(), atol=1e-2)  # stored as float16
+
+
+def test_checkpoints_from_before_the_motion_channel_load(tiny_llm_dir):
+    from vidseek.models.grounder import Grounder, GrounderConfig
+
+    config = GrounderConfig(llm=str(tiny_llm_dir), tuning="full", adapter=AdapterConfig(
+        embed_dim=16, cells=4, cell_width=8, hidden=32, heads=2, fine_tokens=2, coarse_tokens=4))
+    data = config.to_dict()
+    del data["adapter"]["motion"]  # as such manifests were written
+    old = GrounderConfig.from_dict(data)
+    assert old.adapter.motion is False
+    state = Grounder.create(config).adapter.state_dict()
+    Grounder.create(old).adapter.load_state_dict(state, strict=True)  # no weight missing or extra
 
 
 def test_event_frames_cover_the_span():
