@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from ..annotations import Annotation
+from ..evaluation import temporal_iou
 from ..models.answers import parse_answer
 from ..models.grounder import Grounder
 from .grounding import example_batch
@@ -74,12 +75,6 @@ class DenseProbeReport:
         return "\n".join(lines)
 
 
-def _frame_iou(a: tuple[int, int], b: tuple[int, int]) -> float:
-    """IoU of two inclusive frame-index spans."""
-    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]) + 1)
-    return inter / (max(a[1], b[1]) - min(a[0], b[0]) + 1)
-
-
 @torch.no_grad()
 def probe_dense_level(archive, grounder: Grounder, annotations: Sequence[Annotation], examples: int = 600,
                       seed: int = 0, batch_size: int = 64) -> DenseProbeReport:
@@ -102,8 +97,8 @@ def probe_dense_level(archive, grounder: Grounder, annotations: Sequence[Annotat
             truth = parse_answer(ex.answer, ex.stop - ex.start)
             if truth.is_span:
                 tally = positives[kinds.get(ex.query, "all")]
-                right = gen.answer.is_span and _frame_iou(
-                    (gen.answer.start, gen.answer.end), (truth.start, truth.end)) >= 0.5  # type: ignore[arg-type]
+                right = gen.answer.is_span and temporal_iou(  # inclusive frame indices
+                    (gen.answer.start, gen.answer.end + 1), (truth.start, truth.end + 1)) >= 0.5  # type: ignore[operator, arg-type]
             else:
                 inside = videos[ex.video].captions_overlapping(ex.start, ex.stop)
                 tally = hard if any(reversed_caption(c) == ex.query for c in inside) else easy
