@@ -1,7 +1,7 @@
 """The grounding checkpoint's recipe, end to end: `make grounder [TRAIN_SEEDS=a-b] [OUT=dir]`.
 
     python scripts/grounder_recipe.py [--train-seeds 100-107] [--minutes 20]
-        [--calibration-seeds 900-901] [--steps 1a=3000,1b=800,2=1500] [--threads 1] [--out DIR]
+        [--calibration-seeds 900-901] [--steps 1a=3000,1b=800,2=1500,verifier=1500] [--threads 1] [--out DIR]
 
 1. builds the training worlds (one procedural-world video per seed, ``--minutes`` long) and
    the calibration worlds (other seeds: never trained on, never evaluated on);
@@ -34,7 +34,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / ".cache" / "grounder"
-DEFAULT_STEPS = "1a=3000,1b=800,2=1500"
+DEFAULT_STEPS = "1a=3000,1b=800,2=1500,verifier=1500"
 
 
 def seed_range(text: str) -> list[int]:

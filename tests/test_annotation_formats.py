@@ -134,8 +134,9 @@ def test_dataset_video_ids_name_videos_by_file_stem(tmp_path):
 
 
 def test_train_steps_per_stage():
-    assert _stage_steps("1a=6000,1b=800,2=2000") == {"1a": 6000, "1b": 800, "2": 2000}
-    assert _stage_steps("50") == {"1a": 50, "1b": 50, "2": 50}
+    assert _stage_steps("1a=6000,1b=800,2=2000") == {"1a": 6000, "1b": 800, "2": 2000, "verifier": 1500}
+    assert _stage_steps("50") == {"1a": 50, "1b": 50, "2": 50, "verifier": 50}
+    assert _stage_steps("verifier=7")["verifier"] == 7
     defaults = _stage_steps(None)
     assert _stage_steps("1b=5") == {**defaults, "1b": 5}
     import typer

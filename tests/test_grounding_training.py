@@ -100,6 +100,38 @@ def test_each_stage_updates_only_its_parameters(tmp_path, tiny_llm_dir, tuning):
             assert not any(n.startswith("llm.") and "lora_" not in n for n in changed)
 
 
+def test_verifier_stage_trains_only_the_verifier_and_learns(tmp_path, tiny_llm_dir):
+    """The verifier stage gives a checkpoint without a verifier one, trains it alone on the
+    clips level 1 proposes, and it then tells the clip holding the event in held-out videos."""
+    from vidseek.models.verifier import clip_proposals
+
+    out = tmp_path / "ckpt"
+    cfg = GroundingTrainConfig(steps={"1a": 2, "verifier": 300}, batch_size=4, warmup=1, verifier_batch=32)
+    train_grounder(out, _videos(1), ["1a"], _embed_text, _config(tiny_llm_dir, "full"), cfg)
+    before = _snapshot(Grounder.load(out))
+    assert Grounder.load(out).verifier is None
+    [report] = train_grounder(out, _videos(3), ["verifier"], _embed_text, None, cfg)
+    grounder = Grounder.load(out)
+    after = _snapshot(grounder)
+    assert set(after) - set(before) and all(n.startswith("verifier.") for n in set(after) - set(before))
+    assert all(torch.equal(before[n], after[n]) for n in before)  # nothing else moved
+    assert report.stage == "verifier" and report.last_loss < 0.5 * report.first_loss
+    assert "verifier" in grounder.manifest["training"]["done"]
+    c = grounder.verifier.config
+    hits = 0
+    with torch.no_grad():
+        for video in _videos(2, seed=7):  # held out
+            dense = grounder.dense_tokens(video.embeddings, video.grid)
+            for (caption, first, last), vector in zip(video.events, _embed_text(CAPTIONS)):
+                sims = video.embeddings @ vector
+                ranges = clip_proposals(sims, c.proposal_fraction, c.proposal_pad, c.max_frames)
+                logits = grounder.verify(caption, [dense[a:b] for a, b in ranges],
+                                         [torch.as_tensor(sims[a:b]) for a, b in ranges])
+                a, b = ranges[int(logits.argmax())]
+                hits += a <= first and last < b
+    assert hits >= 7  # of 8 events
+
+
 def test_training_lowers_the_loss_and_resumes(tmp_path, tiny_llm_dir):
     out = tmp_path / "ckpt"
     cfg = GroundingTrainConfig(steps={"1a": 150}, batch_size=16, lr=2e-3, warmup=10, save_every=50)

@@ -167,6 +167,13 @@ class _ScriptedGrounder:
     def eval(self):
         return self
 
+    @property
+    def verifier(self):
+        return self.real.verifier
+
+    def verify(self, query, frames, similarity):
+        return self.real.verify(query, frames, similarity)
+
     def dense_tokens(self, emb, grid, previous=None):
         return self.real.dense_tokens(emb, grid, previous)
 

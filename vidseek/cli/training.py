@@ -154,7 +154,7 @@ def train(
         help="Annotations (repeatable): our JSONL of {video, query, start, end}, or a public set's file (see --format); the videos must be in the archive.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory; an existing one is continued.")],
     stage: Annotated[Literal[STAGES], typer.Option(  # type: ignore[valid-type]
-        "--stage", help="1a, 1b, 2 or all (1a then 1b then 2).")] = "all",
+        "--stage", help="1a, 1b, 2, verifier or all (in that order).")] = "all",
     archive: ArchiveOpt = None,
     annotation_format: FormatOpt = "auto",
     llm: Annotated[Optional[str], typer.Option(
@@ -164,7 +164,7 @@ def train(
         "--tuning", help="lora (default for pretrained LMs) or full (default for --llm tiny).")] = None,
     steps: Annotated[Optional[str], typer.Option(
         "--steps",
-        help="Steps: one count for every stage, or per stage as 1a=6000,1b=800,2=2000 [default: 1a 3000, 1b 1000, 2 3000].")] = None,
+        help="Steps: one count for every stage, or per stage as 1a=6000,1b=800,2=2000,verifier=1500 [default: 1a 3000, 1b 1000, 2 3000, verifier 1500].")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per step.")] = 32,
     lr: Annotated[float, typer.Option("--lr", callback=positive, help="Peak learning rate, > 0.")] = 5e-4,
     seed: SeedOpt = 0,
@@ -173,7 +173,9 @@ def train(
     """Train a grounding checkpoint (ReVisionLLM stages) on an archive's stored features.
 
     Stage 1a: dense clips, adapter + projector + LoRA; 1b: single sparse windows, the
-    compressor only, yes/no; 2: sparse spans, LoRA only. Interrupted runs resume from the
+    compressor only, yes/no; 2: sparse spans, LoRA only; verifier: the level-1 clip verifier
+    (a small model judging the clips proposed around the most query-similar frames; a
+    checkpoint without one gets one). Interrupted runs resume from the
     last save (every 500 steps). Then: vidseek calibrate --grounder OUT on held-out videos,
     and vidseek reindex --grounder OUT.
     """

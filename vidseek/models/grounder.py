@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -35,6 +35,7 @@ from .encoder import default_device
 from .llm import load_causal_lm
 from .presence import UNCALIBRATED, PresenceCalibration
 from .quantize import check_quantizable, quantize_linear_layers
+from .verifier import ClipVerifier, VerifierConfig
 
 __all__ = ["WindowConfig", "GrounderConfig", "VideoTokens", "Generation", "Grounder",
            "CHECKPOINT_FORMAT", "STAGES"]
@@ -42,7 +43,9 @@ __all__ = ["WindowConfig", "GrounderConfig", "VideoTokens", "Generation", "Groun
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "vidseek-grounder/1"
-STAGES = ("1a", "1b", "2")
+# "verifier" last: it reads the LM's word embeddings, which stage 2 still changes when the
+# whole LM is tuned
+STAGES = ("1a", "1b", "2", "verifier")
 
 
 class StoredGrids(Protocol):
@@ -71,6 +74,8 @@ class GrounderConfig:
     lora_rank: int = 16
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    # the level-1 clip verifier (:mod:`.verifier`); None in checkpoints made before it existed
+    verifier: VerifierConfig | None = None
 
     def __post_init__(self) -> None:
         if self.tuning not in ("lora", "full"):
@@ -84,7 +89,8 @@ class GrounderConfig:
         return cls(llm=data["llm"], adapter=AdapterConfig(**data["adapter"]),
                    windows=WindowConfig(**data["windows"]), tuning=data["tuning"],
                    lora_rank=data["lora_rank"], lora_alpha=data["lora_alpha"],
-                   lora_targets=tuple(data["lora_targets"]))
+                   lora_targets=tuple(data["lora_targets"]),
+                   verifier=VerifierConfig(**data["verifier"]) if data.get("verifier") else None)
 
 
 @dataclass
@@ -132,6 +138,8 @@ class Grounder(nn.Module):
         self.adapter = HierarchicalAdapter(config.adapter)
         hidden = llm.get_input_embeddings().weight.shape[1]
         self.projector = Projector(config.adapter.hidden, hidden)
+        self.verifier = (ClipVerifier(config.verifier, hidden, config.adapter.hidden)
+                         if config.verifier else None)
         self.device_name = device
         self._number_ids: list[list[int]] = []
         eos = tokenizer.eos_token_id
@@ -186,6 +194,8 @@ class Grounder(nn.Module):
         state = load_file(str(path / "adapter.safetensors"), device=grounder.device_name)
         grounder.adapter.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("adapter.")})
         grounder.projector.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("projector.")})
+        if grounder.verifier is not None:
+            grounder.verifier.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("verifier.")})
         grounder.fingerprint = manifest["fingerprint"]
         grounder.adapter_fingerprint = manifest["adapter_fingerprint"]
         grounder.manifest = manifest
@@ -229,6 +239,9 @@ class Grounder(nn.Module):
         state = {f"adapter.{k}": v.detach().cpu().contiguous() for k, v in self.adapter.state_dict().items()}
         state.update({f"projector.{k}": v.detach().cpu().contiguous()
                       for k, v in self.projector.state_dict().items()})
+        if self.verifier is not None:
+            state.update({f"verifier.{k}": v.detach().cpu().contiguous()
+                          for k, v in self.verifier.state_dict().items()})
         save_file(state, str(tmp / "adapter.safetensors"))
         # what sparse tokens depend on: the adapter alone, hashed as it would be saved
         adapter_fp = hashlib.sha256(save_tensors(
@@ -279,7 +292,8 @@ class Grounder(nn.Module):
         """What a training stage updates (everything else is frozen by :meth:`freeze_for`).
 
         1a: adapter + projector + LoRA (or the LM); 1b: the sparse compressor only;
-        2: LoRA (or the LM) only.
+        2: LoRA (or the LM) only; verifier: the clip verifier only (:meth:`add_verifier`
+        gives a checkpoint without one a new one).
         """
         if stage == "1a":
             return [*self.adapter.parameters(), *self.projector.parameters(),
@@ -288,7 +302,35 @@ class Grounder(nn.Module):
             return self.adapter.compressor_parameters()
         if stage == "2":
             return self.llm_trainable_parameters()
+        if stage == "verifier":
+            if self.verifier is None:
+                raise ConfigError("this grounder has no clip verifier (add_verifier first)")
+            return list(self.verifier.parameters())
         raise ConfigError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+
+    def add_verifier(self, config: VerifierConfig = VerifierConfig(), seed: int = 0) -> None:
+        """Give the grounder a new, untrained clip verifier (a checkpoint made before the
+        verifier existed gets one this way; its config is saved with the checkpoint)."""
+        torch.manual_seed(seed)
+        hidden = self.llm.get_input_embeddings().weight.shape[1]
+        self.verifier = ClipVerifier(config, hidden, self.config.adapter.hidden).to(self.device)
+        self.config = replace(self.config, verifier=config)
+
+    def query_words(self, query: str) -> torch.Tensor:
+        """``[L, llm_hidden]``: the LM's input embeddings of the query's tokens (the clip
+        verifier reads the query through them; never trained through it)."""
+        ids = torch.tensor(self._text_ids(query), device=self.device)
+        return self.llm.get_input_embeddings()(ids).detach().float()
+
+    def verify(self, query: str, frames: Sequence[torch.Tensor], similarity: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``[clips]`` verifier logits: does ``query``'s event happen in each clip (its dense
+        tokens ``[t, hidden]`` and frame–query cosines ``[t]``)?"""
+        if self.verifier is None:
+            raise ModelError("this grounder has no clip verifier")
+        if not frames:
+            return torch.zeros(0, device=self.device)
+        words = self.query_words(query)
+        return self.verifier([words] * len(frames), list(frames), list(similarity))
 
     def freeze_for(self, stage: str) -> list[nn.Parameter]:
         if self.llm_int8:

@@ -1,16 +1,19 @@
 """Level-1 presence: how likely a query's event happens inside each coarse window.
 
-Two signals, fused by a logistic model fitted on held-out videos (so the result is a
+Three signals, fused by a logistic model fitted on held-out videos (so the result is a
 probability, comparable across windows, calls and videos):
 
 - ``lm_logit``: the grounder's own answer to ``Does the <event> happen?`` over the window's
   sparse tokens (stage 1B's question), as log P(yes) − log P(no) of its first answer token;
 - what the stored frame embeddings already say (the relevance channel): the window's peak
   frame–query cosine (×10), and its peak and mean cosine standardised over the video's
-  windows (how much it stands out from the rest of the video).
+  windows (how much it stands out from the rest of the video);
+- ``verifier``: the clip verifier's best logit among the proposed clips touching the window
+  (:mod:`vidseek.models.verifier`); a grounder without a verifier is calibrated on the first
+  four features only.
 
 A checkpoint without a fitted calibration uses :data:`UNCALIBRATED` (equal weights on the
-LM logit and the standardised peak): it ranks windows, but its numbers are not
+LM logit, the standardised peak and the verifier): it ranks windows, but its numbers are not
 probabilities, so thresholds on them mean little (``describe`` says so).
 """
 
@@ -23,12 +26,14 @@ import numpy as np
 __all__ = ["PRESENCE_FEATURES", "PresenceCalibration", "UNCALIBRATED", "window_features",
            "fit_logistic", "abstention_threshold", "KEEP_PRESENT_TARGET"]
 
-PRESENCE_FEATURES = ("lm_logit", "peak", "peak_z", "mean_z")
+PRESENCE_FEATURES = ("lm_logit", "peak", "peak_z", "mean_z", "verifier")
 
 
-def window_features(lm_logit: np.ndarray, similarity: np.ndarray, window: int) -> np.ndarray:
-    """``[W, 4]`` features of a video's ``W`` coarse windows of ``window`` frames, from the LM's
-    presence logits ``[W]`` and the frame–query cosine similarities ``[T]``."""
+def window_features(lm_logit: np.ndarray, similarity: np.ndarray, window: int,
+                    verifier: np.ndarray | None = None) -> np.ndarray:
+    """``[W, 5]`` features of a video's ``W`` coarse windows of ``window`` frames, from the LM's
+    presence logits ``[W]``, the frame–query cosine similarities ``[T]`` and the verifier's
+    best logit per window ``[W]`` (None: no verifier, zeros)."""
     t = len(similarity)
     n = -(-t // window)
     padded = np.full(n * window, np.nan, dtype=np.float64)
@@ -40,13 +45,15 @@ def window_features(lm_logit: np.ndarray, similarity: np.ndarray, window: int) -
     def standardise(x: np.ndarray) -> np.ndarray:
         return (x - x.mean()) / (x.std() + 1e-3)
 
+    checked = np.zeros(n) if verifier is None else np.asarray(verifier, dtype=np.float64)[:n]
     return np.stack([np.asarray(lm_logit, dtype=np.float64)[:n], 10 * peak,
-                     standardise(peak), standardise(mean)], axis=1)
+                     standardise(peak), standardise(mean), checked], axis=1)
 
 
 @dataclass(frozen=True)
 class PresenceCalibration:
-    """P(event in window) = sigmoid(features · weights + bias)."""
+    """P(event in window) = sigmoid(features · weights + bias), over the first
+    ``len(weights)`` of :data:`PRESENCE_FEATURES` (4 in calibrations made before the verifier)."""
 
     weights: tuple[float, ...]
     bias: float
@@ -59,15 +66,18 @@ class PresenceCalibration:
     threshold: float = 0.0
 
     def probability(self, features: np.ndarray) -> np.ndarray:
-        z = np.asarray(features, dtype=np.float64) @ np.asarray(self.weights) + self.bias
+        x = np.asarray(features, dtype=np.float64)[..., :len(self.weights)]
+        z = x @ np.asarray(self.weights) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "weights": list(self.weights), "features": list(PRESENCE_FEATURES)}
+        return {**asdict(self), "weights": list(self.weights),
+                "features": list(PRESENCE_FEATURES[:len(self.weights)])}
 
     @classmethod
     def from_dict(cls, data: dict) -> "PresenceCalibration":
-        if tuple(data.get("features", PRESENCE_FEATURES)) != PRESENCE_FEATURES:
+        names = tuple(data.get("features", PRESENCE_FEATURES[:len(data["weights"])]))
+        if names != PRESENCE_FEATURES[:len(names)] or len(names) != len(data["weights"]):
             raise ValueError(f"presence calibration over unknown features {data.get('features')}")
         return cls(tuple(float(w) for w in data["weights"]), float(data["bias"]),
                    bool(data.get("calibrated", True)), str(data.get("fitted_on", "")),
@@ -93,7 +103,7 @@ def abstention_threshold(present_best: np.ndarray, keep: float = KEEP_PRESENT_TA
     return float(values[int(np.floor((1.0 - keep) * len(values) + 1e-9))])
 
 
-UNCALIBRATED = PresenceCalibration((1.0, 0.0, 1.0, 0.0), -2.0, calibrated=False)
+UNCALIBRATED = PresenceCalibration((1.0, 0.0, 1.0, 0.0, 1.0), -2.0, calibrated=False)
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1e-2,

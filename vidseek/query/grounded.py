@@ -35,14 +35,13 @@ from ..errors import QueryError
 from ..models.adapter import COARSE, DENSE, FINE
 from ..models.answers import ParsedAnswer, grounding_prompt
 from ..models.grounder import Generation, Grounder, VideoTokens
-from ..models.presence import window_features
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
 from .grounding_types import LEVEL1_MODES, LEVEL_KINDS, GroundingNode, GroundingOptions, GroundingResult
 from .moments import Moment
-from .presence_level import (VideoView, coarse_tokens, presence_inputs, presence_level, presence_logits,
-                             select_windows, window_presence_features)
+from .presence_level import (Level1Pass, VideoView, coarse_tokens, level1_features, presence_inputs,
+                             presence_level, presence_logits, select_windows, window_presence_features)
 from .search import SearchWarning, candidate_videos, readable_features
 
 __all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video", "ground_videos",
@@ -191,13 +190,13 @@ def _dense_level(grounder: Grounder, view: VideoView, parents: list[GroundingNod
 def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures,
                  sparse: np.ndarray | None, query: str, query_vector: np.ndarray,
                  options: GroundingOptions = GroundingOptions(),
-                 level1_logits: np.ndarray | None = None,
+                 level1: Level1Pass | None = None,
                  windows_kept: int | None = None, level1_seconds: float = 0.0) -> GroundingResult:
     """Run the recursion on one video. ``sparse`` are its cached level-1 tokens
     ``[windows, n, hidden]`` for this grounder's adapter (None: computed here);
     ``query_vector`` is the query's normalised CLIP text embedding.
 
-    With ``level1="presence"``: ``level1_logits`` are the LM's presence logits of its coarse
+    With ``level1="presence"``: ``level1`` holds the presence features of its coarse
     windows when already computed (:func:`ground_videos` batches several videos' together),
     ``windows_kept`` how many level-1 windows go on (default ``top_k``; 0: none)."""
     if not query.strip():
@@ -214,9 +213,11 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     previous: list[list[GroundingNode]] = []  # kept nodes of each level above the last, best first
 
     def windows() -> list[GroundingNode]:  # level 1 in presence mode: a node per coarse window
-        logits = level1_logits if level1_logits is not None else presence_logits(
-            grounder, presence_inputs(grounder, view, sparse), query)
-        return presence_level(grounder, view, logits)
+        if level1 is not None:
+            view.read |= level1.read
+            return presence_level(grounder, view, level1.features)
+        logits = presence_logits(grounder, presence_inputs(grounder, view, sparse), query)
+        return presence_level(grounder, view, level1_features(grounder, view, logits, query))
 
     if view.frames <= w.dense and options.level1 == "presence" and windows_kept == 0:
         # a short video whose one window did not make the archive-wide cut: no LM answers,
@@ -325,26 +326,28 @@ def ground_videos(store: ArchiveStore, grounder: Grounder,
                 for record, features, sparse in loaded]
     vector = np.asarray(query_vector, dtype=np.float32)
     t0 = time.perf_counter()
+    views = [VideoView(grounder, f, r.fps, vector) for r, f, _ in loaded]
     with torch.no_grad():
-        inputs = [presence_inputs(grounder, VideoView(grounder, f, r.fps, vector), s) if len(f.times) else []
-                  for r, f, s in loaded]
+        inputs = [presence_inputs(grounder, view, s) if view.frames else []
+                  for view, (_, _, s) in zip(views, loaded)]
         flat = presence_logits(grounder, [x for group in inputs for x in group], query)
-    logits, first = [], 0
-    for group in inputs:
-        logits.append(flat[first:first + len(group)])
-        first += len(group)
+        passes: list[Level1Pass | None] = []
+        first = 0
+        for view, group in zip(views, inputs):
+            logits = flat[first:first + len(group)]
+            first += len(group)
+            passes.append(Level1Pass(level1_features(grounder, view, logits, query), view.read)
+                          if view.frames else None)
     # how many of the archive-wide best windows fall in each video
-    size = grounder.config.windows.coarse
     scored = []
-    for n, ((record, features, _), lg) in enumerate(zip(loaded, logits)):
-        if len(lg):
-            sims = features.embeddings @ vector
-            probs = grounder.presence_calibration.probability(window_features(lg, sims, size))
-            scored += [(float(p), n) for p in probs]
+    for n, level1 in enumerate(passes):
+        if level1 is not None:
+            scored += [(float(p), n) for p in grounder.presence_calibration.probability(level1.features)]
     kept = [0] * len(loaded)
     for _, n in sorted(scored, reverse=True)[:options.top_k]:
         kept[n] += 1
     shared = (time.perf_counter() - t0) / max(1, len(scored))  # the pass's time, per window
     return [ground_video(grounder, record, features, sparse, query, query_vector, options,
-                         level1_logits=lg, windows_kept=k, level1_seconds=shared * len(lg))
-            for (record, features, sparse), lg, k in zip(loaded, logits, kept)]
+                         level1=level1, windows_kept=k,
+                         level1_seconds=shared * (len(level1.features) if level1 is not None else 0))
+            for (record, features, sparse), level1, k in zip(loaded, passes, kept)]

@@ -1,8 +1,12 @@
 """Level 1 in presence mode: every coarse window of a video gets the calibrated probability
 that the query's event happens in it (:mod:`vidseek.models.presence`), from one batched LM
-yes/no pass over the cached sparse tokens plus the stored frame similarities."""
+yes/no pass over the cached sparse tokens, the stored frame similarities and, with a clip
+verifier, its verdict on the clips proposed around the most query-similar frames (which
+reads those frames' dense tokens)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,11 +15,12 @@ from ..models.adapter import COARSE, relevance_features
 from ..models.answers import presence_prompt
 from ..models.grounder import Grounder, VideoTokens
 from ..models.presence import window_features
+from ..models.verifier import clip_proposals, window_maxima
 from ..store.files import VideoFeatures
 from .grounding_types import GroundingNode
 
 __all__ = ["VideoView", "coarse_tokens", "presence_inputs", "presence_level", "select_windows",
-           "presence_logits", "window_presence_features"]
+           "presence_logits", "verified_windows", "level1_features", "Level1Pass", "window_presence_features"]
 
 
 class VideoView:
@@ -68,15 +73,45 @@ def presence_inputs(grounder: Grounder, view: VideoView, sparse: np.ndarray | No
             for i in range(tokens.shape[0])]
 
 
-def presence_level(grounder: Grounder, view: VideoView, lm_logits: np.ndarray) -> list[GroundingNode]:
-    """A node per coarse window carrying its calibrated presence probability."""
+@dataclass
+class Level1Pass:
+    """A video's level-1 presence features computed ahead of its recursion
+    (:func:`~vidseek.query.grounded.ground_videos` batches the LM pass over several videos),
+    with the frames whose dense tokens that read."""
+
+    features: np.ndarray  # [windows, 5], see level1_features
+    read: np.ndarray  # [frames] bool
+
+
+def verified_windows(grounder: Grounder, view: VideoView, query: str) -> np.ndarray | None:
+    """``[windows]``: the clip verifier's best logit per coarse window over the clips proposed
+    from the query similarity (None when the grounder has no verifier)."""
+    if grounder.verifier is None:
+        return None
+    c = grounder.verifier.config
+    similarity = view.similarity.float()
+    ranges = clip_proposals(similarity.cpu().numpy(), c.proposal_fraction, c.proposal_pad, c.max_frames)
+    logits = grounder.verify(query, [view.dense(a, b) for a, b in ranges], [similarity[a:b] for a, b in ranges])
     size = grounder.config.windows.coarse
-    features = window_features(lm_logits, view.similarity.float().cpu().numpy(), size)
+    return window_maxima(ranges, logits.cpu().numpy(), size, -(-view.frames // size))
+
+
+def level1_features(grounder: Grounder, view: VideoView, lm_logits: np.ndarray, query: str) -> np.ndarray:
+    """``[windows, 5]`` presence features (:func:`vidseek.models.presence.window_features`)."""
+    return window_features(lm_logits, view.similarity.float().cpu().numpy(), grounder.config.windows.coarse,
+                           verified_windows(grounder, view, query))
+
+
+def presence_level(grounder: Grounder, view: VideoView, features: np.ndarray) -> list[GroundingNode]:
+    """A node per coarse window carrying its calibrated presence probability, from its
+    :func:`level1_features`."""
+    size = grounder.config.windows.coarse
     probs = grounder.presence_calibration.probability(features)
     nodes = []
-    for i, (p, logit) in enumerate(zip(probs, lm_logits)):
+    for i, (p, row) in enumerate(zip(probs, features)):
         a, b = i * size, min(view.frames, (i + 1) * size)
-        nodes.append(GroundingNode(1, "coarse", view.seconds(a, b), f"yes-no logit {float(logit):+.2f}",
+        why = f"yes-no logit {row[0]:+.2f}" + (f", verifier {row[4]:+.2f}" if grounder.verifier else "")
+        nodes.append(GroundingNode(1, "coarse", view.seconds(a, b), why,
                                    "presence", view.seconds(a, b), float(p), 1.0 - float(p),
                                    frames=(a, b), presence=float(p), window=i))
     return nodes
@@ -98,10 +133,10 @@ def presence_logits(grounder: Grounder, inputs: list[VideoTokens], query: str) -
 def window_presence_features(grounder: Grounder, features: VideoFeatures, fps: float,
                              sparse: np.ndarray | None, query: str,
                              query_vector: np.ndarray) -> np.ndarray:
-    """``[windows, 4]``: the level-1 presence features (:mod:`vidseek.models.presence`) of
+    """``[windows, 5]``: the level-1 presence features (:mod:`vidseek.models.presence`) of
     each coarse window of one video for one query; what the calibration is fitted on."""
     view = VideoView(grounder, features, fps, np.asarray(query_vector, dtype=np.float32))
     if view.frames == 0:
-        return np.zeros((0, 4))
+        return np.zeros((0, 5))
     logits = presence_logits(grounder, presence_inputs(grounder, view, sparse), query)
-    return window_features(logits, view.similarity.float().cpu().numpy(), grounder.config.windows.coarse)
+    return level1_features(grounder, view, logits, query)

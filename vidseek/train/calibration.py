@@ -119,7 +119,9 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
             rows.append(x)
             labels.append(y)
             absent.append(not ann.present)
-    x, y = np.concatenate(rows), np.concatenate(labels)
+    # a grounder without a clip verifier has no verifier feature to fit
+    used = len(PRESENCE_FEATURES) if grounder.verifier is not None else len(PRESENCE_FEATURES) - 1
+    x, y = np.concatenate(rows)[:, :used], np.concatenate(labels)
     weights, bias = fit_logistic(x, y.astype(np.float64))
     calibration = PresenceCalibration(tuple(float(w) for w in weights), bias, True,
                                       f"{len(by_video)} videos, {len(annotations)} queries")
@@ -133,7 +135,7 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
             hits += bool(yq[int(np.argmax(calibration.probability(xq)))])
     probs = calibration.probability(x)
     is_present = ~is_absent
-    signals = {name: (lambda xq, j=j: xq[:, j]) for j, name in enumerate(PRESENCE_FEATURES)}
+    signals = {name: (lambda xq, j=j: xq[:, j]) for j, name in enumerate(PRESENCE_FEATURES[:used])}
     signals["calibrated"] = calibration.probability
     by_signal = {name: _window_recall(score, rows, labels) for name, score in signals.items()}
     report = CalibrationReport(

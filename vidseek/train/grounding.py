@@ -7,6 +7,8 @@
   the compressor a direct signal before stage 2 has to rely on it.
 - **2** sparse, long spans: LoRA (or the LM) only; ``From w1 to w2.`` over coarse and fine
   windows, with a share of dense examples replayed so level 3 is not forgotten.
+- **verifier** (not in the paper): the level-1 clip verifier only
+  (:mod:`vidseek.train.verifier`), on the clips level 1 proposes; a few minutes.
 
 The checkpoint directory is rewritten atomically every ``save_every`` steps with the
 optimiser state, so an interrupted run continues where it stopped.
@@ -37,7 +39,7 @@ __all__ = ["GroundingTrainConfig", "TrainProgress", "StageReport", "train_ground
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STEPS = {"1a": 3000, "1b": 1000, "2": 3000}
+DEFAULT_STEPS = {"1a": 3000, "1b": 1000, "2": 3000, "verifier": 1500}
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class GroundingTrainConfig:
     warmup: int = 100
     save_every: int = 500
     seed: int = 0
+    verifier_lr: float = 1e-3  # peak learning rate of the verifier stage (a small model from scratch)
+    verifier_batch: int = 64  # clips per verifier step
 
 
 @dataclass(frozen=True)
@@ -159,11 +163,40 @@ def _run_stage(grounder: Grounder, sampler: ExampleSampler, query_vectors: dict[
                        time.perf_counter() - t0, start)
 
 
+def _run_verifier_stage(grounder: Grounder, videos: Sequence[TrainingVideo],
+                        query_vectors: dict[str, np.ndarray], out: Path, cfg: GroundingTrainConfig,
+                        training: dict, progress: Callable[[TrainProgress], None] | None) -> StageReport:
+    """The verifier stage: a few minutes, so it restarts rather than resumes."""
+    from .verifier import train_verifier
+
+    if grounder.verifier is None:
+        grounder.add_verifier(seed=cfg.seed)
+    steps = cfg.steps.get("verifier", DEFAULT_STEPS["verifier"])
+    grounder.freeze_for("verifier")
+    t0 = time.perf_counter()
+
+    def report(step: int, total: int, loss: float) -> None:
+        if progress is not None:
+            progress(TrainProgress("verifier", step, total, loss))
+
+    losses, clips = train_verifier(grounder, videos, query_vectors, steps, cfg.verifier_lr,
+                                   cfg.verifier_batch, cfg.seed, report)
+    logger.info("stage verifier: %d proposed clips to train on", clips)
+    training.setdefault("done", [])
+    if "verifier" not in training["done"]:
+        training["done"].append("verifier")
+    training.update(stage=None, step=0)
+    grounder.save(out, extra={"training": training})
+    grounder.eval()
+    return StageReport("verifier", steps, float(np.mean(losses[:50])) if losses else float("nan"),
+                       float(np.mean(losses[-50:])) if losses else float("nan"), time.perf_counter() - t0)
+
+
 def train_grounder(out: str | os.PathLike, videos: Sequence[TrainingVideo], stages: Sequence[str],
                    embed_text: QueryEmbedder, config: GrounderConfig | None = None,
                    train: GroundingTrainConfig = GroundingTrainConfig(), device: str | None = None,
                    progress: Callable[[TrainProgress], None] | None = None) -> list[StageReport]:
-    """Run ``stages`` (in the order 1a, 1b, 2) into the checkpoint directory ``out``.
+    """Run ``stages`` (in the order 1a, 1b, 2, verifier) into the checkpoint directory ``out``.
 
     ``embed_text`` is the archive encoder's text side (texts → normalised embeddings).
 
@@ -191,7 +224,11 @@ def train_grounder(out: str | os.PathLike, videos: Sequence[TrainingVideo], stag
         if stage in training.get("done", []) and training.get("stage") != stage and len(stages) > 1:
             logger.info("stage %s already done; skipped", stage)
             continue
-        reports.append(_run_stage(grounder, sampler, query_vectors, stage, out, train, training, progress))
+        if stage == "verifier":
+            reports.append(_run_verifier_stage(grounder, sampler.videos, query_vectors, out, train,
+                                               training, progress))
+        else:
+            reports.append(_run_stage(grounder, sampler, query_vectors, stage, out, train, training, progress))
     return reports
 
 
