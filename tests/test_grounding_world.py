@@ -154,3 +154,60 @@ def test_dense_level_probe_on_held_out_clips(world_archive, world_grounder):
     # A random span of 1-3 frames in a clip of 10-30 reaches IoU 0.5 a few % of the time.
     assert report.positive_accuracy >= 20.0
     assert report.to_dict()["easy_negatives_rejected"] >= 50.0
+
+
+def test_clip_verifier_finds_windows_clip_similarity_misses(world_archive, world_grounder, tmp_path):
+    """The verifier stage on two training videos, then on the third: among the clips level 1
+    proposes for a query, the verifier's best holds the event more often than the clip with
+    the most similar frame, and so does its best window."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from vidseek.models.verifier import clip_proposals
+    from vidseek.query.presence_level import window_presence_features
+    from vidseek.train.calibration import window_labels
+    from vidseek.train.grounding_data import event_frames
+
+    archive, train, test, root = world_archive
+    out = tmp_path / "verified"
+    shutil.copytree(world_grounder[0], out)
+    with one_torch_thread():
+        [report] = train_grounder_from_archive(
+            out, archive, [a for a in train if a.video != "t1.mp4"], ["verifier"],
+            train=GroundingTrainConfig(steps={"verifier": 600}, verifier_batch=32))
+    assert report.last_loss < 0.6 * report.first_loss
+    archive.set_grounder(out)
+    g = archive.grounder
+    c = g.verifier.config
+    record = archive.find_video("t1.mp4")
+    features = archive.video_features(record)
+    dense = g.dense_tokens(features.embeddings, features.dense.grid())
+    hits: dict[str, list[bool]] = {"window, peak": [], "window, verifier": [], "clip, peak": [],
+                                   "clip, verifier": []}
+    with one_torch_thread(), torch.no_grad():
+        for ann in (a for a in train if a.video == "t1.mp4" and a.present):
+            vector = archive.embed_query(text=ann.query)
+            x = window_presence_features(g, features, record.fps, None, ann.query, vector)
+            y = window_labels(features.times, 60, ann.windows)
+            first, last = event_frames(features.times, ann.start, ann.end)
+            sims = features.embeddings @ vector
+            ranges = clip_proposals(sims, c.proposal_fraction, c.proposal_pad, c.max_frames)
+            holds = [max(0, min(b, last + 1) - max(a, first)) >= 0.5 * (last - first + 1) for a, b in ranges]
+            if not y.any() or not any(holds):
+                continue
+            logits = g.verify(ann.query, [dense[a:b] for a, b in ranges],
+                              [torch.as_tensor(sims[a:b]) for a, b in ranges])
+            hits["window, peak"].append(bool(y[np.argmax(x[:, 1])]))
+            hits["window, verifier"].append(bool(y[np.argmax(x[:, 4])]))
+            hits["clip, peak"].append(holds[int(np.argmax([sims[a:b].max() for a, b in ranges]))])
+            hits["clip, verifier"].append(holds[int(logits.argmax())])
+    top1 = {k: round(float(np.mean(v)), 3) for k, v in hits.items()}
+    print(f"best window / clip holds the event, {len(hits['clip, peak'])} held-out events: {top1}")
+    assert len(hits["clip, peak"]) >= 30
+    # Measured (one thread, reproducible): clip 51.2 -> 58.5 %, window 65.9 -> 68.3 % of 41
+    # events. Small here (a weak 1a-only fixture grounder, 600 steps on two 5-minute videos);
+    # the recipe's checkpoint gains 11 points of window top-1 (docs/evaluation.md).
+    assert top1["clip, verifier"] >= top1["clip, peak"] + 0.05
+    assert top1["window, verifier"] >= top1["window, peak"]
