@@ -30,6 +30,7 @@ import torch
 from ..models.adapter import COARSE, DENSE, FINE, adapter_config_for, relevance_features
 from ..models.grounder import STAGES, Grounder, GrounderConfig, VideoTokens, WindowConfig
 from .grounding_data import Example, ExampleSampler, TrainingVideo
+from .verifier import optimizer_step, train_verifier
 from ..atomic import atomic_write
 from ..errors import ConfigError
 
@@ -140,11 +141,7 @@ def _run_stage(grounder: Grounder, sampler: ExampleSampler, query_vectors: dict[
             group["lr"] = _lr(step, steps, cfg)
         examples = [sampler.for_stage(stage) for _ in range(cfg.batch_size)]
         loss = grounder.loss(*example_batch(grounder, sampler.videos, examples, query_vectors))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(optimizer, loss, trainable))
         if progress is not None:
             progress(TrainProgress(stage, step + 1, steps, losses[-1]))
         if (step + 1) % 50 == 0:
@@ -167,8 +164,6 @@ def _run_verifier_stage(grounder: Grounder, videos: Sequence[TrainingVideo],
                         query_vectors: dict[str, np.ndarray], out: Path, cfg: GroundingTrainConfig,
                         training: dict, progress: Callable[[TrainProgress], None] | None) -> StageReport:
     """The verifier stage: a few minutes, so it restarts rather than resumes."""
-    from .verifier import train_verifier
-
     if grounder.verifier is None:
         grounder.add_verifier(seed=cfg.seed)
     steps = cfg.steps.get("verifier", DEFAULT_STEPS["verifier"])

@@ -24,7 +24,7 @@ from ..models.grounder import Grounder
 from ..models.verifier import VerifierConfig, clip_proposals
 from .grounding_data import TrainingVideo, _also_true, reversed_caption
 
-__all__ = ["VerifierExample", "verifier_examples", "train_verifier"]
+__all__ = ["VerifierExample", "verifier_examples", "train_verifier", "optimizer_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,15 @@ def verifier_examples(videos: Sequence[TrainingVideo], query_vectors: dict[str, 
     return examples
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter]) -> float:
+    """One update from ``loss``, gradients clipped to norm 1; returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return loss.item()
+
+
 def train_verifier(grounder: Grounder, videos: Sequence[TrainingVideo], query_vectors: dict[str, np.ndarray],
                    steps: int, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
                    progress: Callable[[int, int, float], None] | None = None) -> tuple[list[float], int]:
@@ -98,12 +107,7 @@ def train_verifier(grounder: Grounder, videos: Sequence[TrainingVideo], query_ve
                                 device=grounder.device) for e in batch]
         logits = verifier([words[e.query] for e in batch], [dense[e.video][e.start:e.stop] for e in batch], sims)
         target = torch.tensor([float(e.present) for e in batch], device=grounder.device)
-        loss = loss_fn(logits, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(optimizer, loss_fn(logits, target), params))
         if progress is not None:
             progress(step + 1, steps, losses[-1])
         if (step + 1) % 100 == 0:
