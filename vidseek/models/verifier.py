@@ -18,7 +18,7 @@ best logit per coarse window is one of the level-1 presence features
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -39,9 +39,6 @@ class VerifierConfig:
     max_words: int = 32  # query tokens beyond this are dropped
     proposal_fraction: float = 0.05  # share of a video's frames (most query-similar) proposed
     proposal_pad: int = 1  # frames added on each side of a proposed frame (motion needs them)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def clip_proposals(similarity: np.ndarray, fraction: float, pad: int, max_frames: int) -> list[tuple[int, int]]:

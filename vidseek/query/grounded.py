@@ -4,8 +4,10 @@ For one video and one query:
 
 1. **Level 1 (coarse)**, over the video's level-1 windows (sparse tokens cached at ingest).
    ``level1="presence"`` (the default, :mod:`.presence_level`): every window gets a
-   calibrated probability that the event happens in it, and the ``top_k`` most likely
-   windows go on. ``level1="answer"`` (the paper): the windows are cut into segments of
+   calibrated probability that the event happens in it (from the LM's yes/no over its
+   sparse tokens, the stored frame similarities and, with a clip verifier, its verdict on
+   short clips around the most query-similar frames, whose dense tokens it reads), and the
+   ``top_k`` most likely windows go on. ``level1="answer"`` (the paper): the windows are cut into segments of
    ``coarse_per_call``; the LLM answers each segment with a window span or ``Not Present.``.
 2. **Level 2 (fine)** with ``levels=3``: each kept span, widened by one fine window per side,
    is cut into fine windows whose sparse tokens the compressor computes from the span's dense

@@ -14,8 +14,8 @@ import torch
 from ..models.adapter import COARSE, relevance_features
 from ..models.answers import presence_prompt
 from ..models.grounder import Grounder, VideoTokens
-from ..models.presence import window_features
-from ..models.verifier import clip_proposals, window_maxima
+from ..models.presence import PRESENCE_FEATURES, window_features
+from ..models.verifier import NO_PROPOSAL, clip_proposals, window_maxima
 from ..store.files import VideoFeatures
 from .grounding_types import GroundingNode
 
@@ -110,7 +110,9 @@ def presence_level(grounder: Grounder, view: VideoView, features: np.ndarray) ->
     nodes = []
     for i, (p, row) in enumerate(zip(probs, features)):
         a, b = i * size, min(view.frames, (i + 1) * size)
-        why = f"yes-no logit {row[0]:+.2f}" + (f", verifier {row[4]:+.2f}" if grounder.verifier else "")
+        why = f"yes-no logit {row[0]:+.2f}"
+        if grounder.verifier is not None:
+            why += f", verifier {row[4]:+.2f}" if row[4] > NO_PROPOSAL else ", no clip proposed"
         nodes.append(GroundingNode(1, "coarse", view.seconds(a, b), why,
                                    "presence", view.seconds(a, b), float(p), 1.0 - float(p),
                                    frames=(a, b), presence=float(p), window=i))
@@ -137,6 +139,6 @@ def window_presence_features(grounder: Grounder, features: VideoFeatures, fps: f
     each coarse window of one video for one query; what the calibration is fitted on."""
     view = VideoView(grounder, features, fps, np.asarray(query_vector, dtype=np.float32))
     if view.frames == 0:
-        return np.zeros((0, 5))
+        return np.zeros((0, len(PRESENCE_FEATURES)))
     logits = presence_logits(grounder, presence_inputs(grounder, view, sparse), query)
     return level1_features(grounder, view, logits, query)

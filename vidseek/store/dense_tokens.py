@@ -7,7 +7,7 @@ carrying each position's last kept token forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +20,9 @@ class DenseTokens:
 
     tokens: np.ndarray  # float16 [K, C]: kept tokens in frame-major, row-major order
     kept: np.ndarray  # bool [T, h2, w2]: which positions were kept
+    # [T, h2 * w2] index of the kept token each position shows; built on the first read
+    # (level 1 reads many short slices of one video per query)
+    _index: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def kept_fraction(self) -> float:
@@ -33,10 +36,12 @@ class DenseTokens:
         """Full token grids ``[T, h2, w2, C]`` for frames ``start:stop``, carry-forward filled."""
         stop = self.num_frames if stop is None else stop
         t, h2, w2 = self.kept.shape
-        flat_kept = self.kept.reshape(t, h2 * w2)
-        # Index of the kept token that each (frame, position) shows: the last kept one.
-        token_index = np.full((t, h2 * w2), -1, dtype=np.int64)
-        token_index[flat_kept] = np.arange(int(flat_kept.sum()))
-        np.maximum.accumulate(token_index, axis=0, out=token_index)
-        out = self.tokens[token_index[start:stop]]
+        if self._index is None:
+            flat_kept = self.kept.reshape(t, h2 * w2)
+            # Index of the kept token that each (frame, position) shows: the last kept one.
+            token_index = np.full((t, h2 * w2), -1, dtype=np.int64)
+            token_index[flat_kept] = np.arange(int(flat_kept.sum()))
+            np.maximum.accumulate(token_index, axis=0, out=token_index)
+            self._index = token_index
+        out = self.tokens[self._index[start:stop]]
         return out.reshape(stop - start, h2, w2, self.tokens.shape[-1])

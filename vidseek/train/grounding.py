@@ -151,6 +151,11 @@ def _run_stage(grounder: Grounder, sampler: ExampleSampler, query_vectors: dict[
     training.setdefault("done", [])
     if stage not in training["done"]:
         training["done"].append(stage)
+    if stage in ("1a", "2") and "verifier" in training["done"]:
+        # the verifier reads the adapter's dense tokens and the LM's word embeddings: it must
+        # be trained again on what they are now
+        training["done"].remove("verifier")
+        logger.warning("stage %s changed what the clip verifier reads: run the verifier stage again", stage)
     training.update(stage=None, step=0)
     grounder.save(out, extra={"training": training})
     state_path.unlink(missing_ok=True)
