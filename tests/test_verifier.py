@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from test_grounding_units import _fake_video
+from test_grounding_units import _fake_video, _ScriptedGrounder
+from vidseek.errors import ConfigError
 from vidseek.indexer.sparse import compute_sparse_tokens
+from vidseek.models.adapter import DENSE
 from vidseek.models.adapter import AdapterConfig
 from vidseek.models.grounder import Grounder, GrounderConfig
 from vidseek.models.presence import PRESENCE_FEATURES, PresenceCalibration
@@ -104,3 +107,67 @@ def test_level1_reads_dense_tokens_of_the_proposals_only(tiny_llm_dir, verifier)
     assert 0 < read <= c.proposal_fraction * (1 + 2 * c.proposal_pad)
     assert all(("verifier " in n.answer) == (n.window in touched) for n in result.tree)
     assert all(("no clip proposed" in n.answer) == (n.window not in touched) for n in result.tree)
+
+
+def _two_similar_stretches() -> tuple:
+    record, features = _fake_video(1000, 4, 8, 16)
+    query = np.full(16, 0.25, dtype=np.float32)
+    features.embeddings[130:171] = query
+    features.embeddings[610:619] = query
+    return record, features, query
+
+
+def test_refine_clips_grounds_the_verified_clips_not_whole_windows(tiny_llm_dir):
+    g = _ScriptedGrounder(_grounder(tiny_llm_dir, verifier=True))
+    record, features, query = _two_similar_stretches()
+    c = g.verifier.config
+    ranges = clip_proposals(features.embeddings @ query, c.proposal_fraction, c.proposal_pad, c.max_frames)
+    assert len(ranges) == 3  # 129-172 cut at 32 frames, and 609-620
+    logits = torch.tensor([-1.0, 0.5, 2.0])  # the verifier prefers the short stretch
+    g.verify = lambda q, frames, sims: logits[:len(frames)]
+    options = GroundingOptions(levels=2, top_k=3, refine="clips", min_presence=0.0)
+    cached, _ = compute_sparse_tokens(g.real, features, 1.0)  # as ingest stores them
+    clips = ground_video(g, record, features, cached.tokens, "a red circle", query, options)
+    assert g.calls == []  # the clips need no LM answer
+    kept = [n for n in clips.tree if n.kept]
+    assert len(kept) == 3
+    claimed = set()
+    for window in kept:  # each kept window's clips: the proposals touching it, else itself
+        a, b = window.frames
+        touching = [r for r in ranges if r[0] < b and r[1] > a and r not in claimed]
+        claimed |= set(touching)
+        assert [n.frames for n in window.children] == (touching or [(a, b)])
+        assert all(n.kind == "clip" and n.level == 2 for n in window.children)
+    read = sum(b - a for a, b in ranges) / 1000
+    assert clips.dense_fraction == pytest.approx(read)  # what level 1 read, nothing more
+    spans = {(round(m.start), round(m.end)) for m in clips.moments}
+    assert (609, 620) in spans  # the verifier's favourite
+
+    g.calls.clear()
+    dense = ground_video(g, record, features, cached.tokens, "a red circle", query, replace(options, levels=3))
+    assert g.calls and all(kind == DENSE for kind, _ in g.calls)
+    margin = options.dense_margin
+    final = [n for n in dense.tree if n.kept]
+    shown = [c.frames for w in final for c in w.children if c.kept]
+    assert all(n <= (b - a) + 2 * margin for (_, n), (a, b) in zip(g.calls, shown))
+    # the dense level reads only around the kept clips (a window without one is its own)
+    allowed = np.zeros(1000, bool)
+    for a, b in ranges + [(max(0, a - margin), b + margin) for a, b in shown]:
+        allowed[a:b] = True
+    assert dense.dense_frames_read <= allowed.sum() < 200
+    assert all(m.start >= 0 for m in dense.moments) and len(dense.moments) == 3
+
+
+def test_refine_clips_without_a_verifier_refines_whole_windows(tiny_llm_dir):
+    g = _ScriptedGrounder(_grounder(tiny_llm_dir, verifier=False))
+    record, features, query = _two_similar_stretches()
+    base = GroundingOptions(top_k=3, min_presence=0.0)
+    windows = ground_video(g, record, features, None, "q", query, replace(base, levels=2))
+    clips = ground_video(g, record, features, None, "q", query, replace(base, levels=3, refine="clips"))
+    kept = [n for n in clips.tree if n.kept]
+    assert all([c.frames for c in w.children] == [w.frames] for w in kept)
+    assert [(m.start, m.end) for m in clips.moments] == [(m.start, m.end) for m in windows.moments]
+    with pytest.raises(ConfigError):
+        GroundingOptions(refine="clips", level1="answer")
+    with pytest.raises(ConfigError):
+        GroundingOptions(refine="spans")

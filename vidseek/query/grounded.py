@@ -12,6 +12,8 @@ For one video and one query:
 2. **Level 2 (fine)** with ``levels=3``: each kept span, widened by one fine window per side,
    is cut into fine windows whose sparse tokens the compressor computes from the span's dense
    tokens; the LLM answers a fine-window span.
+   With ``refine="clips"``, level 2 is instead the clips the verifier judged at level 1
+   that touch each kept window (no LM call, no new dense tokens read), best verdict first.
 3. **Dense level**: each kept span, widened by a few frames, is shown one token per frame
    (at most ``WindowConfig.dense`` frames per call; longer spans are split); the LLM answers
    a frame span. Recursion stops here: the span fits one dense window.
@@ -26,6 +28,7 @@ than one dense window starts at the dense level.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
 from typing import Callable
@@ -42,7 +45,7 @@ from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
 from .grounding_types import LEVEL1_MODES, LEVEL_KINDS, GroundingNode, GroundingOptions, GroundingResult
 from .moments import Moment
-from .presence_level import (Level1Pass, VideoView, coarse_tokens, level1_features, presence_inputs,
+from .presence_level import (Level1Pass, VideoView, coarse_tokens, level1_pass, presence_inputs,
                              presence_level, presence_logits, select_windows, window_presence_features)
 from .search import SearchWarning, candidate_videos, readable_features
 
@@ -158,6 +161,27 @@ def _fine_level(grounder: Grounder, view: VideoView, parents: list[GroundingNode
         owner.children.append(node)
 
 
+def _clip_level(view: VideoView, windows: list[GroundingNode], clips: list[tuple[int, int, float]]) -> None:
+    """Level 2 with ``refine="clips"``: each kept window's children are the verified clips
+    touching it (a clip touching two kept windows goes to the likelier one), scored by the
+    verifier's probability; a window no clip touches is its own child. No LM call."""
+    claimed: set[tuple[int, int]] = set()
+    for window in windows:  # most likely first
+        a, b = window.frames  # type: ignore[misc]
+        for ca, cb, logit in clips:
+            if ca < b and cb > a and (ca, cb) not in claimed:
+                claimed.add((ca, cb))
+                p = 1.0 / (1.0 + math.exp(-logit))
+                window.children.append(GroundingNode(
+                    2, "clip", view.seconds(ca, cb), f"verifier logit {logit:+.2f}", "span",
+                    view.seconds(ca, cb), p, 1.0 - p, frames=(ca, cb), presence=window.presence,
+                    window=window.window))
+        if not window.children:
+            window.children.append(GroundingNode(
+                2, "clip", window.shown, "no verified clip: the whole window", "span", window.shown,
+                0.5, 0.5, frames=window.frames, presence=window.presence, window=window.window))
+
+
 def _dense_calls(a: int, b: int, size: int) -> list[tuple[int, int]]:
     """Split frames ``[a, b)`` into pieces of at most ``size`` frames overlapping by a quarter."""
     if b - a <= size:
@@ -215,11 +239,12 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     previous: list[list[GroundingNode]] = []  # kept nodes of each level above the last, best first
 
     def windows() -> list[GroundingNode]:  # level 1 in presence mode: a node per coarse window
-        if level1 is not None:
-            view.read |= level1.read
-            return presence_level(grounder, view, level1.features)
-        logits = presence_logits(grounder, presence_inputs(grounder, view, sparse), query)
-        return presence_level(grounder, view, level1_features(grounder, view, logits, query))
+        nonlocal level1
+        if level1 is None:
+            logits = presence_logits(grounder, presence_inputs(grounder, view, sparse), query)
+            level1 = level1_pass(grounder, view, logits, query)
+        view.read |= level1.read
+        return presence_level(grounder, view, level1.features)
 
     if view.frames <= w.dense and options.level1 == "presence" and windows_kept == 0:
         # a short video whose one window did not make the archive-wide cut: no LM answers,
@@ -243,19 +268,26 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
             tree = _coarse_level(grounder, view, sparse, prompt, options)
             final = _select(tree, options)
         timings[1] = time.perf_counter() - t0 + level1_seconds
+        # the levels below level 1, in order
+        if options.refine == "clips":
+            below = ("clip", "dense")[:options.levels - 1]
+        else:
+            below = ("fine", "dense")[3 - options.levels:]
         level = 1
-        if options.levels == 3 and final:
-            t0 = time.perf_counter()
-            _fine_level(grounder, view, final, prompt, options)
-            level = 2
-            previous.append(final)
-            final = _select([c for p in final for c in p.children], options)
-            timings[level] = time.perf_counter() - t0
-        if options.levels >= 2 and final:
+        for step in below:
+            if not final:
+                break
             t0 = time.perf_counter()
             level += 1
             previous.append(final)
-            final = _select(_dense_level(grounder, view, final, prompt, options, level), options)
+            if step == "fine":
+                _fine_level(grounder, view, final, prompt, options)
+                final = _select([c for p in final for c in p.children], options)
+            elif step == "clip":
+                _clip_level(view, final, level1.clips if level1 is not None else [])
+                final = _select([c for p in final for c in p.children], options)
+            else:
+                final = _select(_dense_level(grounder, view, final, prompt, options, level), options)
             timings[level] = time.perf_counter() - t0
     if options.level1 == "presence" and tree and tree[0].kind == "coarse":  # unkept windows fill last
         previous.insert(0, [n for n in sorted(tree, key=lambda n: -(n.presence or 0.0)) if not n.kept])
@@ -338,8 +370,7 @@ def ground_videos(store: ArchiveStore, grounder: Grounder,
         for view, group in zip(views, inputs):
             logits = flat[first:first + len(group)]
             first += len(group)
-            passes.append(Level1Pass(level1_features(grounder, view, logits, query), view.read)
-                          if view.frames else None)
+            passes.append(level1_pass(grounder, view, logits, query) if view.frames else None)
     # how many of the archive-wide best windows fall in each video
     scored = []
     for n, level1 in enumerate(passes):

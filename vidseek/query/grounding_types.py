@@ -10,17 +10,20 @@ from ..models.adapter import COARSE, DENSE, FINE
 from ..store.catalog import VideoRecord
 from .moments import Moment
 
-__all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "LEVEL1_MODES", "RANKINGS",
-           "LEVEL_KINDS"]
+__all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "LEVEL1_MODES", "REFINE_MODES",
+           "RANKINGS", "LEVEL_KINDS"]
 
 LEVEL_KINDS = {COARSE: "coarse", FINE: "fine", DENSE: "dense"}
 RANKINGS = ("presence", "entropy", "time")
 LEVEL1_MODES = ("presence", "answer")
+REFINE_MODES = ("windows", "clips")
 
 
 @dataclass(frozen=True)
 class GroundingOptions:
-    levels: int = 3  # 1: level 1 only; 2: level 1 then dense; 3: level 1, fine, dense
+    # 1: level 1 only; 2: level 1 then dense; 3: level 1, fine, dense (refine="clips":
+    # 2: level 1 then the verified clips; 3: then dense)
+    levels: int = 3
     top_k: int = 3  # spans kept at every level (a search asking for more keeps more)
     # How level 1 chooses where to look. "presence": every coarse window gets a calibrated
     # probability that the event happens in it (the LM's yes/no over its sparse tokens fused
@@ -28,6 +31,13 @@ class GroundingOptions:
     # videos in one batched pass; the top_k windows are kept. "answer": the paper's level 1,
     # the LM answers a window span over segments of coarse_per_call windows.
     level1: str = "presence"
+    # What refines the kept level-1 windows (level1="presence" only). "windows": the whole
+    # window goes down the levels (3: the LM answers a fine-window span, then a frame span;
+    # 2: a frame span over the window). "clips": level 2 is the clip verifier's clips that
+    # touch each kept window (already judged at level 1, so no LM call and no new dense
+    # reads), best verdict first, and level 3 the LM's frame span over each kept clip; a
+    # kept window no clip touches (or a checkpoint without a verifier) stands as its own clip.
+    refine: str = "windows"
     # Moments whose presence (the calibrated probability of their level-1 window) is below
     # this are dropped: abstention. 0 keeps everything; None: the checkpoint's default,
     # chosen on held-out queries (PresenceCalibration.threshold; 0 if not calibrated).
@@ -55,6 +65,10 @@ class GroundingOptions:
             raise ConfigError(f"ranking must be one of {', '.join(RANKINGS)}, not {self.ranking!r}")
         if self.level1 not in LEVEL1_MODES:
             raise ConfigError(f"level1 must be one of {', '.join(LEVEL1_MODES)}, not {self.level1!r}")
+        if self.refine not in REFINE_MODES:
+            raise ConfigError(f"refine must be one of {', '.join(REFINE_MODES)}, not {self.refine!r}")
+        if self.refine == "clips" and self.level1 != "presence":
+            raise ConfigError("refine='clips' needs level1='presence' (the clips come from its verifier)")
         if self.min_presence is not None and not 0.0 <= self.min_presence <= 1.0:  # NaN fails too
             raise ConfigError(f"min_presence must be between 0 and 1, not {self.min_presence}")
         if self.moments is not None and self.moments < 1:
@@ -72,7 +86,7 @@ class GroundingNode:
     """One LLM call: what it was shown, what it answered, how sure it was."""
 
     level: int
-    kind: str  # "coarse", "fine" or "dense"
+    kind: str  # "coarse", "fine", "clip" (a verified clip, refine="clips") or "dense"
     shown: tuple[float, float]  # seconds of video shown to the LLM
     answer: str  # the generated text
     verdict: str  # parsed: "span", "absent" or "invalid" (+ the parser's note)

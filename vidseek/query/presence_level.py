@@ -6,7 +6,7 @@ reads those frames' dense tokens)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from ..store.files import VideoFeatures
 from .grounding_types import GroundingNode
 
 __all__ = ["VideoView", "coarse_tokens", "presence_inputs", "presence_level", "select_windows",
-           "presence_logits", "verified_windows", "level1_features", "Level1Pass", "window_presence_features"]
+           "presence_logits", "verified_clips", "level1_pass", "Level1Pass", "window_presence_features"]
 
 
 class VideoView:
@@ -75,36 +75,48 @@ def presence_inputs(grounder: Grounder, view: VideoView, sparse: np.ndarray | No
 
 @dataclass
 class Level1Pass:
-    """A video's level-1 presence features computed ahead of its recursion
-    (:func:`~vidseek.query.grounded.ground_videos` batches the LM pass over several videos),
-    with the frames whose dense tokens that read."""
+    """A video's level-1 pass for one query: the presence features of its coarse windows,
+    the verified clips, and the frames whose dense tokens it read. :func:`ground_videos`
+    computes several videos' passes ahead of their recursions (one batched LM pass)."""
 
-    features: np.ndarray  # [windows, 5], see level1_features
+    features: np.ndarray  # [windows, 5], see vidseek.models.presence.window_features
     read: np.ndarray  # [frames] bool
+    # the clips proposed around the most query-similar frames: (first frame, last + 1, the
+    # verifier's logit), in time order; empty without a verifier
+    clips: list[tuple[int, int, float]] = field(default_factory=list)
 
 
-def verified_windows(grounder: Grounder, view: VideoView, query: str) -> np.ndarray | None:
-    """``[windows]``: the clip verifier's best logit per coarse window over the clips proposed
-    from the query similarity (None when the grounder has no verifier)."""
+def verified_clips(grounder: Grounder, view: VideoView, query: str) -> list[tuple[int, int, float]]:
+    """The clips proposed from the query similarity, each with the clip verifier's logit
+    (reads their dense tokens); empty when the grounder has no verifier."""
     if grounder.verifier is None:
-        return None
+        return []
     c = grounder.verifier.config
     similarity = view.similarity.float()
     ranges = clip_proposals(similarity.cpu().numpy(), c.proposal_fraction, c.proposal_pad, c.max_frames)
+    if not ranges:
+        return []
     logits = grounder.verify(query, [view.dense(a, b) for a, b in ranges], [similarity[a:b] for a, b in ranges])
+    return [(a, b, float(x)) for (a, b), x in zip(ranges, logits.cpu().numpy())]
+
+
+def level1_pass(grounder: Grounder, view: VideoView, lm_logits: np.ndarray, query: str) -> Level1Pass:
+    """The level-1 pass of one video from its windows' LM yes/no logits: the presence
+    features (:func:`vidseek.models.presence.window_features`; the verifier's is each
+    window's best clip logit) and the verified clips."""
+    clips = verified_clips(grounder, view, query)
     size = grounder.config.windows.coarse
-    return window_maxima(ranges, logits.cpu().numpy(), size, -(-view.frames // size))
-
-
-def level1_features(grounder: Grounder, view: VideoView, lm_logits: np.ndarray, query: str) -> np.ndarray:
-    """``[windows, 5]`` presence features (:func:`vidseek.models.presence.window_features`)."""
-    return window_features(lm_logits, view.similarity.float().cpu().numpy(), grounder.config.windows.coarse,
-                           verified_windows(grounder, view, query))
+    verified = None
+    if grounder.verifier is not None:
+        verified = window_maxima([(a, b) for a, b, _ in clips], np.array([x for _, _, x in clips]),
+                                 size, -(-view.frames // size))
+    features = window_features(lm_logits, view.similarity.float().cpu().numpy(), size, verified)
+    return Level1Pass(features, view.read, clips)
 
 
 def presence_level(grounder: Grounder, view: VideoView, features: np.ndarray) -> list[GroundingNode]:
     """A node per coarse window carrying its calibrated presence probability, from its
-    :func:`level1_features`."""
+    :class:`Level1Pass` features."""
     size = grounder.config.windows.coarse
     probs = grounder.presence_calibration.probability(features)
     nodes = []
@@ -141,4 +153,4 @@ def window_presence_features(grounder: Grounder, features: VideoFeatures, fps: f
     if view.frames == 0:
         return np.zeros((0, len(PRESENCE_FEATURES)))
     logits = presence_logits(grounder, presence_inputs(grounder, view, sparse), query)
-    return level1_features(grounder, view, logits, query)
+    return level1_pass(grounder, view, logits, query).features
