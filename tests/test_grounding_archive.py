@@ -151,8 +151,15 @@ def test_cli_grounded_top_k_and_abstention(tmp_path, tiny_clip_dir, world_videos
     assert res.exit_code == 0, res.output
     calls = [n for tree in json.loads(res.output)["explain"] for n in tree["tree"]]
     assert calls and all(n["presence"] is None and n["verdict"] != "presence" for n in calls)  # LM answers
+    # --refine clips: level 2 is clips (this checkpoint has no verifier: each kept window is its own)
+    res = runner.invoke(app, [*grounded, "--refine", "clips", "--min-presence", "0", "--json", "--explain"])
+    assert res.exit_code == 0, res.output
+    kept = [n for tree in json.loads(res.output)["explain"] for n in tree["tree"] if n["kept"]]
+    assert kept and all(c["kind"] == "clip" and c["span"] == n["shown"] for n in kept for c in n["children"])
     # options that do not apply are refused before anything is opened
     for bad, code in ((["--mode", "clip", "--min-presence", "0.5"], 2), (["--mode", "clip", "--level1", "answer"], 2),
+                      (["--mode", "clip", "--refine", "clips"], 2),
+                      (["--mode", "grounded", "--level1", "answer", "--refine", "clips"], 2),
                       (["--mode", "grounded", "--level1", "answer", "--min-presence", "0.5"], 2),
                       (["--mode", "grounded", "--min-presence", "1.5"], 1),
                       (["--mode", "grounded", "--min-presence", "nan"], 1)):

@@ -75,6 +75,8 @@ def test_text_and_image_search_return_cards_data(client, media):
     ("/api/search?q=x&mode=grounded", 422, "grounding checkpoint"),
     ("/api/search?q=x&min_presence=0.5", 422, "min_presence: only for mode=grounded"),
     ("/api/search?q=x&level1=answer", 422, "level1: only for mode=grounded"),
+    ("/api/search?q=x&refine=clips", 422, "refine: only for mode=grounded"),
+    ("/api/search?q=x&mode=grounded&refine=spans", 422, "refine"),
     ("/api/search?q=x&mode=grounded&min_presence=2", 422, "min_presence"),
     ("/api/search?q=x&video=missing.mp4", 404, "missing.mp4"),
     ("/api/videos/999", 404, "999"),

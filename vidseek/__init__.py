@@ -43,7 +43,8 @@ from .errors import (
 from .exports import EXPORT_FORMATS
 from .indexer.distributed import RayOptions
 from .indexer.pipeline import INGEST_PRECISIONS, IngestConfig
-from .query.grounded import LEVEL1_MODES, GroundingNode, GroundingOptions, GroundingResult, ranked_moments
+from .query.grounded import (LEVEL1_MODES, REFINE_MODES, GroundingNode, GroundingOptions, GroundingResult,
+                             ranked_moments)
 from .query.moments import Moment
 from .query.objects import ObjectHit, Region, TrackPoint
 from .query.search import SearchWarning
@@ -55,7 +56,7 @@ __all__ = [
     "Archive", "ArchiveInfo", "IngestConfig", "INGEST_PRECISIONS", "RayOptions", "IngestProgress", "IngestReport",
     "FailedFile", "SkippedFile", "ReindexReport", "VideoRecord", "SEARCH_MODES",
     "default_archive_path", "Moment", "GroundingOptions", "GroundingResult", "GroundingNode",
-    "ranked_moments", "LEVEL1_MODES", "ObjectHit", "TrackPoint", "Region", "EXPORT_FORMATS", "SearchWarning",
+    "ranked_moments", "LEVEL1_MODES", "REFINE_MODES", "ObjectHit", "TrackPoint", "Region", "EXPORT_FORMATS", "SearchWarning",
     # what `Archive.check` and `Archive.repair` (vidseek doctor) report
     "DoctorReport", "DoctorFinding",
     # errors (every subclass is in vidseek.errors)

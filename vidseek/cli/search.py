@@ -44,11 +44,17 @@ def search(
         help="clip: CLIP similarity (training-free); grounded: the grounding checkpoint's recursive LLM search (text only).")] = "clip",
     levels: Annotated[int, typer.Option(
         "--levels", min=1, max=3,
-        help="Grounded mode: 1 = level 1 only, 2 = level 1 then dense, 3 = level 1, fine, dense.")] = 3,
+        help="Grounded mode: 1 = level 1 only, 2 = level 1 then dense, 3 = level 1, fine, dense "
+             "(--refine clips: 2 = level 1 then the verified clips, 3 = then dense).")] = 3,
     level1: Annotated[Optional[Literal[vidseek.LEVEL1_MODES]], typer.Option(  # type: ignore[valid-type]
         "--level1", show_default=False,
         help="Grounded mode: presence (default) = a calibrated probability per level-1 window, the "
              "likeliest go on; answer = the LM answers a window span per segment (the paper).")] = None,
+    refine: Annotated[Optional[Literal[vidseek.REFINE_MODES]], typer.Option(  # type: ignore[valid-type]
+        "--refine", show_default=False,
+        help="Grounded mode, --level1 presence: what refines the kept level-1 windows: windows = the "
+             "whole window goes down the levels; clips = the clip verifier's clips in it (level 2, "
+             "no LM call), then the dense level over each (level 3). Default: REFINE_DEFAULT.")] = None,
     min_presence: Annotated[Optional[float], typer.Option(
         "--min-presence", callback=number_check(lambda v: 0 <= v <= 1, "a number between 0 and 1"),
         help="Grounded mode, --level1 presence: drop moments whose presence is below this, 0..1 "
@@ -82,8 +88,10 @@ def search(
     """
     if (query is None) == (image is None):
         usage_error("give a QUERY or --image (exactly one)")
-    if mode != "grounded" and (min_presence is not None or level1 is not None):
-        usage_error("--min-presence and --level1 go with --mode grounded")
+    if mode != "grounded" and (min_presence is not None or level1 is not None or refine is not None):
+        usage_error("--min-presence, --level1 and --refine go with --mode grounded")
+    if refine == "clips" and level1 == "answer":
+        usage_error("--refine clips needs --level1 presence (the clips come from its verifier)")
     if min_presence is not None and level1 == "answer":
         usage_error("--min-presence needs --level1 presence (answer mode gives moments no presence)")
     trees: list = []
@@ -92,7 +100,8 @@ def search(
         with vidseek.Archive.open(archive, device=device, create=False, int8_text=int8_text,
                                   int8_llm=int8_llm, nprobe=nprobe) as arch:
             options = vidseek.GroundingOptions(levels=levels, level1=level1 or "presence",
-                                               min_presence=min_presence)
+                                               min_presence=min_presence,
+                                               refine=refine or vidseek.GroundingOptions.refine)
             if mode == "grounded" and explain and query is not None:
                 trees = arch.ground(query, video=video, options=options.with_results(top_k), warnings=warnings)
                 moments = vidseek.ranked_moments(trees, top_k)

@@ -43,14 +43,15 @@ from ..models.grounder import Generation, Grounder, VideoTokens
 from ..store.archive_store import ArchiveStore
 from ..store.catalog import VideoRecord
 from ..store.files import VideoFeatures
-from .grounding_types import LEVEL1_MODES, LEVEL_KINDS, GroundingNode, GroundingOptions, GroundingResult
+from .grounding_types import (LEVEL1_MODES, LEVEL_KINDS, REFINE_MODES, GroundingNode, GroundingOptions,
+                             GroundingResult)
 from .moments import Moment
 from .presence_level import (Level1Pass, VideoView, coarse_tokens, level1_pass, presence_inputs,
                              presence_level, presence_logits, select_windows, window_presence_features)
 from .search import SearchWarning, candidate_videos, readable_features
 
 __all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video", "ground_videos",
-           "ranked_moments", "window_presence_features", "LEVEL1_MODES"]
+           "ranked_moments", "window_presence_features", "LEVEL1_MODES", "REFINE_MODES"]
 
 logger = logging.getLogger(__name__)
 

@@ -301,6 +301,9 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
         explain: bool = Query(False, description="Grounded mode: include the recursion trees."),
         level1: Optional[Literal["presence", "answer"]] = Query(
             None, description="Grounded mode: how level 1 chooses windows (default presence)."),
+        refine: Optional[Literal["windows", "clips"]] = Query(
+            None, description="Grounded mode, level1=presence: what refines the kept level-1 windows, "
+                              "the whole windows or the clip verifier's clips in them (default REFINE_DEFAULT)."),
         min_presence: Optional[float] = Query(
             None, ge=0, le=1, description="Grounded mode, level1=presence: drop moments whose presence "
                                           "is below this (default: the checkpoint's calibrated threshold)."),
@@ -309,9 +312,11 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
     ) -> dict:
         if not q.strip():
             raise HTTPException(422, "q: the text query is blank")
-        if mode != "grounded" and (level1 is not None or min_presence is not None):
-            raise HTTPException(422, f"{'level1' if level1 is not None else 'min_presence'}: "
-                                     "only for mode=grounded")
+        if mode != "grounded" and (level1 is not None or min_presence is not None or refine is not None):
+            name = "level1" if level1 is not None else "min_presence" if min_presence is not None else "refine"
+            raise HTTPException(422, f"{name}: only for mode=grounded")
+        if refine == "clips" and level1 == "answer":
+            raise HTTPException(422, "refine: clips needs level1=presence (the clips come from its verifier)")
         if min_presence is not None and level1 == "answer":
             raise HTTPException(422, "min_presence: needs level1=presence (answer mode gives "
                                      "moments no presence)")
@@ -328,8 +333,9 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
                 raise HTTPException(503, "busy: grounded queries are queued; try again shortly",
                                     headers={"Retry-After": "5"})
             try:
-                options = vidseek.GroundingOptions(levels=levels, level1=level1 or "presence",
-                                                   min_presence=min_presence).with_results(top_k)
+                options = vidseek.GroundingOptions(
+                    levels=levels, level1=level1 or "presence", min_presence=min_presence,
+                    refine=refine or vidseek.GroundingOptions.refine).with_results(top_k)
                 results = arch.ground(q, video=video, options=options, warnings=warnings)
             finally:
                 state.ground_lock.release()

@@ -41,9 +41,11 @@ class CalibrationReport:
     positive_rate: float
     top1_window_recall: float
     # the default abstention threshold (calibration.threshold) on these queries: the share
-    # of absent events it rejects and of present events whose best window it keeps
+    # of absent events it rejects, of present events whose best window it keeps, and of
+    # present events whose best window held the event and fell below it (their right answer lost)
     absent_rejected: float = 0.0
     present_kept: float = 1.0
+    right_lost: float = 0.0
     # which signal finds the window: for each presence feature alone and for the fitted
     # probability, the share of present queries whose k best windows hold the event
     # ({"lm_logit": {"1": 0.25, "3": 0.52, "5": 0.73}, ..., "calibrated": {...}})
@@ -57,14 +59,16 @@ class CalibrationReport:
                 "top1_window_recall": round(self.top1_window_recall, 4),
                 "absent_rejected": round(self.absent_rejected, 4),
                 "present_kept": round(self.present_kept, 4),
+                "right_lost": round(self.right_lost, 4),
                 "window_recall_by_signal": self.window_recall_by_signal}
 
     def describe(self) -> str:
         return (f"{self.calibration.describe()}; {self.rows} windows of {self.queries} queries on "
                 f"{self.videos} videos; top-1 window holds the event for "
                 f"{100 * self.top1_window_recall:.1f}% of present queries; the default threshold "
-                f"rejects {100 * self.absent_rejected:.0f}% of absent events and keeps "
-                f"{100 * self.present_kept:.0f}% of present ones; right-window recall@1/3/5 by signal: "
+                f"rejects {100 * self.absent_rejected:.0f}% of absent events, keeps "
+                f"{100 * self.present_kept:.0f}% of present ones and drops the right best window of "
+                f"{100 * self.right_lost:.1f}% of them; right-window recall@1/3/5 by signal: "
                 + ", ".join(f"{name} " + "/".join(f"{100 * v:.0f}" for v in recall.values())
                             for name, recall in self.window_recall_by_signal.items()))
 
@@ -108,7 +112,7 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
     by_video: dict[str, list[Annotation]] = {}
     for ann in annotations:
         by_video.setdefault(ann.video, []).append(ann)
-    rows, labels, absent, hits, present = [], [], [], 0, 0
+    rows, labels, absent = [], [], []
     for name, anns in by_video.items():
         record = archive.find_video(name)
         features = archive.video_features(record)
@@ -126,13 +130,14 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
     calibration = PresenceCalibration(tuple(float(w) for w in weights), bias, True,
                                       f"{len(by_video)} videos, {len(annotations)} queries")
     best = np.array([calibration.probability(xq).max() if len(xq) else 0.0 for xq in rows])
+    # present queries whose best window holds the event: the ones abstention can cost
+    right = np.array([bool(len(xq)) and bool(yq[int(np.argmax(calibration.probability(xq)))])
+                      for xq, yq in zip(rows, labels)])
     is_absent = np.array(absent, dtype=bool)
-    threshold = abstention_threshold(best[~is_absent])
+    threshold = abstention_threshold(best[~is_absent], right[~is_absent])
     calibration = replace(calibration, threshold=threshold)
-    for xq, yq in zip(rows, labels):
-        if yq.any():
-            present += 1
-            hits += bool(yq[int(np.argmax(calibration.probability(xq)))])
+    present = int((~is_absent & np.array([yq.any() for yq in labels])).sum())
+    hits = int(right.sum())
     probs = calibration.probability(x)
     is_present = ~is_absent
     signals = {name: (lambda xq, j=j: xq[:, j]) for j, name in enumerate(PRESENCE_FEATURES[:used])}
@@ -142,7 +147,8 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
         calibration, len(y), int(y.sum()), len(annotations), len(by_video),
         float(probs.mean()), float(y.mean()), hits / max(1, present),
         float((best[is_absent] < threshold).mean()) if is_absent.any() else 0.0,
-        float((best[is_present] >= threshold).mean()) if is_present.any() else 1.0, by_signal)
+        float((best[is_present] >= threshold).mean()) if is_present.any() else 1.0,
+        float((right & (best < threshold)).sum() / max(1, is_present.sum())), by_signal)
     grounder.record_presence_calibration(Path(checkpoint), calibration)
     logger.info("presence calibration: %s", report.describe())
     return report
