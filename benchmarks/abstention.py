@@ -72,7 +72,7 @@ def main() -> int:
         print("| min presence | absent rejected (%) | R1@0.5 | R5@0.1 |")
         print("|---|---|---|---|")
         for r in table:
-            print(f"| {r['threshold']:.2f} | {r['absent_rejected']:.1f} | {r['r1_05']:.1f} | {r['r5_01']:.1f} |")
+            print(f"| {r['threshold']:.3f} | {r['absent_rejected']:.1f} | {r['r1_05']:.1f} | {r['r5_01']:.1f} |")
     out = ROOT / "benchmarks" / "results" / "abstention.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"predictions": str(args.predictions), "modes": results}, indent=2))

@@ -8,10 +8,10 @@ Trains the world encoder (unless --encoder is given; cached in .cache/bench/), g
 held-out procedural-world video (its seed is never used in training), ingests it and scores
 each mode with R1/R5 at IoU 0.1/0.3/0.5/0.7 and mIoU, overall and per event kind: CLIP
 similarity, and with a grounding checkpoint trained for that encoder, the grounded mode with
-level 1 only, 2 levels and 3 levels, the same refining the verifier's clips instead of whole
-windows (``grounded-clips-2``: the clips themselves; ``grounded-clips-3``: then the dense
-level), plus the ablation of level 1 (3 levels with the paper's span-answering level 1
-instead of the presence pass), and first the dense level alone on
+level 1 only, 2 levels (the verified clips) and 3 levels (then the dense level), the same
+refining whole windows instead of the verifier's clips (``grounded-windows-2``: level 1 then
+dense; ``grounded-windows-3``: level 1, fine, dense), plus the ablation of level 1 (3 levels
+with the paper's span-answering level 1 instead of the presence pass), and first the dense level alone on
 clips of the video (``--dense-probe N`` questions, vidseek.train.probe_dense_level: span
 IoU ≥ 0.5 per event kind, reversed and other events rejected). Grounded modes also report
 right-window recall per level and absent-event abstention at the checkpoint's default
@@ -86,8 +86,8 @@ def main() -> None:
             G = vidseek.GroundingOptions
             runs += [("grounded-1", "grounded", G(levels=1)), ("grounded-2", "grounded", G(levels=2)),
                      ("grounded-3", "grounded", G(levels=3)),
-                     ("grounded-clips-2", "grounded", G(levels=2, refine="clips")),
-                     ("grounded-clips-3", "grounded", G(levels=3, refine="clips")),
+                     ("grounded-windows-2", "grounded", G(levels=2, refine="windows")),
+                     ("grounded-windows-3", "grounded", G(levels=3, refine="windows")),
                      ("grounded-3-level1-answer", "grounded", G(levels=3, level1="answer"))]
             if args.ablations:
                 runs += [("grounded-3-entropy-only", "grounded", G(levels=3, ranking="entropy")),

@@ -324,18 +324,13 @@ def test_presence_calibration_is_fitted_and_round_trips():
         fit_logistic(x, np.zeros(4000))  # one class only
 
 
-def test_abstention_threshold_costs_at_most_its_share_of_right_answers():
+def test_abstention_threshold_keeps_the_best_window_of_its_share_of_present_queries():
     from vidseek.models.presence import abstention_threshold
 
-    best = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05] * 10)  # 100 present queries
-    right = np.array([True, False] * 50)  # every other best window holds the event
-    t = abstention_threshold(best, right, cost=0.03)
-    lost = right & (best < t)
-    assert lost.sum() <= 3 and (right & (best < np.nextafter(t, 2))).sum() > 3  # the highest such
-    assert (best < t).sum() > 3  # wrong answers below it are rejected, not counted as a cost
-    assert abstention_threshold(best, right, cost=0.0) == pytest.approx(0.1)  # the lowest right one
-    assert abstention_threshold(best, np.zeros(100, bool)) == 0.0  # nothing right: no abstention
-    assert abstention_threshold(best, right, cost=1.0) == pytest.approx(0.9)  # at most all but one
+    best = np.linspace(0.01, 1.0, 100)  # 100 present queries' best window presence
+    t = abstention_threshold(best, keep=0.97)
+    assert (best >= t).sum() == 97 and abstention_threshold(best, keep=1.0) == pytest.approx(0.01)
+    assert abstention_threshold(np.array([])) == 0.0
 
 
 def test_short_video_goes_straight_to_dense(tiny_grounder):

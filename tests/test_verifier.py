@@ -162,12 +162,12 @@ def test_refine_clips_without_a_verifier_refines_whole_windows(tiny_llm_dir):
     g = _ScriptedGrounder(_grounder(tiny_llm_dir, verifier=False))
     record, features, query = _two_similar_stretches()
     base = GroundingOptions(top_k=3, min_presence=0.0)
-    windows = ground_video(g, record, features, None, "q", query, replace(base, levels=2))
+    windows = ground_video(g, record, features, None, "q", query, replace(base, levels=2, refine="windows"))
     clips = ground_video(g, record, features, None, "q", query, replace(base, levels=3, refine="clips"))
     kept = [n for n in clips.tree if n.kept]
     assert all([c.frames for c in w.children] == [w.frames] for w in kept)
     assert [(m.start, m.end) for m in clips.moments] == [(m.start, m.end) for m in windows.moments]
-    with pytest.raises(ConfigError):
-        GroundingOptions(refine="clips", level1="answer")
+    assert GroundingOptions().refine == "clips"
+    assert GroundingOptions(refine="clips", level1="answer").refine == "windows"  # spans, not windows
     with pytest.raises(ConfigError):
         GroundingOptions(refine="spans")

@@ -44,17 +44,17 @@ def search(
         help="clip: CLIP similarity (training-free); grounded: the grounding checkpoint's recursive LLM search (text only).")] = "clip",
     levels: Annotated[int, typer.Option(
         "--levels", min=1, max=3,
-        help="Grounded mode: 1 = level 1 only, 2 = level 1 then dense, 3 = level 1, fine, dense "
-             "(--refine clips: 2 = level 1 then the verified clips, 3 = then dense).")] = 3,
+        help="Grounded mode: 1 = level 1 only, 2 = level 1 then the verified clips, 3 = then dense "
+             "(--refine windows: 2 = level 1 then dense, 3 = level 1, fine, dense).")] = 3,
     level1: Annotated[Optional[Literal[vidseek.LEVEL1_MODES]], typer.Option(  # type: ignore[valid-type]
         "--level1", show_default=False,
         help="Grounded mode: presence (default) = a calibrated probability per level-1 window, the "
              "likeliest go on; answer = the LM answers a window span per segment (the paper).")] = None,
     refine: Annotated[Optional[Literal[vidseek.REFINE_MODES]], typer.Option(  # type: ignore[valid-type]
         "--refine", show_default=False,
-        help="Grounded mode, --level1 presence: what refines the kept level-1 windows: windows = the "
-             "whole window goes down the levels; clips = the clip verifier's clips in it (level 2, "
-             "no LM call), then the dense level over each (level 3). Default: REFINE_DEFAULT.")] = None,
+        help="Grounded mode, --level1 presence: what refines the kept level-1 windows: clips (default) "
+             "= the clip verifier's clips in them (level 2, no LM call), then the dense level over "
+             "each (level 3); windows = the whole windows go down the levels (fine, then dense).")] = None,
     min_presence: Annotated[Optional[float], typer.Option(
         "--min-presence", callback=number_check(lambda v: 0 <= v <= 1, "a number between 0 and 1"),
         help="Grounded mode, --level1 presence: drop moments whose presence is below this, 0..1 "

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = ["PRESENCE_FEATURES", "PresenceCalibration", "UNCALIBRATED", "window_features",
-           "fit_logistic", "abstention_threshold", "RIGHT_WINDOW_COST"]
+           "fit_logistic", "abstention_threshold", "KEEP_PRESENT_TARGET"]
 
 PRESENCE_FEATURES = ("lm_logit", "peak", "peak_z", "mean_z", "verifier")
 
@@ -60,9 +60,9 @@ class PresenceCalibration:
     calibrated: bool = True  # fitted on held-out data (False: the fixed fallback)
     fitted_on: str = ""  # what it was fitted on, for the record
     # The default abstention threshold (GroundingOptions.min_presence=None uses it): chosen on
-    # the held-out calibration queries as the highest presence that drops the right best
-    # window of at most RIGHT_WINDOW_COST of the present events there (abstention may cost
-    # few right answers; see abstention_threshold). 0: no default abstention.
+    # the held-out calibration queries as the highest presence that still keeps the best
+    # window of KEEP_PRESENT_TARGET of the present events there (abstention must not cost
+    # real results). 0: no default abstention.
     threshold: float = 0.0
 
     def probability(self, features: np.ndarray) -> np.ndarray:
@@ -89,22 +89,18 @@ class PresenceCalibration:
         return f"{terms}, bias {self.bias:+.3f}; default min presence {self.threshold:.3f}; {state}"
 
 
-RIGHT_WINDOW_COST = 0.03  # share of present queries whose right answer the default may drop
+KEEP_PRESENT_TARGET = 0.97  # share of present events whose best window the default keeps
 
 
-def abstention_threshold(best: np.ndarray, right: np.ndarray, cost: float = RIGHT_WINDOW_COST) -> float:
-    """The highest presence threshold that costs at most ``cost`` of the present-event queries
-    their right answer: ``best`` is each present query's best window presence, ``right``
-    whether that window holds the event (its top answer can be right). A query whose every
-    moment falls below the threshold is rejected; rejecting one whose best window is wrong
-    loses no right answer (its moments were wrong), so only the right ones are counted."""
-    best = np.asarray(best, dtype=np.float64)
-    values = np.sort(best[np.asarray(right, dtype=bool)])
+def abstention_threshold(present_best: np.ndarray, keep: float = KEEP_PRESENT_TARGET) -> float:
+    """The highest presence threshold under which at least ``keep`` of the present-event
+    queries whose best window presence is ``present_best`` still have that window (a query
+    is rejected when every moment falls below the threshold)."""
+    values = np.sort(np.asarray(present_best, dtype=np.float64))
     if len(values) == 0:
         return 0.0
-    # at most floor(cost * n) right queries may fall below the threshold
-    allowed = int(np.floor(cost * len(best) + 1e-9))
-    return float(values[min(allowed, len(values) - 1)])
+    # kept: best >= threshold; at most floor((1 - keep) * n) queries may fall below
+    return float(values[int(np.floor((1.0 - keep) * len(values) + 1e-9))])
 
 
 UNCALIBRATED = PresenceCalibration((1.0, 0.0, 1.0, 0.0, 1.0), -2.0, calibrated=False)

@@ -21,8 +21,8 @@ REFINE_MODES = ("windows", "clips")
 
 @dataclass(frozen=True)
 class GroundingOptions:
-    # 1: level 1 only; 2: level 1 then dense; 3: level 1, fine, dense (refine="clips":
-    # 2: level 1 then the verified clips; 3: then dense)
+    # 1: level 1 only; 2: level 1 then the verified clips; 3: then dense (refine="windows":
+    # 2: level 1 then dense; 3: level 1, fine, dense)
     levels: int = 3
     top_k: int = 3  # spans kept at every level (a search asking for more keeps more)
     # How level 1 chooses where to look. "presence": every coarse window gets a calibrated
@@ -31,13 +31,15 @@ class GroundingOptions:
     # videos in one batched pass; the top_k windows are kept. "answer": the paper's level 1,
     # the LM answers a window span over segments of coarse_per_call windows.
     level1: str = "presence"
-    # What refines the kept level-1 windows (level1="presence" only). "windows": the whole
-    # window goes down the levels (3: the LM answers a fine-window span, then a frame span;
-    # 2: a frame span over the window). "clips": level 2 is the clip verifier's clips that
-    # touch each kept window (already judged at level 1, so no LM call and no new dense
-    # reads), best verdict first, and level 3 the LM's frame span over each kept clip; a
-    # kept window no clip touches (or a checkpoint without a verifier) stands as its own clip.
-    refine: str = "windows"
+    # What refines the kept level-1 windows (level1="presence" only). "clips" (the default):
+    # level 2 is the clip verifier's clips that touch each kept window (already judged at
+    # level 1, so no LM call and no new dense reads), best verdict first, and level 3 the
+    # LM's frame span over each kept clip; a kept window no clip touches (every window, for a
+    # checkpoint without a verifier) stands as its own clip. "windows": the whole window
+    # goes down the levels (3: the LM answers a fine-window span, then a frame span; 2: a
+    # frame span over the window). With level1="answer" it is always "windows" (that level 1
+    # answers spans; it keeps no windows to find clips in).
+    refine: str = "clips"
     # Moments whose presence (the calibrated probability of their level-1 window) is below
     # this are dropped: abstention. 0 keeps everything; None: the checkpoint's default,
     # chosen on held-out queries (PresenceCalibration.threshold; 0 if not calibrated).
@@ -68,7 +70,8 @@ class GroundingOptions:
         if self.refine not in REFINE_MODES:
             raise ConfigError(f"refine must be one of {', '.join(REFINE_MODES)}, not {self.refine!r}")
         if self.refine == "clips" and self.level1 != "presence":
-            raise ConfigError("refine='clips' needs level1='presence' (the clips come from its verifier)")
+            # the paper's level 1 answers spans, not windows with clips: refine those as before
+            object.__setattr__(self, "refine", "windows")
         if self.min_presence is not None and not 0.0 <= self.min_presence <= 1.0:  # NaN fails too
             raise ConfigError(f"min_presence must be between 0 and 1, not {self.min_presence}")
         if self.moments is not None and self.moments < 1:

@@ -303,7 +303,7 @@ def create_app(settings: vidseek.service.ServiceSettings | None = None,
             None, description="Grounded mode: how level 1 chooses windows (default presence)."),
         refine: Optional[Literal["windows", "clips"]] = Query(
             None, description="Grounded mode, level1=presence: what refines the kept level-1 windows, "
-                              "the whole windows or the clip verifier's clips in them (default REFINE_DEFAULT)."),
+                              "the clip verifier's clips in them (default: clips) or the whole windows."),
         min_presence: Optional[float] = Query(
             None, ge=0, le=1, description="Grounded mode, level1=presence: drop moments whose presence "
                                           "is below this (default: the checkpoint's calibrated threshold)."),

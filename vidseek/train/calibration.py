@@ -130,11 +130,11 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
     calibration = PresenceCalibration(tuple(float(w) for w in weights), bias, True,
                                       f"{len(by_video)} videos, {len(annotations)} queries")
     best = np.array([calibration.probability(xq).max() if len(xq) else 0.0 for xq in rows])
-    # present queries whose best window holds the event: the ones abstention can cost
+    # present queries whose best window holds the event: their top answer can be right
     right = np.array([bool(len(xq)) and bool(yq[int(np.argmax(calibration.probability(xq)))])
                       for xq, yq in zip(rows, labels)])
     is_absent = np.array(absent, dtype=bool)
-    threshold = abstention_threshold(best[~is_absent], right[~is_absent])
+    threshold = abstention_threshold(best[~is_absent])
     calibration = replace(calibration, threshold=threshold)
     present = int((~is_absent & np.array([yq.any() for yq in labels])).sum())
     hits = int(right.sum())
