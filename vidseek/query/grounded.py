@@ -9,11 +9,12 @@ For one video and one query:
    short clips around the most query-similar frames, whose dense tokens it reads), and the
    ``top_k`` most likely windows go on. ``level1="answer"`` (the paper): the windows are cut into segments of
    ``coarse_per_call``; the LLM answers each segment with a window span or ``Not Present.``.
-2. **Level 2 (fine)** with ``levels=3``: each kept span, widened by one fine window per side,
-   is cut into fine windows whose sparse tokens the compressor computes from the span's dense
-   tokens; the LLM answers a fine-window span.
-   With ``refine="clips"``, level 2 is instead the clips the verifier judged at level 1
-   that touch each kept window (no LM call, no new dense tokens read), best verdict first.
+2. **Level 2**, ``refine="clips"`` (the default): the clips the verifier judged at level 1
+   that touch each kept window (no LM call, no new dense tokens read), best verdict first;
+   a window no clip touches is its own clip. ``refine="windows"`` (always with
+   ``level1="answer"``), with ``levels=3``: each kept span, widened by one fine window per
+   side, is cut into fine windows whose sparse tokens the compressor computes from the
+   span's dense tokens; the LLM answers a fine-window span.
 3. **Dense level**: each kept span, widened by a few frames, is shown one token per frame
    (at most ``WindowConfig.dense`` frames per call; longer spans are split); the LLM answers
    a frame span. Recursion stops here: the span fits one dense window.
