@@ -1,11 +1,11 @@
 """What abstention costs at each presence threshold, from a predictions file.
 
-    python benchmarks/abstention.py PREDICTIONS [--modes grounded-3,grounded-clips-3]
+    python benchmarks/abstention.py PREDICTIONS [--modes grounded-3,grounded-windows-3]
                                     [--thresholds 0,0.05,0.1,...]
 
 Reads the JSON lines ``benchmarks/grounding.py --predictions`` writes (each grounded row has
 its moments and the ones the checkpoint's threshold dropped, each with its presence) and,
-per grounded mode, re-applies every threshold as the grounded mode does (a moment whose
+per grounded mode on one video (archive-wide rows are left out), re-applies every threshold as the grounded mode does (a moment whose
 presence is below it is dropped; a query left with none is rejected): the share of
 absent-event queries rejected, and R1@0.5 and R5@0.1 on the present ones. The evaluation
 video picks no default: this is the curve the default (chosen on calibration videos) sits
@@ -55,17 +55,21 @@ def main() -> int:
     parser.add_argument("--thresholds", default=DEFAULT_THRESHOLDS)
     args = parser.parse_args()
     by_mode: dict[str, list[dict]] = {}
+    with_presence: set[str] = set()
     for line in args.predictions.read_text().splitlines():
         row = json.loads(line)
+        by_mode.setdefault(row["mode"], []).append(row)  # a query with no moments counts too
         if "presence" in row or "dropped" in row:
-            by_mode.setdefault(row["mode"], []).append(row)
-    modes = args.modes.split(",") if args.modes else sorted(by_mode)
+            with_presence.add(row["mode"])
+    # archive-wide rows are left out: their dropped moments do not say which video they are in
+    modes = args.modes.split(",") if args.modes else sorted(
+        m for m in with_presence if not m.endswith("-archive"))
     thresholds = [float(t) for t in args.thresholds.split(",")]
     results = {}
     for mode in modes:
         rows = by_mode.get(mode)
-        if not rows:
-            raise SystemExit(f"error: {args.predictions}: no rows with presence for mode {mode!r}")
+        if not rows or mode not in with_presence or mode.endswith("-archive"):
+            raise SystemExit(f"error: {args.predictions}: no single-video rows with presence for mode {mode!r}")
         table = [scores_at(rows, t) for t in thresholds]
         results[mode] = table
         print(f"\n### {mode} ({table[0]['present']} present queries, {table[0]['absent']} absent)\n")

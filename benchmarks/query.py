@@ -162,7 +162,7 @@ def main() -> None:
     params = sum(p.numel() for p in vidseek.models.Grounder.load(args.checkpoint, device="cpu").llm.parameters())
     print(f"\n{record.name}: {record.duration / 60:.1f} min, {record.frames} frames; LLM {llm} "
           f"({params / 1e6:.1f} M parameters{', int8' if args.int8 else ''}); {len(queries)} "
-          f"queries, {args.levels} levels, top_k {args.top_k}, level 1 {options.level1}, "
+          f"queries, {args.levels} levels, top_k {args.top_k}, level 1 {options.level1}, refine {options.refine}, "
           f"{'no forced spans' if args.no_force else 'forced spans'}, "
           f"{torch.get_num_threads()} torch threads\n")
     print("| stage | p50 (ms) | p95 (ms) |\n|---|---|---|")
@@ -178,7 +178,8 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "video_minutes": record.duration / 60, "frames": record.frames, "llm": llm,
         "llm_parameters": params, "queries": len(queries), "levels": args.levels, "top_k": args.top_k,
-        "force_spans": not args.no_force, "level1": options.level1, "int8": args.int8,
+        "force_spans": not args.no_force, "level1": options.level1, "refine": options.refine,
+        "int8": args.int8,
         "threads": torch.get_num_threads(),
         "text_encoding_p50_p95_s": percentiles(encode),
         "per_level_p50_p95_s": {str(k): percentiles(v) for k, v in per_level.items()},

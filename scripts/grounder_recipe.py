@@ -16,8 +16,8 @@ Every stage is resumable: run the same command again after an interruption and f
 stages are skipped. Prints each stage's time and writes ``OUT.recipe.json``. The evaluation
 seeds (1000 and up) are disjoint from every seed used here.
 
-Threads are set deliberately: the worker processes run one torch thread each, one per core;
-training runs ``--threads`` torch threads in one process (2 on a quiet 2-core machine; use 1
+Threads are set deliberately: two worker processes, one per core (the encoder's runs one
+torch thread; the world videos' encoder, libx264, picks its own); training runs ``--threads`` torch threads in one process (2 on a quiet 2-core machine; use 1
 when other jobs share it: two busy processes of two threads each were measured 8x slower
 per step).
 """
@@ -117,7 +117,7 @@ def main() -> int:
 
     def prepare():
         # the encoder trains on its own generated clips, not on the worlds, so it and the
-        # world videos are built side by side, one process per core (each one torch thread)
+        # world videos are built side by side, one process per core
         pending = [job for job in jobs if not job[0].with_suffix(".jsonl").exists()]
         train_encoder = not (encoder / "config.json").exists()
         if not pending and not train_encoder:

@@ -126,7 +126,7 @@ def test_cli_grounded_top_k_and_abstention(tmp_path, tiny_clip_dir, world_videos
     query = next(a.query for a in anns["a.mp4"] if a.present)
     grounded = ["search", query, "-a", str(archive), "--mode", "grounded", "--levels", "2"]
     # abstention off: --top-k 5 gives 5 moments (the two videos have 3 + 2 level-1 windows;
-    # a barely trained checkpoint may answer no finer span), each with its window's presence;
+    # level 2 is the verified clips, or the windows themselves), each with its window's presence;
     # on the --explain path too
     for extra in ([], ["--explain"]):
         res = runner.invoke(app, [*grounded, "--min-presence", "0", "--top-k", "5", "--json", *extra])

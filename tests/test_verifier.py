@@ -131,12 +131,14 @@ def test_refine_clips_grounds_the_verified_clips_not_whole_windows(tiny_llm_dir)
     assert g.calls == []  # the clips need no LM answer
     kept = [n for n in clips.tree if n.kept]
     assert len(kept) == 3
-    claimed = set()
-    for window in kept:  # each kept window's clips: the proposals touching it, else itself
+    claimed: set = set()
+    by_range = dict(zip(ranges, logits.tolist()))
+    for window in kept:  # most likely first: the proposals touching it, best first, else itself
         a, b = window.frames
-        touching = [r for r in ranges if r[0] < b and r[1] > a and r not in claimed]
-        claimed |= set(touching)
-        assert [n.frames for n in window.children] == (touching or [(a, b)])
+        touching = [r for r in ranges if r[0] < b and r[1] > a]
+        mine = sorted((r for r in touching if r not in claimed), key=lambda r: -by_range[r])
+        claimed |= set(mine)
+        assert [n.frames for n in window.children] == (mine if touching else [(a, b)])
         assert all(n.kind == "clip" and n.level == 2 for n in window.children)
     read = sum(b - a for a, b in ranges) / 1000
     assert clips.dense_fraction == pytest.approx(read)  # what level 1 read, nothing more
@@ -168,6 +170,7 @@ def test_refine_clips_without_a_verifier_refines_whole_windows(tiny_llm_dir):
     assert all([c.frames for c in w.children] == [w.frames] for w in kept)
     assert [(m.start, m.end) for m in clips.moments] == [(m.start, m.end) for m in windows.moments]
     assert GroundingOptions().refine == "clips"
-    assert GroundingOptions(refine="clips", level1="answer").refine == "windows"  # spans, not windows
+    assert GroundingOptions().refines_clips
+    assert not GroundingOptions(refine="clips", level1="answer").refines_clips  # spans, not windows
     with pytest.raises(ConfigError):
         GroundingOptions(refine="spans")

@@ -144,7 +144,7 @@ def mode_label(mode: str, grounding: GroundingOptions | None = None) -> str:
     levels = {1: "level 1 only", 2: "2 levels", 3: "3 levels"}[g.levels]
     ranking = {"presence": "", "entropy": ", ranked by R only", "time": ", no confidence ranking"}[g.ranking]
     level1 = "" if g.level1 == "presence" else ", level 1 answers spans"
-    refine = ", whole windows" if g.refine == "windows" and g.level1 == "presence" else ""
+    refine = "" if g.refines_clips or g.level1 != "presence" else ", whole windows"
     return f"grounded, {levels}{refine}{level1}{ranking}"
 
 

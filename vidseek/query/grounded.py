@@ -11,7 +11,8 @@ For one video and one query:
    ``coarse_per_call``; the LLM answers each segment with a window span or ``Not Present.``.
 2. **Level 2**, ``refine="clips"`` (the default): the clips the verifier judged at level 1
    that touch each kept window (no LM call, no new dense tokens read), best verdict first;
-   a window no clip touches is its own clip. ``refine="windows"`` (always with
+   a window no clip touches is its own clip (one whose clips all went to a likelier kept
+   window has none). ``refine="windows"`` (always with
    ``level1="answer"``), with ``levels=3``: each kept span, widened by one fine window per
    side, is cut into fine windows whose sparse tokens the compressor computes from the
    span's dense tokens; the LLM answers a fine-window span.
@@ -165,20 +166,23 @@ def _fine_level(grounder: Grounder, view: VideoView, parents: list[GroundingNode
 
 def _clip_level(view: VideoView, windows: list[GroundingNode], clips: list[tuple[int, int, float]]) -> None:
     """Level 2 with ``refine="clips"``: each kept window's children are the verified clips
-    touching it (a clip touching two kept windows goes to the likelier one), scored by the
-    verifier's probability; a window no clip touches is its own child. No LM call."""
+    touching it, best verdict first (a clip touching two kept windows goes to the likelier
+    one; the other gets no copy), scored by the verifier's probability; a window no clip
+    touches is its own child. No LM call."""
     claimed: set[tuple[int, int]] = set()
     for window in windows:  # most likely first
         a, b = window.frames  # type: ignore[misc]
-        for ca, cb, logit in clips:
-            if ca < b and cb > a and (ca, cb) not in claimed:
-                claimed.add((ca, cb))
-                p = 1.0 / (1.0 + math.exp(-logit))
-                window.children.append(GroundingNode(
-                    2, "clip", view.seconds(ca, cb), f"verifier logit {logit:+.2f}", "span",
-                    view.seconds(ca, cb), p, 1.0 - p, frames=(ca, cb), presence=window.presence,
-                    window=window.window))
-        if not window.children:
+        touching = [(ca, cb, logit) for ca, cb, logit in clips if ca < b and cb > a]
+        for ca, cb, logit in sorted(touching, key=lambda c: -c[2]):
+            if (ca, cb) in claimed:
+                continue
+            claimed.add((ca, cb))
+            p = 1.0 / (1.0 + math.exp(-logit))
+            window.children.append(GroundingNode(
+                2, "clip", view.seconds(ca, cb), f"verifier logit {logit:+.2f}", "span",
+                view.seconds(ca, cb), p, 1.0 - p, frames=(ca, cb), presence=window.presence,
+                window=window.window))
+        if not touching:
             window.children.append(GroundingNode(
                 2, "clip", window.shown, "no verified clip: the whole window", "span", window.shown,
                 0.5, 0.5, frames=window.frames, presence=window.presence, window=window.window))
@@ -224,8 +228,8 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     ``[windows, n, hidden]`` for this grounder's adapter (None: computed here);
     ``query_vector`` is the query's normalised CLIP text embedding.
 
-    With ``level1="presence"``: ``level1`` holds the presence features of its coarse
-    windows when already computed (:func:`ground_videos` batches several videos' together),
+    With ``level1="presence"``: ``level1`` holds the video's level-1 pass (the presence
+    features of its coarse windows and the verified clips) when already computed (:func:`ground_videos` batches several videos' together),
     ``windows_kept`` how many level-1 windows go on (default ``top_k``; 0: none)."""
     if not query.strip():
         raise QueryError("the text query is empty")
@@ -271,7 +275,7 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
             final = _select(tree, options)
         timings[1] = time.perf_counter() - t0 + level1_seconds
         # the levels below level 1, in order
-        if options.refine == "clips":
+        if options.refines_clips:
             below = ("clip", "dense")[:options.levels - 1]
         else:
             below = ("fine", "dense")[3 - options.levels:]

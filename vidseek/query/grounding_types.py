@@ -69,13 +69,16 @@ class GroundingOptions:
             raise ConfigError(f"level1 must be one of {', '.join(LEVEL1_MODES)}, not {self.level1!r}")
         if self.refine not in REFINE_MODES:
             raise ConfigError(f"refine must be one of {', '.join(REFINE_MODES)}, not {self.refine!r}")
-        if self.refine == "clips" and self.level1 != "presence":
-            # the paper's level 1 answers spans, not windows with clips: refine those as before
-            object.__setattr__(self, "refine", "windows")
         if self.min_presence is not None and not 0.0 <= self.min_presence <= 1.0:  # NaN fails too
             raise ConfigError(f"min_presence must be between 0 and 1, not {self.min_presence}")
         if self.moments is not None and self.moments < 1:
             raise ConfigError(f"moments must be at least 1, not {self.moments}")
+
+    @property
+    def refines_clips(self) -> bool:
+        """Level 2 is the verified clips: ``refine="clips"`` with the presence level 1 (the
+        paper's level 1 answers spans, which are refined as windows)."""
+        return self.refine == "clips" and self.level1 == "presence"
 
     def with_results(self, k: int) -> "GroundingOptions":
         """These options for a search that shows ``k`` moments: every level keeps up to
@@ -86,7 +89,8 @@ class GroundingOptions:
 
 @dataclass
 class GroundingNode:
-    """One LLM call: what it was shown, what it answered, how sure it was."""
+    """One LLM call (or, kind "clip", one verified clip: no call; its confidence is the
+    verifier's probability): what it was shown, what it answered, how sure it was."""
 
     level: int
     kind: str  # "coarse", "fine", "clip" (a verified clip, refine="clips") or "dense"

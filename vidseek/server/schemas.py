@@ -96,10 +96,10 @@ class ExplainMoment(_Out):
 
 
 class ExplainNode(_Out):
-    """One LLM call of the grounded recursion."""
+    """One LLM call of the grounded recursion (kind "clip": one verified clip, no call)."""
 
     level: int = Field(..., description="Recursion level (1 = coarse).")
-    kind: str = Field(..., description="coarse, fine or dense.")
+    kind: str = Field(..., description="coarse, fine, clip (a clip the verifier judged at level 1) or dense.")
     shown: tuple[float, float] = Field(..., description="Seconds of video shown to the LLM.")
     answer: str = Field(..., description="The generated text.")
     verdict: str = Field(..., description="span, absent or invalid (with the parser's note).")
