@@ -53,6 +53,7 @@ def world_video(minutes: float, seed: int) -> Path:
     video = CACHE / f"world-{minutes:g}min-{seed}.mp4"
     notes = video.with_suffix(".jsonl")
     if not notes.exists():
+        video.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no cache yet
         vidseek.annotations.write_annotations(notes, vidseek.synth.build_world_video(video, minutes * 60, seed=seed))
     return video
 
