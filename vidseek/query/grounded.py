@@ -229,8 +229,9 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     ``query_vector`` is the query's normalised CLIP text embedding.
 
     With ``level1="presence"``: ``level1`` holds the video's level-1 pass (the presence
-    features of its coarse windows and the verified clips) when already computed (:func:`ground_videos` batches several videos' together),
-    ``windows_kept`` how many level-1 windows go on (default ``top_k``; 0: none)."""
+    features of its coarse windows and the verified clips) when already computed
+    (:func:`ground_videos` batches several videos' together), ``windows_kept`` how many
+    level-1 windows go on (default ``top_k``; 0: none)."""
     if not query.strip():
         raise QueryError("the text query is empty")
     grounder.eval()
