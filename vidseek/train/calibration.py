@@ -129,10 +129,10 @@ def fit_presence_calibration(checkpoint: str | os.PathLike, archive,
     weights, bias = fit_logistic(x, y.astype(np.float64))
     calibration = PresenceCalibration(tuple(float(w) for w in weights), bias, True,
                                       f"{len(by_video)} videos, {len(annotations)} queries")
-    best = np.array([calibration.probability(xq).max() if len(xq) else 0.0 for xq in rows])
+    per_query = [calibration.probability(xq) for xq in rows]
+    best = np.array([pq.max() if len(pq) else 0.0 for pq in per_query])
     # present queries whose best window holds the event: their top answer can be right
-    right = np.array([bool(len(xq)) and bool(yq[int(np.argmax(calibration.probability(xq)))])
-                      for xq, yq in zip(rows, labels)])
+    right = np.array([bool(len(pq)) and bool(yq[int(np.argmax(pq))]) for pq, yq in zip(per_query, labels)])
     is_absent = np.array(absent, dtype=bool)
     threshold = abstention_threshold(best[~is_absent])
     calibration = replace(calibration, threshold=threshold)
