@@ -290,12 +290,15 @@ def test_kill_9_then_restart_continues_without_duplicates(archive_dir, frames, m
         killed = state(arch)
         assert arch.check().healthy  # everything committed is consistent and searchable
         assert arch.search(image=read_frame(media / "bikes.mp4", 2.0), top_k=1)[0].video == "cam"
-        time.sleep(1.0)  # a gap: the sender has nobody to talk to
+        # a gap: the sender has nobody to talk to. Session time is wall clock since the first
+        # connection opened, which comes after the receiver's probe read ahead, so the killed
+        # run's content can lead it by a fraction of a second (0.58 s seen on a loaded CI box)
+        time.sleep(2.0)
         report = arch.ingest_stream(url, name="cam", commit_every=3, reconnect=False)
         sender.join(timeout=10)
         assert report.resumed and report.session == 1 and report.ended == "end"
         parts = arch.stream_parts("cam")
-        assert [p.part for p in parts] == [0, 1] and parts[1].gap_before > 0.5
+        assert [p.part for p in parts] == [0, 1] and parts[1].gap_before > 1.0
         # the killed run's part is untouched; the timeline goes on without a repeated time
         assert killed[0][0] in state(arch)[0]
         times = np.concatenate([arch.video_features(arch.video(p.video_id)).times for p in parts])
