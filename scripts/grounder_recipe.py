@@ -2,13 +2,15 @@
 
     python scripts/grounder_recipe.py [--train-seeds 100-107] [--minutes 20]
         [--calibration-seeds 900-901] [--steps 1a=6000,1b=300,2=2000,verifier=3000]
-        [--threads 2] [--workers 2] [--out DIR]
+        [--threads 2] [--workers 2] [--llm tiny] [--out DIR]
 
 1. builds the training worlds (one procedural-world video per seed, ``--minutes`` long) and
    the calibration worlds (other seeds: never trained on, never evaluated on), and trains the
    world encoder (``vidseek.train.train_world_encoder``) beside them, ``--workers`` processes;
 2. ingests the training worlds into an archive and trains the grounder's stages 1a, 1b, 2
-   and verifier (tiny Llama from scratch, full tuning), each with its own step count;
+   and verifier (``--llm tiny``: a tiny Llama from scratch, full tuning; ``--llm smollm2``:
+   the packaged SmolLM2-135M-Instruct with LoRA, e.g. to time queries with a real-sized LM),
+   each with its own step count;
 3. fits the level-1 presence calibration on the calibration worlds
    (``vidseek.train.fit_presence_calibration``) and stores it in the checkpoint.
 
@@ -73,6 +75,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
     parser.add_argument("--workers", type=int, default=2,
                         help="processes that build the worlds and the encoder side by side")
+    parser.add_argument("--llm", default="tiny", choices=["tiny", "smollm2"],
+                        help="tiny (from scratch, full tuning) or smollm2 (packaged weights, LoRA)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
@@ -95,7 +99,7 @@ def main() -> int:
     record = json.loads(record_path.read_text()) if record_path.exists() else {"stages": {}}
     record.update(train_seeds=args.train_seeds, calibration_seeds=args.calibration_seeds,
                   minutes=args.minutes, steps=stage_steps(args.steps), batch_size=args.batch_size,
-                  threads=args.threads)
+                  threads=args.threads, llm=args.llm)
 
     def timed(name: str, fn):
         t0 = time.perf_counter()
@@ -150,7 +154,7 @@ def main() -> int:
         for stage in vidseek.train.GROUNDING_STAGES:
             def run_stage(stage=stage):
                 reports = vidseek.train.train_grounder_from_archive(
-                    out, archive, train_rows, [stage], llm="tiny", train=config)
+                    out, archive, train_rows, [stage], llm=args.llm, train=config)
                 if not reports:
                     return "skipped"
                 r = reports[0]
