@@ -11,13 +11,15 @@ similarity, and with a grounding checkpoint trained for that encoder, the ground
 level 1 only, 2 levels (the verified clips) and 3 levels (then the dense level), the same
 refining whole windows instead of the verifier's clips (``grounded-windows-2``: level 1 then
 dense; ``grounded-windows-3``: level 1, fine, dense), plus the ablation of level 1 (3 levels
-with the paper's span-answering level 1 instead of the presence pass), and first the dense level alone on
+with the paper's span-answering level 1 instead of the presence pass), 3 levels with the
+LM's yes/no asked about every coarse window instead of the presence shortlist
+(``grounded-3-lm-every-window``), and first the dense level alone on
 clips of the video (``--dense-probe N`` questions, vidseek.train.probe_dense_level: span
 IoU ≥ 0.5 per event kind, reversed and other events rejected). Grounded modes also report
 right-window recall per level and absent-event abstention at the checkpoint's default
 presence threshold (see vidseek.evaluation). ``--ablations`` adds 3 levels ranked by R
 alone and in time order. ``--distractors N`` ingests N more worlds beside it and also scores
-CLIP and 3 levels archive-wide (no video named; a moment in another video is wrong). Use
+CLIP and 3 levels (with and without the shortlist) archive-wide (no video named; a moment in another video is wrong). Use
 ``--encoder`` with the encoder the checkpoint was trained with (``make grounder`` puts it in
 OUT.work/encoder).
 
@@ -88,7 +90,9 @@ def main() -> None:
                      ("grounded-3", "grounded", G(levels=3)),
                      ("grounded-windows-2", "grounded", G(levels=2, refine="windows")),
                      ("grounded-windows-3", "grounded", G(levels=3, refine="windows")),
-                     ("grounded-3-level1-answer", "grounded", G(levels=3, level1="answer"))]
+                     ("grounded-3-level1-answer", "grounded", G(levels=3, level1="answer")),
+                     # the LM's yes/no over every coarse window, not only the shortlist
+                     ("grounded-3-lm-every-window", "grounded", G(levels=3, presence_shortlist=0))]
             if args.ablations:
                 runs += [("grounded-3-entropy-only", "grounded", G(levels=3, ranking="entropy")),
                          ("grounded-3-time-order", "grounded", G(levels=3, ranking="time"))]
@@ -121,7 +125,7 @@ def main() -> None:
                     print(probe.table(), flush=True)
             if others:
                 runs += [(f"{key}-archive", mode, options) for key, mode, options in runs
-                         if key in ("clip", "grounded-3")]
+                         if key in ("clip", "grounded-3", "grounded-3-lm-every-window")]
             if args.modes:
                 runs = [run for run in runs if run[0] in args.modes.split(",")]
             for key, mode, options in runs:

@@ -16,7 +16,9 @@ videos (up to 5) have their level-1 presence windows scored in one batched LM pa
 archive-wide best windows go on to the finer levels. ``--archive-videos 1`` skips this.
 
 GroundingOptions' defaults are used (``level1="presence"``: every coarse window gets a
-calibrated presence probability, all in one pass; the JSON records ``level1``). Targets on a
+calibrated presence probability, the LM's yes/no for the ``presence_shortlist`` windows the
+other signals rank best, all in one pass; the JSON records ``level1`` and the shortlist;
+``--presence-shortlist 0`` asks the LM about every window). Targets on a
 2-core CPU with the 135M LLM and ``--int8``: single-video whole query p50 < 1.5 s,
 archive-wide p50 < 2 s; dense tokens read ≤ 10 % of the video. Writes
 benchmarks/results/query.json.
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -121,6 +124,9 @@ def main() -> None:
                         help="videos in the archive-wide archive (the first one and N-1 more; 1: skip it)")
     parser.add_argument("--no-force", action="store_true", help="do not force span answers when too few calls give one")
     parser.add_argument("--int8", action="store_true", help="int8 text encoder and LM (int8_text, int8_llm)")
+    parser.add_argument("--presence-shortlist", type=int, metavar="N",
+                        help="windows per query the LM's yes/no is asked about (0: every one; "
+                             "default: GroundingOptions' default)")
     parser.add_argument("--seed", type=int, default=1001)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "query.json")
@@ -141,6 +147,8 @@ def main() -> None:
         record = archive.find_video(video.name)
         options = vidseek.GroundingOptions(levels=args.levels, top_k=args.top_k,
                                            force_spans=not args.no_force)
+        if args.presence_shortlist is not None:
+            options = replace(options, presence_shortlist=args.presence_shortlist)
         archive.ground(queries[0].query, video=str(record.id), options=options)  # warm-up
         totals: list[float] = []
         per_level: dict[int, list[float]] = {}
@@ -163,7 +171,8 @@ def main() -> None:
     params = sum(p.numel() for p in vidseek.models.Grounder.load(args.checkpoint, device="cpu").llm.parameters())
     print(f"\n{record.name}: {record.duration / 60:.1f} min, {record.frames} frames; LLM {llm} "
           f"({params / 1e6:.1f} M parameters{', int8' if args.int8 else ''}); {len(queries)} "
-          f"queries, {args.levels} levels, top_k {args.top_k}, level 1 {options.level1}, refine {options.refine}, "
+          f"queries, {args.levels} levels, top_k {args.top_k}, level 1 {options.level1} (LM asked about "
+          f"{options.presence_shortlist or 'every'} windows), refine {options.refine}, "
           f"{'no forced spans' if args.no_force else 'forced spans'}, "
           f"{torch.get_num_threads()} torch threads\n")
     print("| stage | p50 (ms) | p95 (ms) |\n|---|---|---|")
@@ -180,6 +189,7 @@ def main() -> None:
         "video_minutes": record.duration / 60, "frames": record.frames, "llm": llm,
         "llm_parameters": params, "queries": len(queries), "levels": args.levels, "top_k": args.top_k,
         "force_spans": not args.no_force, "level1": options.level1, "refine": options.refine,
+        "presence_shortlist": options.presence_shortlist,
         "int8": args.int8,
         "threads": torch.get_num_threads(),
         "text_encoding_p50_p95_s": percentiles(encode),

@@ -265,7 +265,7 @@ def test_presence_level1_scores_every_window_in_one_pass(tiny_grounder, levels):
     record, features = _fake_video(1000, a.cells, a.cell_width, a.embed_dim)
     cached, _ = compute_sparse_tokens(tiny_grounder, features, 1.0)  # as ingest stores them
     result = ground_video(g, record, features, cached.tokens, "a red circle", features.embeddings[0],
-                          GroundingOptions(levels=levels, top_k=2))
+                          GroundingOptions(levels=levels, top_k=2, presence_shortlist=0))
     windows = math.ceil(1000 / g.config.windows.coarse)
     assert g.presence_calls == [windows]  # one pass, every window
     assert len(result.tree) == windows and all(n.kind == "coarse" for n in result.tree)
@@ -285,6 +285,44 @@ def test_presence_level1_scores_every_window_in_one_pass(tiny_grounder, levels):
     # moments carry their window's presence, best first
     assert result.moments and all(m.presence in presence for m in result.moments)
     assert [m.score for m in result.moments] == sorted((m.score for m in result.moments), reverse=True)
+
+
+def test_presence_shortlist_asks_the_lm_about_the_best_windows_only(tiny_grounder):
+    """presence_shortlist=N: the LM's yes/no runs on the N windows the other signals rank
+    best; every other window gets the lowest logit it gave and says it was not asked."""
+    from vidseek.query.presence_level import VideoView, level1_passes
+
+    g = _ScriptedGrounder(tiny_grounder)
+    a = g.config.adapter
+    record, features = _fake_video(1000, a.cells, a.cell_width, a.embed_dim)
+    cached, _ = compute_sparse_tokens(tiny_grounder, features, 1.0)
+    query = features.embeddings[0]
+    windows = math.ceil(1000 / g.config.windows.coarse)
+    result = ground_video(g, record, features, cached.tokens, "a red circle", query,
+                          GroundingOptions(levels=1, top_k=2, presence_shortlist=5))
+    assert g.presence_calls == [5]
+    asked = [n for n in result.tree if "not asked" not in n.answer]
+    assert len(asked) == 5 and len(result.tree) == windows
+    # the asked windows are the best by the LM-free signals (the LM logit enters linearly)
+    view = VideoView(g, features, 1.0, np.asarray(query, dtype=np.float32))
+    blank = level1_passes(g, [view], [cached.tokens], "a red circle", shortlist=0)[0]
+    assert blank is not None
+    free = blank.features.copy()
+    free[:, 0] = 0.0
+    best = set(np.argsort(-g.presence_calibration.probability(free), kind="stable")[:5].tolist())
+    assert {n.window for n in asked} == best
+    # the scripted LM gives window i of the asked list the logit i / 4: the floor is 0
+    (full,) = [p for p in level1_passes(g, [view], [cached.tokens], "a red circle", shortlist=5)]
+    assert full is not None and full.asked is not None and full.asked.sum() == 5
+    assert np.all(full.features[~full.asked, 0] == 0.0)
+    assert sorted(full.features[full.asked, 0].tolist()) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    # a shortlist as long as the video asks about every window, like 0
+    g.presence_calls.clear()
+    ground_video(g, record, features, cached.tokens, "a red circle", query,
+                 GroundingOptions(levels=1, top_k=2, presence_shortlist=windows))
+    assert g.presence_calls == [windows]
+    with pytest.raises(vidseek.ConfigError):
+        GroundingOptions(presence_shortlist=-1)
 
 
 def test_presence_top_k_is_honest_and_min_presence_abstains(tiny_grounder):

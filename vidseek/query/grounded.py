@@ -48,8 +48,8 @@ from ..store.files import VideoFeatures
 from .grounding_types import (LEVEL1_MODES, LEVEL_KINDS, REFINE_MODES, GroundingNode, GroundingOptions,
                              GroundingResult)
 from .moments import Moment
-from .presence_level import (Level1Pass, VideoView, coarse_tokens, level1_pass, presence_inputs,
-                             presence_level, presence_logits, select_windows, window_presence_features)
+from .presence_level import (Level1Pass, VideoView, coarse_tokens, level1_passes, presence_level,
+                             select_windows, window_presence_features)
 from .search import SearchWarning, candidate_videos, readable_features
 
 __all__ = ["GroundingOptions", "GroundingNode", "GroundingResult", "ground_video", "ground_videos",
@@ -248,10 +248,10 @@ def ground_video(grounder: Grounder, video: VideoRecord, features: VideoFeatures
     def windows() -> list[GroundingNode]:  # level 1 in presence mode: a node per coarse window
         nonlocal level1
         if level1 is None:
-            logits = presence_logits(grounder, presence_inputs(grounder, view, sparse), query)
-            level1 = level1_pass(grounder, view, logits, query)
+            level1 = level1_passes(grounder, [view], [sparse], query, options.presence_shortlist)[0]
+            assert level1 is not None  # the view has frames
         view.read |= level1.read
-        return presence_level(grounder, view, level1.features)
+        return presence_level(grounder, view, level1.features, level1.asked)
 
     if view.frames <= w.dense and options.level1 == "presence" and windows_kept == 0:
         # a short video whose one window did not make the archive-wide cut: no LM answers,
@@ -369,15 +369,7 @@ def ground_videos(store: ArchiveStore, grounder: Grounder,
     t0 = time.perf_counter()
     views = [VideoView(grounder, f, r.fps, vector) for r, f, _ in loaded]
     with torch.no_grad():
-        inputs = [presence_inputs(grounder, view, s) if view.frames else []
-                  for view, (_, _, s) in zip(views, loaded)]
-        flat = presence_logits(grounder, [x for group in inputs for x in group], query)
-        passes: list[Level1Pass | None] = []
-        first = 0
-        for view, group in zip(views, inputs):
-            logits = flat[first:first + len(group)]
-            first += len(group)
-            passes.append(level1_pass(grounder, view, logits, query) if view.frames else None)
+        passes = level1_passes(grounder, views, [s for _, _, s in loaded], query, options.presence_shortlist)
     # how many of the archive-wide best windows fall in each video
     scored = []
     for n, level1 in enumerate(passes):

@@ -40,6 +40,11 @@ class GroundingOptions:
     # frame span over the window). With level1="answer" it is always "windows" (that level 1
     # answers spans; it keeps no windows to find clips in).
     refine: str = "clips"
+    # level1="presence": the LM's yes/no is asked about this many coarse windows per query,
+    # across all candidate videos, those the frame similarities and the clip verifier rank
+    # best (the rest get the lowest logit it gave; presence_level.level1_passes); 0: every
+    # window. The LM pass is most of level 1's time with a real-sized LM.
+    presence_shortlist: int = 16
     # Moments whose presence (the calibrated probability of their level-1 window) is below
     # this are dropped: abstention. 0 keeps everything; None: the checkpoint's default,
     # chosen on held-out queries (PresenceCalibration.threshold; 0 if not calibrated).
@@ -69,6 +74,8 @@ class GroundingOptions:
             raise ConfigError(f"level1 must be one of {', '.join(LEVEL1_MODES)}, not {self.level1!r}")
         if self.refine not in REFINE_MODES:
             raise ConfigError(f"refine must be one of {', '.join(REFINE_MODES)}, not {self.refine!r}")
+        if self.presence_shortlist < 0:
+            raise ConfigError(f"presence_shortlist must be 0 (every window) or more, not {self.presence_shortlist}")
         if self.min_presence is not None and not 0.0 <= self.min_presence <= 1.0:  # NaN fails too
             raise ConfigError(f"min_presence must be between 0 and 1, not {self.min_presence}")
         if self.moments is not None and self.moments < 1:

@@ -20,7 +20,8 @@ from ..store.files import VideoFeatures
 from .grounding_types import GroundingNode
 
 __all__ = ["VideoView", "coarse_tokens", "presence_inputs", "presence_level", "select_windows",
-           "presence_logits", "verified_clips", "level1_pass", "Level1Pass", "window_presence_features"]
+           "presence_logits", "verified_clips", "level1_pass", "level1_passes", "Level1Pass",
+           "window_presence_features"]
 
 
 class VideoView:
@@ -84,6 +85,8 @@ class Level1Pass:
     # the clips proposed around the most query-similar frames: (first frame, last + 1, the
     # verifier's logit), in time order; empty without a verifier
     clips: list[tuple[int, int, float]] = field(default_factory=list)
+    # [windows] bool: the windows the LM was asked about (None: every one)
+    asked: np.ndarray | None = None
 
 
 def verified_clips(grounder: Grounder, view: VideoView, query: str) -> list[tuple[int, int, float]]:
@@ -101,28 +104,79 @@ def verified_clips(grounder: Grounder, view: VideoView, query: str) -> list[tupl
 
 
 def level1_pass(grounder: Grounder, view: VideoView, lm_logits: np.ndarray, query: str) -> Level1Pass:
-    """The level-1 pass of one video from its windows' LM yes/no logits: the presence
+    """The level-1 pass of one video from every window's LM yes/no logit: the presence
     features (:func:`vidseek.models.presence.window_features`; the verifier's is each
     window's best clip logit) and the verified clips."""
     clips = verified_clips(grounder, view, query)
+    return Level1Pass(_features(grounder, view, lm_logits, clips), view.read, clips)
+
+
+def _features(grounder: Grounder, view: VideoView, lm_logits: np.ndarray,
+              clips: list[tuple[int, int, float]]) -> np.ndarray:
     size = grounder.config.windows.coarse
     verified = None
     if grounder.verifier is not None:
         verified = window_maxima([(a, b) for a, b, _ in clips], np.array([x for _, _, x in clips]),
                                  size, -(-view.frames // size))
-    features = window_features(lm_logits, view.similarity.float().cpu().numpy(), size, verified)
-    return Level1Pass(features, view.read, clips)
+    return window_features(lm_logits, view.similarity.float().cpu().numpy(), size, verified)
 
 
-def presence_level(grounder: Grounder, view: VideoView, features: np.ndarray) -> list[GroundingNode]:
+def level1_passes(grounder: Grounder, views: list[VideoView], sparse: list[np.ndarray | None],
+                  query: str, shortlist: int = 0) -> list[Level1Pass | None]:
+    """The level-1 passes of several videos (None for a video without frames), with one
+    batched LM yes/no pass.
+
+    ``shortlist > 0`` asks the LM about that many windows only, across all the videos: the
+    ones the other presence signals (frame similarity, the verifier) rank best; ranking by
+    the calibrated presence with the LM logit left out is ranking by those signals alone,
+    since the logit enters linearly. Every other window gets the lowest logit the LM gave,
+    so it never outranks an asked window on the LM's account. The LM is the costly part of
+    level 1 with a real-sized LM (and most windows of a long video show nothing like the
+    query); ``shortlist=0`` asks about every window."""
+    clips = [verified_clips(grounder, view, query) if view.frames else [] for view in views]
+    blank = [_features(grounder, view, np.zeros(-(-view.frames // grounder.config.windows.coarse)), c)
+             if view.frames else None for view, c in zip(views, clips)]
+    asked = [np.ones(len(x), dtype=bool) if x is not None else np.zeros(0, dtype=bool) for x in blank]
+    total = sum(len(x) for x in asked)
+    if 0 < shortlist < total:
+        order = np.argsort(-np.concatenate([grounder.presence_calibration.probability(x) for x in blank
+                                            if x is not None]), kind="stable")
+        chosen = np.zeros(total, dtype=bool)
+        chosen[order[:shortlist]] = True
+        first = 0
+        for n, a in enumerate(asked):
+            asked[n] = chosen[first:first + len(a)]
+            first += len(a)
+    inputs = []
+    for view, s, a in zip(views, sparse, asked):
+        if a.any():
+            every = presence_inputs(grounder, view, s)
+            inputs += [every[i] for i in np.flatnonzero(a)]
+    flat = presence_logits(grounder, inputs, query) if inputs else np.zeros(0)
+    floor = float(flat.min()) if len(flat) else 0.0
+    passes: list[Level1Pass | None] = []
+    first = 0
+    for view, x, a, c in zip(views, blank, asked, clips):
+        if x is None:
+            passes.append(None)
+            continue
+        x[:, 0] = floor
+        x[a, 0] = flat[first:first + int(a.sum())]
+        first += int(a.sum())
+        passes.append(Level1Pass(x, view.read, c, asked=a))
+    return passes
+
+
+def presence_level(grounder: Grounder, view: VideoView, features: np.ndarray,
+                   asked: np.ndarray | None = None) -> list[GroundingNode]:
     """A node per coarse window carrying its calibrated presence probability, from its
-    :class:`Level1Pass` features."""
+    :class:`Level1Pass` features (``asked``: the windows the LM was asked about)."""
     size = grounder.config.windows.coarse
     probs = grounder.presence_calibration.probability(features)
     nodes = []
     for i, (p, row) in enumerate(zip(probs, features)):
         a, b = i * size, min(view.frames, (i + 1) * size)
-        why = f"yes-no logit {row[0]:+.2f}"
+        why = f"yes-no logit {row[0]:+.2f}" if asked is None or asked[i] else "LM not asked (shortlist)"
         if grounder.verifier is not None:
             why += f", verifier {row[4]:+.2f}" if row[4] > NO_PROPOSAL else ", no clip proposed"
         nodes.append(GroundingNode(1, "coarse", view.seconds(a, b), why,
