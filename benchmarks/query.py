@@ -172,7 +172,8 @@ def main() -> None:
     print(f"\n{record.name}: {record.duration / 60:.1f} min, {record.frames} frames; LLM {llm} "
           f"({params / 1e6:.1f} M parameters{', int8' if args.int8 else ''}); {len(queries)} "
           f"queries, {args.levels} levels, top_k {args.top_k}, level 1 {options.level1} (LM asked about "
-          f"{options.presence_shortlist or 'every'} windows), refine {options.refine}, "
+          f"{f'{options.presence_shortlist} windows' if options.presence_shortlist else 'every window'}), "
+          f"refine {options.refine}, "
           f"{'no forced spans' if args.no_force else 'forced spans'}, "
           f"{torch.get_num_threads()} torch threads\n")
     print("| stage | p50 (ms) | p95 (ms) |\n|---|---|---|")

@@ -1,7 +1,7 @@
 """The grounding checkpoint's recipe, end to end: `make grounder [TRAIN_SEEDS=a-b] [OUT=dir]`.
 
     python scripts/grounder_recipe.py [--train-seeds 100-107] [--minutes 20]
-        [--calibration-seeds 900-901] [--steps 1a=6000,1b=300,2=2000,verifier=3000]
+        [--calibration-seeds 900-901] [--steps 1a=6000,1b=300,2=2000,verifier=6000]
         [--threads 2] [--workers 2] [--llm tiny] [--out DIR]
 
 1. builds the training worlds (one procedural-world video per seed, ``--minutes`` long) and
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / ".cache" / "grounder"
 # stage 1b's loss barely moves after 1a (0.266 -> 0.265 over 800 steps for checkpoint M), so
 # it gets few steps; 1a (the dense level, most of the examples) and 2 get the time
-DEFAULT_STEPS = "1a=6000,1b=300,2=2000,verifier=3000"
+DEFAULT_STEPS = "1a=6000,1b=300,2=2000,verifier=6000"
 
 
 def seed_range(text: str) -> list[int]:

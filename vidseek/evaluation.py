@@ -145,7 +145,11 @@ def mode_label(mode: str, grounding: GroundingOptions | None = None) -> str:
     ranking = {"presence": "", "entropy": ", ranked by R only", "time": ", no confidence ranking"}[g.ranking]
     level1 = "" if g.level1 == "presence" else ", level 1 answers spans"
     refine = "" if g.refines_clips or g.level1 != "presence" else ", whole windows"
-    return f"grounded, {levels}{refine}{level1}{ranking}"
+    shortlist = ""
+    if g.level1 == "presence" and g.presence_shortlist != GroundingOptions().presence_shortlist:
+        shortlist = (", LM asked about every window" if g.presence_shortlist == 0
+                     else f", LM asked about {g.presence_shortlist} windows")
+    return f"grounded, {levels}{refine}{level1}{shortlist}{ranking}"
 
 
 def _holds_event(span: tuple[float, float] | None, annotation: Annotation) -> bool:
