@@ -156,8 +156,15 @@ def test_cli_grounded_top_k_and_abstention(tmp_path, tiny_clip_dir, world_videos
     assert res.exit_code == 0, res.output
     kept = [n for tree in json.loads(res.output)["explain"] for n in tree["tree"] if n["kept"]]
     assert kept and all(c["kind"] == "clip" and c["span"] == n["shown"] for n in kept for c in n["children"])
+    # --presence-shortlist 1: the LM's yes/no over one window of the two videos' five
+    res = runner.invoke(app, [*grounded, "--presence-shortlist", "1", "--min-presence", "0", "--json", "--explain"])
+    assert res.exit_code == 0, res.output
+    windows = [n for tree in json.loads(res.output)["explain"] for n in tree["tree"]]
+    assert len(windows) == 5 and sum("not asked" not in n["answer"] for n in windows) == 1
     # options that do not apply are refused before anything is opened
     for bad, code in ((["--mode", "clip", "--min-presence", "0.5"], 2), (["--mode", "clip", "--level1", "answer"], 2),
+                      (["--mode", "clip", "--presence-shortlist", "4"], 2),
+                      (["--mode", "grounded", "--level1", "answer", "--presence-shortlist", "4"], 2),
                       (["--mode", "clip", "--refine", "clips"], 2),
                       (["--mode", "grounded", "--level1", "answer", "--refine", "clips"], 2),
                       (["--mode", "grounded", "--level1", "answer", "--min-presence", "0.5"], 2),

@@ -59,6 +59,11 @@ def search(
         "--min-presence", callback=number_check(lambda v: 0 <= v <= 1, "a number between 0 and 1"),
         help="Grounded mode, --level1 presence: drop moments whose presence is below this, 0..1 "
              "(0 keeps all; default: the checkpoint's calibrated threshold).")] = None,
+    presence_shortlist: Annotated[Optional[int], typer.Option(
+        "--presence-shortlist", min=0, show_default=False,
+        help="Grounded mode, --level1 presence: ask the LM's yes/no about this many level-1 windows, "
+             "those the frame similarities and the clip verifier rank best (default 16; 0: every "
+             "window, slower with a real-sized LM).")] = None,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Grounded mode: print the recursion tree (level, span, answer, R, P(Not)).")] = False,
     as_json: Annotated[bool, typer.Option(
@@ -88,12 +93,15 @@ def search(
     """
     if (query is None) == (image is None):
         usage_error("give a QUERY or --image (exactly one)")
-    if mode != "grounded" and (min_presence is not None or level1 is not None or refine is not None):
-        usage_error("--min-presence, --level1 and --refine go with --mode grounded")
+    if mode != "grounded" and (min_presence is not None or level1 is not None or refine is not None
+                               or presence_shortlist is not None):
+        usage_error("--min-presence, --presence-shortlist, --level1 and --refine go with --mode grounded")
     if refine == "clips" and level1 == "answer":
         usage_error("--refine clips needs --level1 presence (the clips come from its verifier)")
     if min_presence is not None and level1 == "answer":
         usage_error("--min-presence needs --level1 presence (answer mode gives moments no presence)")
+    if presence_shortlist is not None and level1 == "answer":
+        usage_error("--presence-shortlist needs --level1 presence")
     trees: list = []
     warnings: list = []  # videos left out, a file of theirs damaged
     try:
@@ -101,7 +109,10 @@ def search(
                                   int8_llm=int8_llm, nprobe=nprobe) as arch:
             options = vidseek.GroundingOptions(levels=levels, level1=level1 or "presence",
                                                min_presence=min_presence,
-                                               refine=refine or vidseek.GroundingOptions.refine)
+                                               refine=refine or vidseek.GroundingOptions.refine,
+                                               presence_shortlist=(vidseek.GroundingOptions.presence_shortlist
+                                                                   if presence_shortlist is None
+                                                                   else presence_shortlist))
             if mode == "grounded" and explain and query is not None:
                 trees = arch.ground(query, video=video, options=options.with_results(top_k), warnings=warnings)
                 moments = vidseek.ranked_moments(trees, top_k)
