@@ -153,3 +153,50 @@ def test_cli_ingest_precision(tmp_path, tiny_clip_dir, media):
     result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", str(tmp_path / "c"),
                                  "--precision", "auto"])
     assert result.exit_code == 0, result.output
+
+
+def test_thread_split_gives_decoding_one_core_with_an_int8_tower():
+    """IngestConfig's thread counts default to None: with int8 on a CPU one FFmpeg thread
+    and the other cores for torch (the fastest split measured on 2 cores,
+    docs/benchmarks.md); fp32 and GPUs keep each library's choice (0); counts the config
+    names win; negative ones are refused."""
+    from vidseek.indexer.pipeline import thread_split
+
+    auto = IngestConfig()
+    assert auto.decode_threads is None and auto.torch_threads is None
+    assert thread_split(auto, "int8", "cpu", cores=2) == (1, 1)
+    assert thread_split(auto, "int8", "cpu", cores=16) == (1, 15)
+    assert thread_split(auto, "int8", "cpu", cores=1) == (1, 1)
+    assert thread_split(auto, "fp32", "cpu", cores=2) == (0, 0)
+    assert thread_split(auto, "bf16", "cpu", cores=2) == (0, 0)
+    assert thread_split(auto, "fp32", "cuda:0", cores=2) == (0, 0)
+    assert thread_split(IngestConfig(torch_threads=2), "int8", "cpu", cores=2) == (1, 2)
+    assert thread_split(IngestConfig(decode_threads=0, torch_threads=0), "int8", "cpu", cores=2) == (0, 0)
+    with pytest.raises(ConfigError, match="decode_threads and torch_threads"):
+        IngestConfig(decode_threads=-1)
+
+
+def test_ingest_runs_with_the_split_it_chose(media, tiny_clip_dir, monkeypatch):
+    """extract_features decodes and encodes with thread_split's counts."""
+    import vidseek.indexer.pipeline as pipeline
+
+    used: dict[str, int] = {}
+    real_sampler, real_threads = pipeline.FrameSampler, pipeline.torch_threads
+
+    def sampler(*args, threads=0, **kwargs):
+        used["decode"] = threads
+        return real_sampler(*args, threads=threads, **kwargs)
+
+    def threads(count):
+        used["torch"] = count
+        return real_threads(count)
+
+    monkeypatch.setattr(pipeline, "FrameSampler", sampler)
+    monkeypatch.setattr(pipeline, "torch_threads", threads)
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    encoder = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    features, _ = pipeline.extract_features(media / "bikes.mp4", encoder, IngestConfig(precision="int8"))
+    assert used == {"decode": 1, "torch": 2} and len(features.times) > 0
+    encoder = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    pipeline.extract_features(media / "bikes.mp4", encoder, IngestConfig(precision="fp32"))
+    assert used == {"decode": 0, "torch": 0}

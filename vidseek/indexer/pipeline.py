@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import threading
 from contextlib import contextmanager
@@ -28,7 +29,8 @@ from .decode import FrameBatch, FrameSampler
 from .dense import DensePruner
 from ..errors import ConfigError
 
-__all__ = ["INGEST_PRECISIONS", "IngestConfig", "extract_features", "prefetch", "torch_threads"]
+__all__ = ["INGEST_PRECISIONS", "IngestConfig", "extract_features", "prefetch", "thread_split",
+           "torch_threads"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +50,14 @@ class IngestConfig:
     # it, and refuses another (embeddings of two precisions are not compared silently).
     # "auto": the archive's own, else the device's (see resolved).
     precision: str = "auto"
-    # Thread pools: 0 keeps each library's own choice (FFmpeg: about one per core; torch: one
-    # per core). On 2 cores with an int8 encoder, one core each (decode_threads=1,
-    # torch_threads=1) measured fastest; an fp32 encoder is the slower stage and wants both
-    # (docs/benchmarks.md).
-    decode_threads: int = 0  # FFmpeg threads per video
-    torch_threads: int = 0  # torch intra-op threads while encoding
+    # Thread pools. 0 keeps each library's own choice (FFmpeg: about one per core; torch: one
+    # per core), which makes the two pools fight over the cores. None (the default) is
+    # decided per video by thread_split: with an int8 image tower on a CPU, one FFmpeg
+    # thread decodes (more do not speed up decoding at 1 fps) and torch gets the other
+    # cores; that split measured fastest on 2 cores. Otherwise (fp32, where the encoder is
+    # the slower stage and wants every core, or a GPU) each library's choice.
+    decode_threads: int | None = None  # FFmpeg threads per video
+    torch_threads: int | None = None  # torch intra-op threads while encoding
     skip_nonref: bool = True  # decode no frame that sampling cannot pick (decode.FrameSampler)
 
     def __post_init__(self) -> None:
@@ -67,8 +71,9 @@ class IngestConfig:
         if self.precision not in INGEST_PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(INGEST_PRECISIONS)}, "
                               f"got {self.precision!r}")
-        if self.decode_threads < 0 or self.torch_threads < 0:
-            raise ConfigError("decode_threads and torch_threads must be >= 0 (0: the library's choice)")
+        if any(n is not None and n < 0 for n in (self.decode_threads, self.torch_threads)):
+            raise ConfigError("decode_threads and torch_threads must be >= 0 (0: the library's "
+                              "choice) or None (decided per video)")
 
     def resolved(self, device: str | None, recorded: str | None = None) -> "IngestConfig":
         """This config with precision ``auto`` replaced: by ``recorded`` (the precision an
@@ -79,6 +84,20 @@ class IngestConfig:
         if self.precision != "auto":
             return self
         return replace(self, precision=recorded or default_image_precision(device or default_device()))
+
+
+def thread_split(config: IngestConfig, precision: str, device: str, cores: int | None = None) -> tuple[int, int]:
+    """``(decode_threads, torch_threads)`` for encoding at ``precision`` on ``device``: the
+    config's own counts, and for each left at None, the split described in
+    :class:`IngestConfig` (0: the library's choice). ``cores``: the CPUs this process may use
+    (None: counted)."""
+    decode, encode = 0, 0
+    if precision == "int8" and not str(device).startswith("cuda"):
+        if cores is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        decode, encode = 1, max(1, cores - 1)
+    return (decode if config.decode_threads is None else config.decode_threads,
+            encode if config.torch_threads is None else config.torch_threads)
 
 
 _DONE = object()
@@ -150,12 +169,14 @@ def extract_features(
     quantises ``encoder`` to int8 for good.
     """
     side = encoder.info.image_size
-    encoder.set_image_precision(config.resolved(encoder.device).precision)
+    precision = config.resolved(encoder.device).precision
+    encoder.set_image_precision(precision)
+    decode_threads, encode_threads = thread_split(config, precision, str(encoder.device))
     sampler = FrameSampler(path, fps=config.fps, size=(side, side), batch_size=config.batch_size,
-                           skip_nonref=config.skip_nonref, threads=config.decode_threads)
+                           skip_nonref=config.skip_nonref, threads=decode_threads)
     pruner = DensePruner(encoder.info.grid, threshold=config.prune_threshold)
     times, embeddings = [], []
-    with torch_threads(config.torch_threads):
+    with torch_threads(encode_threads):
         for batch in prefetch(iter(sampler), config.prefetch_batches):
             out = encoder.encode_frames(batch.pixels)
             pruner.add(batch.pixels, out.patches)
