@@ -83,15 +83,21 @@ def peak_rss_mb() -> float:
 
 
 # The full-ingest rows: IngestConfig fields. "before" is the pipeline as it was before issue 15.
-BEFORE = {"skip_nonref": False, "precision": "fp32"}
+# "Library threads": both pools at their library's choice (0), as before issue 15.
+LIBRARY_THREADS = {"decode_threads": 0, "torch_threads": 0}
+BEFORE = {"skip_nonref": False, "precision": "fp32", **LIBRARY_THREADS}
 ONE_CORE_EACH = {"decode_threads": 1, "torch_threads": 1}
 FULL_ROWS = {
     "full, before (all frames decoded, fp32)": BEFORE,
     "full, + skip non-reference frames": {**BEFORE, "skip_nonref": True},
     "full, + int8 image tower": {**BEFORE, "precision": "int8"},
     "full, + one core each (1 FFmpeg, 1 torch thread)": {**BEFORE, **ONE_CORE_EACH},
-    "full, defaults (skip, auto: int8 on CPU)": {},
+    "full, skip + int8, library threads (the defaults before the split)": {"precision": "int8", **LIBRARY_THREADS},
+    "full, defaults (skip, auto: bf16 with AMX, else int8, on CPU; threads split)": {},
     "full, every lever (skip, int8, one core each)": {"precision": "int8", **ONE_CORE_EACH},
+    # bf16 autocast is fast only on CPUs with AVX-512 BF16 / AMX (lscpu)
+    "full, skip, bf16 image tower": {"precision": "bf16", **LIBRARY_THREADS},
+    "full, skip, bf16, one core each": {"precision": "bf16", **ONE_CORE_EACH},
 }
 DECODE_ROWS = {
     "decode, before (all frames, FFmpeg threads)": {"skip_nonref": False, "threads": 0},

@@ -14,6 +14,7 @@ import vidseek.annotations
 import vidseek.evaluation
 import vidseek.indexer
 from vidseek import Archive, IngestConfig, QueryError
+from vidseek.models.encoder import default_image_precision
 from vidseek.errors import EncoderMismatchError
 from vidseek.models.tiny import build_tiny_clip
 from vidseek.synth import Segment, noise_frames, splice_videos
@@ -315,8 +316,8 @@ def test_an_existing_archive_refuses_other_ingest_settings(tmp_path, tiny_clip_d
         with pytest.raises(ConfigError, match="fps 1 \\(given 2\\)"):
             arch.config = IngestConfig(fps=2.0)
         arch.config = IngestConfig(fps=1.0, batch_size=2)
-        # precision auto reads back as the archive's own (auto on this CPU built it in int8)
-        assert arch.config == IngestConfig(fps=1.0, batch_size=2, precision="int8")
+        # precision auto reads back as the archive's own (what auto gives on this CPU)
+        assert arch.config == IngestConfig(fps=1.0, batch_size=2, precision=default_image_precision("cpu"))
         arch.ingest([media / "bikes.mp4"])
         assert {v.fps for v in arch.videos()} == {1.0}
         assert arch.manifest["ingest"]["fps"] == 1.0

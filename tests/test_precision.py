@@ -1,7 +1,8 @@
 """The image tower's precision (issue 15): fp32, bf16 autocast or int8 linear layers keep the
 embeddings of real frames close to fp32's, and an archive records the precision it was built
 with and refuses another one (it never mixes embeddings of two precisions silently). The
-default, ``auto``, takes an existing archive's precision, else int8 on CPU and fp32 on a GPU."""
+default, ``auto``, takes an existing archive's precision, else on a CPU bf16 where it has
+AMX/AVX-512 BF16 and int8 elsewhere, and fp32 on a GPU."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from vidseek.cli import app
 from vidseek.indexer import FrameSampler
 from vidseek.indexer.ingest import archive_config, check_settings
 from vidseek.models import FrameEncoder
+from vidseek.models.encoder import cpu_has_native_bf16, default_image_precision
+
+# what precision auto gives on this machine's CPU: bf16 where it computes bf16 in hardware
+CPU_AUTO = default_image_precision("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -87,28 +92,49 @@ def test_archive_records_its_precision_and_refuses_another(tmp_path, tiny_clip_d
         check_settings(root, legacy, IngestConfig(precision="int8"))
 
 
+def test_cpu_auto_precision_follows_the_cpus_bf16_support(tmp_path, monkeypatch):
+    import vidseek.models.encoder as encoder_module
+
+    assert CPU_AUTO == ("bf16" if cpu_has_native_bf16() else "int8")
+    for flags, want in (("fpu avx512f avx512_vnni", False), ("fpu avx512_bf16 avx512f", True),
+                        ("fpu amx_bf16 amx_tile", True)):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        real_path = encoder_module.Path
+        monkeypatch.setattr(encoder_module, "Path",
+                            lambda p: info if str(p) == "/proc/cpuinfo" else real_path(p))
+        encoder_module.cpu_has_native_bf16.cache_clear()
+        try:
+            assert encoder_module.cpu_has_native_bf16() is want
+            assert default_image_precision("cpu") == ("bf16" if want else "int8")
+            assert default_image_precision("cuda") == "fp32"
+        finally:
+            monkeypatch.setattr(encoder_module, "Path", real_path)
+            encoder_module.cpu_has_native_bf16.cache_clear()
+
+
 def test_auto_resolves_to_the_devices_default_or_the_archives_own():
     assert IngestConfig().precision == "auto"
-    assert IngestConfig().resolved("cpu").precision == "int8"
+    assert IngestConfig().resolved("cpu").precision == CPU_AUTO
     assert IngestConfig().resolved("cuda").precision == "fp32"
     assert IngestConfig().resolved("cuda:1").precision == "fp32"
     assert IngestConfig().resolved("cuda", "bf16").precision == "bf16"  # an archive's own wins
     assert IngestConfig(precision="fp32").resolved("cpu", "int8").precision == "fp32"  # given: kept
-    assert archive_config(IngestConfig(), None, "cpu").precision == "int8"
+    assert archive_config(IngestConfig(), None, "cpu").precision == CPU_AUTO
     assert archive_config(IngestConfig(), {"precision": "bf16"}, "cpu").precision == "bf16"
 
 
-def test_a_new_archive_with_auto_records_int8_on_cpu(tmp_path, tiny_clip_dir, media):
+def test_a_new_archive_with_auto_records_the_cpus_default(tmp_path, tiny_clip_dir, media):
     with Archive.open(tmp_path / "gpu", device="cuda") as arch:  # resolved before any model loads
         assert arch.config.precision == "fp32"
     with Archive.open(tmp_path / "a", model=tiny_clip_dir, device="cpu") as arch:  # no config: auto
-        assert arch.config.precision == "int8"
+        assert arch.config.precision == CPU_AUTO
         assert arch.ingest([media / "carphone_pristine.mp4"]).ok
-        assert arch.manifest["ingest"]["precision"] == "int8"
-        assert arch.encoder.image_precision == "int8"
+        assert arch.manifest["ingest"]["precision"] == CPU_AUTO
+        assert arch.encoder.image_precision == CPU_AUTO
     with Archive.open(tmp_path / "a", device="cpu", config=IngestConfig()) as arch:
-        assert arch.config.precision == "int8"
-    with pytest.raises(ConfigError, match="precision int8 \\(given fp32\\)"):
+        assert arch.config.precision == CPU_AUTO
+    with pytest.raises(ConfigError, match=f"precision {CPU_AUTO} \\(given fp32\\)"):
         Archive.open(tmp_path / "a", config=IngestConfig(precision="fp32"))
 
 
@@ -143,8 +169,8 @@ def test_cli_ingest_precision(tmp_path, tiny_clip_dir, media):
     assert result.exit_code != 0 and "--precision must be auto, fp32, bf16, int8, not 'fp16'" in result.output
     result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", archive])
     assert result.exit_code == 0, result.output  # no flag (auto): the archive's own precision
-    # a new archive with no flag: auto, int8 on this CPU; an fp32 one keeps fp32 under auto
-    for name, flag, recorded in (("b", [], "int8"), ("c", ["--precision", "fp32"], "fp32")):
+    # a new archive with no flag: auto, this CPU's default; an fp32 one keeps fp32 under auto
+    for name, flag, recorded in (("b", [], CPU_AUTO), ("c", ["--precision", "fp32"], "fp32")):
         result = runner.invoke(app, ["ingest", clip, "--archive", str(tmp_path / name), "--model",
                                      str(tiny_clip_dir), "--device", "cpu", *flag])
         assert result.exit_code == 0, result.output
@@ -156,8 +182,8 @@ def test_cli_ingest_precision(tmp_path, tiny_clip_dir, media):
 
 
 def test_thread_split_gives_decoding_one_core_with_an_int8_tower():
-    """IngestConfig's thread counts default to None: with int8 on a CPU one FFmpeg thread
-    and the other cores for torch (the fastest split measured on 2 cores,
+    """IngestConfig's thread counts default to None: with int8 or bf16 on a CPU one FFmpeg
+    thread and the other cores for torch (the fastest split measured on 2 cores,
     docs/benchmarks.md); fp32 and GPUs keep each library's choice (0); counts the config
     names win; negative ones are refused."""
     from vidseek.indexer.pipeline import thread_split
@@ -168,7 +194,7 @@ def test_thread_split_gives_decoding_one_core_with_an_int8_tower():
     assert thread_split(auto, "int8", "cpu", cores=16) == (1, 15)
     assert thread_split(auto, "int8", "cpu", cores=1) == (1, 1)
     assert thread_split(auto, "fp32", "cpu", cores=2) == (0, 0)
-    assert thread_split(auto, "bf16", "cpu", cores=2) == (0, 0)
+    assert thread_split(auto, "bf16", "cpu", cores=2) == (1, 1)
     assert thread_split(auto, "fp32", "cuda:0", cores=2) == (0, 0)
     assert thread_split(IngestConfig(torch_threads=2), "int8", "cpu", cores=2) == (1, 2)
     assert thread_split(IngestConfig(decode_threads=0, torch_threads=0), "int8", "cpu", cores=2) == (0, 0)

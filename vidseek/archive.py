@@ -100,7 +100,7 @@ class Archive:
         encoder than an existing archive's raises EncoderMismatchError. ``config``: a new
         archive's ingest settings; an existing one keeps its own (other ``fps``,
         ``prune_threshold`` or image ``precision``: ConfigError; precision ``auto``, the
-        default, takes the archive's, or for a new archive int8 on CPU and fp32 on a GPU).
+        default, takes the archive's, or for a new archive on a CPU bf16 where it has AMX/AVX-512 BF16, else int8, and fp32 on a GPU).
         ``int8_text`` / ``int8_llm``: int8 text encoder / LM for queries on CPU, about half
         the time each (skipped with a warning on a GPU).
         ``nprobe``: IVF lists a search scans once the index is IVF (docs/scale.md).

@@ -45,7 +45,7 @@ def ingest(
         help="Dense-token pruning threshold, mean |pixel change| in 0-255 units, >= 0; an existing archive keeps its own [default: the archive's, 0.1 for a new one].")] = None,
     precision: Annotated[str, typer.Option(
         "--precision", metavar="<auto|fp32|bf16|int8>", callback=_check_precision,
-        help="How the image encoder computes: auto (the archive's own; for a new archive int8 on CPU, fp32 on a GPU), fp32, bf16 (autocast; fast only on CPUs with AVX-512 BF16 or AMX) or int8 (linear layers, CPU only); recorded in the archive, which keeps its own (another value than auto is an error).")] = "auto",
+        help="How the image encoder computes: auto (the archive's own; for a new archive on a CPU bf16 if it has AVX-512 BF16 or AMX, else int8; fp32 on a GPU), fp32, bf16 (autocast; fast only on CPUs with AVX-512 BF16 or AMX) or int8 (linear layers, CPU only); recorded in the archive, which keeps its own (another value than auto is an error).")] = "auto",
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.")] = True,
     device: DeviceOpt = None,
     engine: Annotated[str, typer.Option(

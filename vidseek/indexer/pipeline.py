@@ -52,10 +52,10 @@ class IngestConfig:
     precision: str = "auto"
     # Thread pools. 0 keeps each library's own choice (FFmpeg: about one per core; torch: one
     # per core), which makes the two pools fight over the cores. None (the default) is
-    # decided per video by thread_split: with an int8 image tower on a CPU, one FFmpeg
-    # thread decodes (more do not speed up decoding at 1 fps) and torch gets the other
-    # cores; that split measured fastest on 2 cores. Otherwise (fp32, where the encoder is
-    # the slower stage and wants every core, or a GPU) each library's choice.
+    # decided per video by thread_split: with an int8 or bf16 image tower on a CPU, one
+    # FFmpeg thread decodes (more do not speed up decoding at 1 fps) and torch gets the
+    # other cores; that split measured fastest on 2 cores. Otherwise (fp32, where the
+    # encoder is the slower stage and wants every core, or a GPU) each library's choice.
     decode_threads: int | None = None  # FFmpeg threads per video
     torch_threads: int | None = None  # torch intra-op threads while encoding
     skip_nonref: bool = True  # decode no frame that sampling cannot pick (decode.FrameSampler)
@@ -78,7 +78,7 @@ class IngestConfig:
     def resolved(self, device: str | None, recorded: str | None = None) -> "IngestConfig":
         """This config with precision ``auto`` replaced: by ``recorded`` (the precision an
         existing archive was built with) when given, else by the default for ``device``
-        (None: :func:`~vidseek.models.encoder.default_device`; int8 on CPU, fp32 on a GPU:
+        (None: :func:`~vidseek.models.encoder.default_device`; on a CPU bf16 where it has AMX/AVX-512 BF16, else int8; fp32 on a GPU:
         :func:`~vidseek.models.encoder.default_image_precision`). Any other precision is
         kept as it is."""
         if self.precision != "auto":
@@ -92,7 +92,7 @@ def thread_split(config: IngestConfig, precision: str, device: str, cores: int |
     :class:`IngestConfig` (0: the library's choice). ``cores``: the CPUs this process may use
     (None: counted)."""
     decode, encode = 0, 0
-    if precision == "int8" and not str(device).startswith("cuda"):
+    if precision in ("int8", "bf16") and not str(device).startswith("cuda"):
         if cores is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         decode, encode = 1, max(1, cores - 1)
