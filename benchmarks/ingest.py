@@ -93,7 +93,7 @@ FULL_ROWS = {
     "full, + int8 image tower": {**BEFORE, "precision": "int8"},
     "full, + one core each (1 FFmpeg, 1 torch thread)": {**BEFORE, **ONE_CORE_EACH},
     "full, skip + int8, library threads (the defaults before the split)": {"precision": "int8", **LIBRARY_THREADS},
-    "full, defaults (skip, auto: bf16 with AMX, else int8, on CPU; threads split)": {},
+    "full, defaults (skip; auto: bf16 with AMX or AVX-512 BF16, else int8; threads split)": {},
     "full, every lever (skip, int8, one core each)": {"precision": "int8", **ONE_CORE_EACH},
     # bf16 autocast is fast only on CPUs with AVX-512 BF16 / AMX (lscpu)
     "full, skip, bf16 image tower": {"precision": "bf16", **LIBRARY_THREADS},

@@ -65,9 +65,10 @@ def default_image_precision(device: str) -> str:
     where it computes bf16 in hardware (:func:`cpu_has_native_bf16`), else ``int8``;
     ``fp32`` elsewhere."""
     # Both keep CLIP-mode recall within a point of fp32 (docs/benchmarks.md). On a CPU with
-    # AMX, bf16 autocast ran the tower 1.4x faster than int8 (2.7x fp32); without AVX-512
-    # BF16/AMX it ran 2.9x slower than fp32, while int8 (dynamic quantisation, float32
-    # model only) ran 1.7x faster. A GPU already runs the model in half precision.
+    # AMX, bf16 autocast ran the tower 1.4x faster than int8 (2.7x fp32); with AVX-512 BF16
+    # but no AMX (AMD EPYC) 1.1x faster than int8 (3.1x fp32); with neither it ran 2.9x
+    # slower than fp32, while int8 (dynamic quantisation, float32 model only) ran 1.7x
+    # faster. A GPU already runs the model in half precision.
     if torch.device(device).type != "cpu":
         return "fp32"
     return "bf16" if cpu_has_native_bf16() else "int8"
