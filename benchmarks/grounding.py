@@ -1,7 +1,7 @@
 """Grounding accuracy on held-out synthetic long videos: every query mode vidseek has.
 
     python benchmarks/grounding.py [--minutes 30] [--encoder DIR] [--seed 1000] [--checkpoint CKPT]
-                                   [--precision fp32,int8] [--predictions FILE] [--ablations]
+                                   [--precision fp32,int8,fp32-nodeblock] [--predictions FILE] [--ablations]
                                    [--distractors N] [--dense-probe N]
 
 Trains the world encoder (unless --encoder is given; cached in .cache/bench/), generates a
@@ -59,7 +59,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=0, help="score only the first N present queries")
     parser.add_argument("--precision", default="fp32",
                         help="image-encoder precisions, comma-separated: the first for every mode, "
-                             "each other one re-ingests the video and scores CLIP mode (clip-<precision>)")
+                             "each other one re-ingests the video and scores CLIP mode (clip-<precision>); "
+                             "an other one ending in -nodeblock decodes without the deblocking filter")
     parser.add_argument("--predictions", type=Path, help="write every mode's moments per query here (JSON lines)")
     parser.add_argument("--distractors", type=int, default=0,
                         help="also ingest N other worlds (seeds S+1..S+N, same length) and score CLIP "
@@ -99,12 +100,14 @@ def main() -> None:
         rows: list[dict] = []
         first, *others = args.precision.split(",")
         for precision in others:  # the same video and queries, CLIP mode, another precision
-            config = vidseek.IngestConfig(precision=precision)
+            name, deblock = precision.removesuffix("-nodeblock"), not precision.endswith("-nodeblock")
+            config = vidseek.IngestConfig(precision=name, deblock=deblock)
             with vidseek.Archive.open(Path(tmp) / f"archive-{precision}", model=encoder, config=config) as archive:
                 archive.ingest([video])
                 report = vidseek.evaluation.evaluate_archive(archive, annotations, mode="clip")
                 results[f"clip-{precision}"] = report.to_dict()
-                print(f"\n### clip, image encoder in {precision} ({report.queries} queries)\n")
+                print(f"\n### clip, image encoder in {name}{'' if deblock else ', no deblocking'} "
+                      f"({report.queries} queries)\n")
                 print(report.table())
         config = vidseek.IngestConfig(precision=first)
         with vidseek.Archive.open(Path(tmp) / "archive", model=encoder, config=config) as archive:

@@ -98,6 +98,7 @@ FULL_ROWS = {
     # bf16 autocast is fast only on CPUs with AVX-512 BF16 / AMX (lscpu)
     "full, skip, bf16 image tower": {"precision": "bf16", **LIBRARY_THREADS},
     "full, skip, bf16, one core each": {"precision": "bf16", **ONE_CORE_EACH},
+    "full, defaults + no deblocking (not exact)": {"deblock": False},
 }
 DECODE_ROWS = {
     "decode, before (all frames, FFmpeg threads)": {"skip_nonref": False, "threads": 0},
@@ -105,6 +106,7 @@ DECODE_ROWS = {
     "decode, + skip non-reference frames (the default)": {"skip_nonref": True, "threads": 0},
     "decode, + 1 FFmpeg thread": {"skip_nonref": False, "threads": 1},
     "decode, skip + 1 FFmpeg thread": {"skip_nonref": True, "threads": 1},
+    "decode, skip + 1 FFmpeg thread, no deblocking (not exact)": {"skip_nonref": True, "threads": 1, "deblock": False},
 }
 ENCODE_ROWS = {f"encode, {p}": {"precision": p} for p in ("fp32", "bf16", "int8")}
 

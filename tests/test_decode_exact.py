@@ -103,3 +103,50 @@ def test_threads_must_not_be_negative(tmp_path):
 
     with pytest.raises(ConfigError, match="threads"):
         FrameSampler(tmp_path / "x.mp4", threads=-1)
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_decoding_without_deblocking_keeps_the_frames_and_times(media, name):
+    """deblock=False (FFmpeg's skip_loop_filter) is not exact, but it samples the same
+    frames at the same times, and the pictures stay close to the exact ones."""
+    exact, exact_times, exact_pixels = sampled(media / name, 1.0, threads=1)
+    fast, fast_times, fast_pixels = sampled(media / name, 1.0, threads=1, deblock=False)
+    np.testing.assert_array_equal(fast_times, exact_times)
+    assert fast.frames_decoded == exact.frames_decoded
+    diff = np.abs(fast_pixels.astype(np.int16) - exact_pixels.astype(np.int16))
+    assert diff.mean() < 3.0, f"{name}: mean |pixel difference| {diff.mean():.2f}"
+
+
+def test_deblocking_is_really_skipped_on_h264(tmp_path):
+    """On a strongly quantised H.264 file the deblocking filter changes many pixels: skipping
+    it must show (else the option silently did nothing)."""
+    path = tmp_path / "blocky.mp4"
+    with VideoWriter(path, fps=25, options={"crf": "45"}) as writer:
+        for picture in static_scene_frames(50, (192, 128)):
+            writer.write(picture)
+    _, _, exact = sampled(path, 5.0)
+    _, _, fast = sampled(path, 5.0, deblock=False)
+    assert np.mean(exact != fast) > 0.05
+
+
+def test_ingest_without_deblocking_from_the_cli(media, tiny_clip_dir, tmp_path):
+    """`vidseek ingest --no-deblock` reaches the decoder: the same frame times as a default
+    ingest, embeddings close to its but not identical."""
+    from typer.testing import CliRunner
+
+    import vidseek
+    from vidseek.cli import app
+
+    vectors = {}
+    for flag in ("--deblock", "--no-deblock"):
+        root = tmp_path / flag.strip("-")
+        result = CliRunner().invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", str(root),
+                                          "--model", str(tiny_clip_dir), "--precision", "fp32", flag])
+        assert result.exit_code == 0, result.output
+        with vidseek.Archive.open(root) as archive:
+            features = archive.video_features(archive.find_video("bikes.mp4"))
+            vectors[flag] = (features.times, features.embeddings)
+    (times, exact), (fast_times, fast) = vectors["--deblock"], vectors["--no-deblock"]
+    np.testing.assert_array_equal(fast_times, times)
+    cosine = np.sum(exact * fast, axis=1) / np.linalg.norm(exact, axis=1) / np.linalg.norm(fast, axis=1)
+    assert not np.array_equal(exact, fast) and cosine.min() > 0.99

@@ -59,6 +59,10 @@ class IngestConfig:
     decode_threads: int | None = None  # FFmpeg threads per video
     torch_threads: int | None = None  # torch intra-op threads while encoding
     skip_nonref: bool = True  # decode no frame that sampling cannot pick (decode.FrameSampler)
+    # False: decode H.264/HEVC without the deblocking filter (FrameSampler's deblock), faster
+    # and not exact. Not recorded by an archive: like a re-encode of the source, it moves
+    # embeddings slightly without changing what they are comparable with.
+    deblock: bool = True
 
     def __post_init__(self) -> None:
         # NaN compares false with everything, so finiteness is checked first
@@ -173,7 +177,8 @@ def extract_features(
     encoder.set_image_precision(precision)
     decode_threads, encode_threads = thread_split(config, precision, str(encoder.device))
     sampler = FrameSampler(path, fps=config.fps, size=(side, side), batch_size=config.batch_size,
-                           skip_nonref=config.skip_nonref, threads=decode_threads)
+                           skip_nonref=config.skip_nonref, threads=decode_threads,
+                           deblock=config.deblock)
     pruner = DensePruner(encoder.info.grid, threshold=config.prune_threshold)
     times, embeddings = [], []
     with torch_threads(encode_threads):
