@@ -99,6 +99,9 @@ FULL_ROWS = {
     "full, skip, bf16 image tower": {"precision": "bf16", **LIBRARY_THREADS},
     "full, skip, bf16, one core each": {"precision": "bf16", **ONE_CORE_EACH},
     "full, defaults + no deblocking (not exact)": {"deblock": False},
+    # ONNX Runtime, int8 weights (the onnx extra); threads split as for int8/bf16
+    "full, skip, onnx-int8, threads split": {"precision": "onnx-int8"},
+    "full, skip, onnx-int8, no deblocking (not exact)": {"precision": "onnx-int8", "deblock": False},
 }
 DECODE_ROWS = {
     "decode, before (all frames, FFmpeg threads)": {"skip_nonref": False, "threads": 0},
@@ -108,7 +111,7 @@ DECODE_ROWS = {
     "decode, skip + 1 FFmpeg thread": {"skip_nonref": True, "threads": 1},
     "decode, skip + 1 FFmpeg thread, no deblocking (not exact)": {"skip_nonref": True, "threads": 1, "deblock": False},
 }
-ENCODE_ROWS = {f"encode, {p}": {"precision": p} for p in ("fp32", "bf16", "int8")}
+ENCODE_ROWS = {f"encode, {p}": {"precision": p} for p in ("fp32", "bf16", "int8", "onnx-int8")}
 
 
 def _side(model: Path) -> int:
@@ -226,6 +229,8 @@ def stage_full(video: Path, model: Path, fps: float, options: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         with Archive.open(Path(tmp) / "archive", model=model, device="cpu", config=config) as archive:
             archive.encoder  # load outside the timed region, as a daemon would
+            if config.precision == "onnx-int8":  # likewise its ONNX session (export: cached)
+                archive.encoder.set_image_precision("onnx-int8")
             t0 = time.perf_counter()
             report = archive.ingest([video], progress=progress)
             seconds = time.perf_counter() - t0

@@ -6,12 +6,15 @@ Nothing here downloads: HF_HUB_OFFLINE is forced and every model is built from a
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# exported ONNX towers (precision onnx-int8) go to a throwaway folder, not ~/.cache
+os.environ["VIDSEEK_CACHE_DIR"] = tempfile.mkdtemp(prefix="vidseek-test-cache-")
 
 from pathlib import Path
 

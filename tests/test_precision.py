@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from vidseek import Archive, ConfigError, IngestConfig, ModelError
 from vidseek.cli import app
-from vidseek.indexer import FrameSampler
+from vidseek.indexer import FrameSampler, read_frame
 from vidseek.indexer.ingest import archive_config, check_settings
 from vidseek.models import FrameEncoder
 from vidseek.models.encoder import cpu_has_native_bf16, default_image_precision
@@ -33,7 +33,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-@pytest.mark.parametrize("precision, floor", [("bf16", 0.999), ("int8", 0.99)])
+@pytest.mark.parametrize("precision, floor", [("bf16", 0.999), ("int8", 0.99), ("onnx-int8", 0.99)])
 def test_reduced_precision_embeddings_stay_close_to_fp32(tiny_clip_dir, real_frames, precision, floor):
     fp32 = FrameEncoder.load(tiny_clip_dir, device="cpu")
     fast = FrameEncoder.load(tiny_clip_dir, device="cpu")
@@ -63,6 +63,50 @@ def test_int8_is_one_way_and_unknown_precisions_are_refused(tiny_clip_dir):
         encoder.set_image_precision("fp32")
     with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16, int8"):
         IngestConfig(precision="fp16")
+
+
+def test_onnx_tower_is_exported_once_and_needs_its_extra(tiny_clip_dir, real_frames, tmp_path, monkeypatch):
+    """onnx-int8 exports and quantises the tower once per model, atomically, into the cache
+    folder; a later encoder loads that file without exporting; without ONNX Runtime the
+    error names the extra to install."""
+    import sys
+
+    import torch
+
+    monkeypatch.setenv("VIDSEEK_CACHE_DIR", str(tmp_path / "cache"))
+    first = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    first.set_image_precision("onnx-int8")
+    [exported] = (tmp_path / "cache" / "onnx").glob("*/image-int8.onnx")
+    assert [p.name for p in exported.parent.iterdir()] == ["image-int8.onnx"]  # no leftovers
+    want = first.encode_frames(real_frames[:7]).embeddings
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
+    again = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    again.set_image_precision("onnx-int8")
+    np.testing.assert_allclose(again.encode_frames(real_frames[:7]).embeddings, want, atol=1e-6)
+    again.set_image_precision("fp32")  # the torch model is untouched: back to fp32 freely
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were missing
+    monkeypatch.setenv("VIDSEEK_CACHE_DIR", str(tmp_path / "other"))
+    with pytest.raises(ModelError, match=r"pip install 'vidseek\[onnx\]'"):
+        FrameEncoder.load(tiny_clip_dir, device="cpu").set_image_precision("onnx-int8")
+
+
+def test_an_onnx_int8_archive_records_it(tmp_path, tiny_clip_dir, media):
+    root = tmp_path / "a"
+    with Archive.open(root, model=tiny_clip_dir, device="cpu", config=IngestConfig(precision="onnx-int8")) as arch:
+        arch.ingest([media / "bikes.mp4", media / "carphone_pristine.mp4"])
+        assert arch.manifest["ingest"]["precision"] == "onnx-int8"
+    with Archive.open(root, device="cpu") as arch:  # reopened: the archive's own, found by image
+        assert arch.config.precision == "onnx-int8"
+        for name in ("bikes.mp4", "carphone_pristine.mp4"):
+            [hit] = arch.search(image=read_frame(media / name, 2.0), top_k=1)
+            assert hit.video == name and abs(hit.start - 2.0) <= 1.0
+    with pytest.raises(ConfigError, match="precision onnx-int8 \\(given int8\\)"):
+        Archive.open(root, config=IngestConfig(precision="int8"))
 
 
 def test_archive_records_its_precision_and_refuses_another(tmp_path, tiny_clip_dir, media):
@@ -166,11 +210,12 @@ def test_cli_ingest_precision(tmp_path, tiny_clip_dir, media):
     assert "error: " in result.output and "precision int8 (given fp32)" in result.output
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["ingest", clip, "--archive", archive, "--precision", "fp16"])
-    assert result.exit_code != 0 and "--precision must be auto, fp32, bf16, int8, not 'fp16'" in result.output
+    assert result.exit_code != 0 and "--precision must be auto, fp32, bf16, int8, onnx-int8, not 'fp16'" in result.output
     result = runner.invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", archive])
     assert result.exit_code == 0, result.output  # no flag (auto): the archive's own precision
     # a new archive with no flag: auto, this CPU's default; an fp32 one keeps fp32 under auto
-    for name, flag, recorded in (("b", [], CPU_AUTO), ("c", ["--precision", "fp32"], "fp32")):
+    for name, flag, recorded in (("b", [], CPU_AUTO), ("c", ["--precision", "fp32"], "fp32"),
+                                 ("d", ["--precision", "onnx-int8"], "onnx-int8")):
         result = runner.invoke(app, ["ingest", clip, "--archive", str(tmp_path / name), "--model",
                                      str(tiny_clip_dir), "--device", "cpu", *flag])
         assert result.exit_code == 0, result.output
@@ -195,6 +240,7 @@ def test_thread_split_gives_decoding_one_core_with_an_int8_tower():
     assert thread_split(auto, "int8", "cpu", cores=1) == (1, 1)
     assert thread_split(auto, "fp32", "cpu", cores=2) == (0, 0)
     assert thread_split(auto, "bf16", "cpu", cores=2) == (1, 1)
+    assert thread_split(auto, "onnx-int8", "cpu", cores=2) == (1, 1)
     assert thread_split(auto, "fp32", "cuda:0", cores=2) == (0, 0)
     assert thread_split(IngestConfig(torch_threads=2), "int8", "cpu", cores=2) == (1, 2)
     assert thread_split(IngestConfig(decode_threads=0, torch_threads=0), "int8", "cpu", cores=2) == (0, 0)

@@ -44,8 +44,8 @@ def ingest(
         "--prune-threshold", callback=non_negative,
         help="Dense-token pruning threshold, mean |pixel change| in 0-255 units, >= 0; an existing archive keeps its own [default: the archive's, 0.1 for a new one].")] = None,
     precision: Annotated[str, typer.Option(
-        "--precision", metavar="<auto|fp32|bf16|int8>", callback=_check_precision,
-        help="How the image encoder computes: auto (the archive's own; for a new archive on a CPU bf16 if it has AVX-512 BF16 or AMX, else int8; fp32 on a GPU), fp32, bf16 (autocast; fast only on CPUs with AVX-512 BF16 or AMX) or int8 (linear layers, CPU only); recorded in the archive, which keeps its own (another value than auto is an error).")] = "auto",
+        "--precision", metavar="<auto|fp32|bf16|int8|onnx-int8>", callback=_check_precision,
+        help="How the image encoder computes: auto (the archive's own; for a new archive on a CPU bf16 if it has AVX-512 BF16 or AMX, else int8; fp32 on a GPU), fp32, bf16 (autocast; fast only on CPUs with AVX-512 BF16 or AMX), int8 (linear layers, CPU only) or onnx-int8 (ONNX Runtime with int8 weights, CPU only, the onnx extra; exported once per model); recorded in the archive, which keeps its own (another value than auto is an error).")] = "auto",
     deblock: Annotated[bool, typer.Option(
         "--deblock/--no-deblock",
         help="--no-deblock: decode H.264/HEVC without the deblocking filter, about 1.3-1.6x faster decoding; not exact (pixels differ slightly). Worth it where decoding is the slower stage (an encoder on a GPU).")] = True,

@@ -52,7 +52,7 @@ class IngestConfig:
     precision: str = "auto"
     # Thread pools. 0 keeps each library's own choice (FFmpeg: about one per core; torch: one
     # per core), which makes the two pools fight over the cores. None (the default) is
-    # decided per video by thread_split: with an int8 or bf16 image tower on a CPU, one
+    # decided per video by thread_split: with an int8, onnx-int8 or bf16 image tower on a CPU, one
     # FFmpeg thread decodes (more do not speed up decoding at 1 fps) and torch gets the
     # other cores; that split measured fastest on 2 cores. Otherwise (fp32, where the
     # encoder is the slower stage and wants every core, or a GPU) each library's choice.
@@ -96,7 +96,7 @@ def thread_split(config: IngestConfig, precision: str, device: str, cores: int |
     :class:`IngestConfig` (0: the library's choice). ``cores``: the CPUs this process may use
     (None: counted)."""
     decode, encode = 0, 0
-    if precision in ("int8", "bf16") and not str(device).startswith("cuda"):
+    if precision in ("int8", "bf16", "onnx-int8") and not str(device).startswith("cuda"):
         if cores is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         decode, encode = 1, max(1, cores - 1)

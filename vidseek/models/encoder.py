@@ -15,7 +15,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 # How the image tower computes (FrameEncoder.set_image_precision): float32, bfloat16 autocast,
 # or int8 weights in its linear layers (dynamic quantisation, CPU only).
-IMAGE_PRECISIONS = ("fp32", "bf16", "int8")
+IMAGE_PRECISIONS = ("fp32", "bf16", "int8", "onnx-int8")
 _SUPPORTED = ("clip", "siglip")
 # Used when a checkpoint ships no preprocessor config.
 _DEFAULT_NORMALISATION = {
@@ -196,6 +196,7 @@ class FrameEncoder:
         dtype = next(model.parameters()).dtype
         self.text_int8 = False  # see quantize_text
         self.image_precision = "fp32"  # see set_image_precision
+        self._onnx_tower: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None
         self._mean = torch.tensor(image_mean, dtype=dtype, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(image_std, dtype=dtype, device=device).view(1, 3, 1, 1)
 
@@ -247,8 +248,10 @@ class FrameEncoder:
         cosine 0.999 of float32). ``int8``: the image tower's linear layers get int8 weights
         (:mod:`vidseek.models.quantize`; CPU and float32 only, irreversible: going back needs
         a freshly loaded encoder, so asking for another precision afterwards is a
-        :class:`ModelError`). :attr:`info` (the fingerprint) is unchanged: an archive records
-        the precision next to it."""
+        :class:`ModelError`). ``onnx-int8``: the image tower runs in ONNX Runtime with int8
+        weights (:mod:`vidseek.models.onnx_tower`; CPU, float32 model, the ``onnx`` extra;
+        exported once per model and cached). :attr:`info` (the fingerprint) is unchanged: an
+        archive records the precision next to it."""
         if precision not in IMAGE_PRECISIONS:
             raise ModelError(f"image precision must be one of {', '.join(IMAGE_PRECISIONS)}, "
                              f"got {precision!r}")
@@ -259,6 +262,13 @@ class FrameEncoder:
                              f"load the encoder again to encode images in {precision}")
         if precision == "int8":
             self._quantize_tower("vision_model", "visual_projection", "image")
+        if precision == "onnx-int8" and self._onnx_tower is None:
+            if torch.device(self.device).type != "cpu" or self._mean.dtype != torch.float32:
+                raise ModelError(f"{self.info.name}: onnx-int8 runs a float32 model on a CPU")
+            from .onnx_tower import OnnxImageTower
+
+            self._onnx_tower = OnnxImageTower.build(self.model, self.info.image_size,
+                                                    self.info.fingerprint, self.info.name)
         self.image_precision = precision
         logger.info("image encoder of %s now computes in %s", self.info.name, precision)
 
@@ -278,14 +288,20 @@ class FrameEncoder:
         """Embed frames already resized to ``image_size`` (uint8 RGB ``[B, S, S, 3]``), in
         :attr:`image_precision`."""
         self._check_size(pixels)
+        if self.image_precision == "onnx-int8" and self._onnx_tower is not None:
+            values = self._pixel_values(pixels).numpy()
+            pooled, hidden = (torch.from_numpy(a) for a in self._onnx_tower(values, torch.get_num_threads()))
+            return self._features(pooled, hidden, len(pixels))
         with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
                             enabled=self.image_precision == "bf16"):
             out = self.model.get_image_features(pixel_values=self._pixel_values(pixels))
-        emb = torch.nn.functional.normalize(out.pooler_output.float(), dim=-1)
-        tokens = out.last_hidden_state.float()
+        return self._features(out.pooler_output, out.last_hidden_state, len(pixels))
+
+    def _features(self, pooled: torch.Tensor, hidden: torch.Tensor, count: int) -> FrameFeatures:
+        emb = torch.nn.functional.normalize(pooled.float(), dim=-1)
         gh, gw = self.info.grid
-        tokens = tokens[:, -gh * gw:]  # CLIP prepends a class token; SigLIP has none
-        patches = tokens.reshape(len(pixels), gh, gw, -1)
+        tokens = hidden.float()[:, -gh * gw:]  # CLIP prepends a class token; SigLIP has none
+        patches = tokens.reshape(count, gh, gw, -1)
         return FrameFeatures(emb.cpu().numpy(), patches.cpu().numpy())
 
     def prepare_images(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
