@@ -1,8 +1,8 @@
 """The image tower in ONNX Runtime with int8 weights: image precision ``onnx-int8``.
 
-On a 2-core AMD EPYC the ViT-B/32-shaped tower ran at 41 frames/s on one thread this way,
-against 31 for torch's bf16 autocast and 23 for torch's int8 (docs/benchmarks.md), with
-embeddings closer to float32 than torch's int8 (cosine 0.9998). The tower is exported once
+On a 2-core AMD EPYC the ViT-B/32-shaped tower ran at 73 frames/s this way, against 51 for
+torch's bf16 autocast (``make bench``, docs/benchmarks.md), with embeddings closer to
+float32 than torch's int8 (cosine 0.9997). The tower is exported once
 per model (the legacy TorchScript exporter, a dynamic batch axis) and its linear layers
 quantised dynamically (int8 weights, activations quantised per batch), then cached under
 :func:`cache_dir` by the model's fingerprint, so a later process loads it in a second.
