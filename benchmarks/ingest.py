@@ -229,8 +229,8 @@ def stage_full(video: Path, model: Path, fps: float, options: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         with Archive.open(Path(tmp) / "archive", model=model, device="cpu", config=config) as archive:
             archive.encoder  # load outside the timed region, as a daemon would
-            if config.precision == "onnx-int8":  # likewise its ONNX session (export: cached)
-                archive.encoder.set_image_precision("onnx-int8")
+            if config.precision == "onnx-int8":  # likewise its ONNX tower (exported or cached);
+                archive.encoder.set_image_precision("onnx-int8")  # the ingest's session opens timed
             t0 = time.perf_counter()
             report = archive.ingest([video], progress=progress)
             seconds = time.perf_counter() - t0

@@ -5,7 +5,9 @@ Nothing here downloads: HF_HUB_OFFLINE is forced and every model is built from a
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -15,6 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # exported ONNX towers (precision onnx-int8) go to a throwaway folder, not ~/.cache
 os.environ["VIDSEEK_CACHE_DIR"] = tempfile.mkdtemp(prefix="vidseek-test-cache-")
+atexit.register(shutil.rmtree, os.environ["VIDSEEK_CACHE_DIR"], ignore_errors=True)
 
 from pathlib import Path
 

@@ -129,7 +129,7 @@ def test_deblocking_is_really_skipped_on_h264(tmp_path):
     assert np.mean(exact != fast) > 0.05
 
 
-def test_ingest_without_deblocking_from_the_cli(media, tiny_clip_dir, tmp_path):
+def test_ingest_without_deblocking_from_the_cli(media, trained_encoder_dir, tmp_path):
     """`vidseek ingest --no-deblock` reaches the decoder: the same frame times as a default
     ingest, embeddings close to its but not identical."""
     from typer.testing import CliRunner
@@ -141,7 +141,7 @@ def test_ingest_without_deblocking_from_the_cli(media, tiny_clip_dir, tmp_path):
     for flag in ("--deblock", "--no-deblock"):
         root = tmp_path / flag.strip("-")
         result = CliRunner().invoke(app, ["ingest", str(media / "bikes.mp4"), "--archive", str(root),
-                                          "--model", str(tiny_clip_dir), "--precision", "fp32", flag])
+                                          "--model", str(trained_encoder_dir), "--precision", "fp32", flag])
         assert result.exit_code == 0, result.output
         with vidseek.Archive.open(root) as archive:
             features = archive.video_features(archive.find_video("bikes.mp4"))
@@ -150,3 +150,7 @@ def test_ingest_without_deblocking_from_the_cli(media, tiny_clip_dir, tmp_path):
     np.testing.assert_array_equal(fast_times, times)
     cosine = np.sum(exact * fast, axis=1) / np.linalg.norm(exact, axis=1) / np.linalg.norm(fast, axis=1)
     assert not np.array_equal(exact, fast) and cosine.min() > 0.99
+    # a live stream is always decoded exactly: the flag is refused there, not ignored
+    result = CliRunner().invoke(app, ["ingest", "rtsp://127.0.0.1:9/live", "--archive",
+                                      str(tmp_path / "s"), "--no-deblock"])
+    assert result.exit_code == 1 and "--no-deblock applies to files" in result.output

@@ -88,6 +88,12 @@ def test_onnx_tower_is_exported_once_and_needs_its_extra(tiny_clip_dir, real_fra
     again.set_image_precision("onnx-int8")
     np.testing.assert_allclose(again.encode_frames(real_frames[:7]).embeddings, want, atol=1e-6)
     again.set_image_precision("fp32")  # the torch model is untouched: back to fp32 freely
+    monkeypatch.undo()  # the exporter again, and the cache folder: damage the cached file
+    monkeypatch.setenv("VIDSEEK_CACHE_DIR", str(tmp_path / "cache"))
+    exported.write_bytes(exported.read_bytes()[:1000])  # as if a disk filled up mid-copy
+    healed = FrameEncoder.load(tiny_clip_dir, device="cpu")
+    healed.set_image_precision("onnx-int8")  # exported again, not a traceback mid-ingest
+    np.testing.assert_allclose(healed.encode_frames(real_frames[:7]).embeddings, want, atol=1e-6)
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were missing
     monkeypatch.setenv("VIDSEEK_CACHE_DIR", str(tmp_path / "other"))
@@ -95,16 +101,16 @@ def test_onnx_tower_is_exported_once_and_needs_its_extra(tiny_clip_dir, real_fra
         FrameEncoder.load(tiny_clip_dir, device="cpu").set_image_precision("onnx-int8")
 
 
-def test_an_onnx_int8_archive_records_it(tmp_path, tiny_clip_dir, media):
+def test_an_onnx_int8_archive_records_it(tmp_path, trained_encoder_dir, media):
     root = tmp_path / "a"
-    with Archive.open(root, model=tiny_clip_dir, device="cpu", config=IngestConfig(precision="onnx-int8")) as arch:
+    with Archive.open(root, model=trained_encoder_dir, device="cpu", config=IngestConfig(precision="onnx-int8")) as arch:
         arch.ingest([media / "bikes.mp4", media / "carphone_pristine.mp4"])
         assert arch.manifest["ingest"]["precision"] == "onnx-int8"
     with Archive.open(root, device="cpu") as arch:  # reopened: the archive's own, found by image
         assert arch.config.precision == "onnx-int8"
         for name in ("bikes.mp4", "carphone_pristine.mp4"):
             [hit] = arch.search(image=read_frame(media / name, 2.0), top_k=1)
-            assert hit.video == name and abs(hit.start - 2.0) <= 1.0
+            assert hit.video == name and abs(hit.peak - 2.0) <= 1.0
     with pytest.raises(ConfigError, match="precision onnx-int8 \\(given int8\\)"):
         Archive.open(root, config=IngestConfig(precision="int8"))
 

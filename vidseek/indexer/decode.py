@@ -206,7 +206,7 @@ class FrameSampler:
     one per core, which oversubscribes the cores the encoder uses at the same time.
 
     ``deblock`` (default on): False sets FFmpeg's ``skip_loop_filter = all``, so H.264 and
-    HEVC decode without their in-loop deblocking filter, about 1.6x faster on 720p H.264.
+    HEVC decode without their in-loop deblocking filter, 1.3-1.4x faster on 720p H.264.
     Not exact: pixels differ slightly (blocking edges stay, and reference frames carry
     the difference forward until the next keyframe); times and the sampled frames are the
     same. Codecs without such a filter ignore it.
