@@ -60,8 +60,9 @@ class IngestConfig:
     torch_threads: int | None = None  # torch intra-op threads while encoding
     skip_nonref: bool = True  # decode no frame that sampling cannot pick (decode.FrameSampler)
     # False: decode H.264/HEVC without the deblocking filter (FrameSampler's deblock), faster
-    # and not exact. Files only: live streams (indexer.stream) decode with their own loop. Not recorded by an archive: like a re-encode of the source, it moves
-    # embeddings slightly without changing what they are comparable with.
+    # and not exact. Files only: live streams (indexer.stream) decode with their own loop.
+    # Not recorded by an archive: like a re-encode of the source, it moves embeddings
+    # slightly without changing what they are comparable with.
     deblock: bool = True
 
     def __post_init__(self) -> None:

@@ -67,9 +67,9 @@ def default_image_precision(device: str) -> str:
     # Both keep CLIP-mode recall within a point of fp32 (docs/benchmarks.md). On a CPU with
     # AMX, bf16 autocast ran the tower 1.4x faster than int8 (2.7x fp32); with AVX-512 BF16
     # but no AMX (AMD EPYC) about as fast as int8 (3.1-3.5x fp32; faster in two runs of
-    # three, int8 varying most); with neither it ran 2.9x
-    # slower than fp32, while int8 (dynamic quantisation, float32 model only) ran 1.7x
-    # faster. A GPU already runs the model in half precision.
+    # three, int8 varying most); with neither it ran 2.9x slower than fp32, while int8
+    # (dynamic quantisation, float32 model only) ran 1.7x faster. A GPU already runs the
+    # model in half precision.
     if torch.device(device).type != "cpu":
         return "fp32"
     return "bf16" if cpu_has_native_bf16() else "int8"

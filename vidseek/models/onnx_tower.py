@@ -112,23 +112,21 @@ class OnnxImageTower:
         ort = _onnxruntime()
         target = cache_dir() / f"{fingerprint}-{_RECIPE}-ort{ort.__version__}" / "image-int8.onnx"
         with _EXPORT_LOCK:
-            if not target.exists():
-                _export(model, image_size, target, name)
-            tower = cls(target)
-            try:
-                tower.session(1)
-            except Exception as exc:  # ONNX Runtime's own error types
-                logger.warning("%s: cached ONNX tower %s does not load (%s); exporting again",
-                               name, target, exc)
-                target.unlink(missing_ok=True)
-                _export(model, image_size, target, name)
+            for attempt in ("cached", "exported"):
+                if not target.exists():
+                    _export(model, image_size, target, name)
                 tower = cls(target)
                 try:
-                    tower.session(1)
-                except Exception as again:
-                    raise ModelError(f"{name}: the exported ONNX tower {target} does not load: "
-                                     f"{again}") from again
-        return tower
+                    tower.session(1)  # proves the file loads; ingest on 2 cores uses this one
+                    return tower
+                except Exception as exc:  # ONNX Runtime's own error types
+                    if attempt == "exported":
+                        raise ModelError(f"{name}: the exported ONNX tower {target} does not load: "
+                                         f"{exc}") from exc
+                    logger.warning("%s: cached ONNX tower %s does not load (%s); exporting again",
+                                   name, target, exc)
+                    target.unlink(missing_ok=True)
+        raise AssertionError("unreachable")
 
     def session(self, threads: int):
         """The ONNX Runtime session for ``threads`` intra-op threads (made once per count)."""
