@@ -6,6 +6,8 @@ AMX/AVX-512 BF16 and int8 elsewhere, and fp32 on a GPU."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -111,8 +113,25 @@ def test_an_onnx_int8_archive_records_it(tmp_path, trained_encoder_dir, media):
         for name in ("bikes.mp4", "carphone_pristine.mp4"):
             [hit] = arch.search(image=read_frame(media / name, 2.0), top_k=1)
             assert hit.video == name and abs(hit.peak - 2.0) <= 1.0
+        assert arch.encoder.image_precision == "onnx-int8"  # the query images too
     with pytest.raises(ConfigError, match="precision onnx-int8 \\(given int8\\)"):
         Archive.open(root, config=IngestConfig(precision="int8"))
+
+
+def test_a_query_image_falls_back_where_the_archives_precision_cannot_run(tmp_path, tiny_clip_dir,
+                                                                         media, monkeypatch, caplog):
+    """An onnx-int8 archive searched where the onnx extra is missing: image queries are
+    embedded in the encoder's own precision, with a warning, rather than failing."""
+    import sys
+
+    root = tmp_path / "a"
+    with Archive.open(root, model=tiny_clip_dir, device="cpu", config=IngestConfig(precision="onnx-int8")) as arch:
+        arch.ingest([media / "carphone_pristine.mp4"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails: the extra is missing
+    with Archive.open(root, device="cpu") as arch, caplog.at_level(logging.WARNING, "vidseek.archive"):
+        [hit] = arch.search(image=read_frame(media / "carphone_pristine.mp4", 2.0), top_k=1)
+        assert abs(hit.peak - 2.0) <= 1.0 and arch.encoder.image_precision == "fp32"
+    assert "not the archive's onnx-int8" in caplog.text and "vidseek[onnx]" in caplog.text
 
 
 def test_archive_records_its_precision_and_refuses_another(tmp_path, tiny_clip_dir, media):
@@ -122,6 +141,15 @@ def test_archive_records_its_precision_and_refuses_another(tmp_path, tiny_clip_d
         assert arch.manifest["ingest"]["precision"] == "int8"
         assert arch.encoder.image_precision == "int8"
         frames = arch.videos()[0].frames
+    image = read_frame(media / "carphone_pristine.mp4", 2.0)
+    with Archive.open(root, device="cpu") as arch:  # a query image is embedded as the frames were
+        arch.embed_query(text="a man talking on a phone")
+        assert arch.encoder.image_precision == "fp32"  # text alone leaves the image tower as loaded
+        fp32 = arch.encoder.encode_images([image])[0]
+        query = arch.embed_query(image=image)
+        assert arch.encoder.image_precision == "int8"
+        assert np.allclose(query, arch.encoder.encode_images([image])[0], atol=1e-6)
+        assert not np.allclose(query, fp32, atol=1e-6) and float(query @ fp32) > 0.99
     with Archive.open(root, device="cpu") as arch:  # no config: the archive's own
         assert arch.config.precision == "int8"
         with pytest.raises(ConfigError, match="precision int8 \\(given fp32\\)"):

@@ -407,6 +407,14 @@ def test_cli_sigterm_commits_and_search_json_says_when_it_aired(archive_dir, fra
     assert bad.returncode == 1
     assert bad.stderr.splitlines()[-1].startswith("error: tcp://***@127.0.0.1:")
     assert "pw" not in bad.stderr and "Traceback" not in bad.stderr
+    # another image precision than the archive's is refused before the stream is opened
+    recorded = default_image_precision("cpu")
+    other = "fp32" if recorded != "fp32" else "int8"
+    mixed = subprocess.run([*cli, "ingest", f"tcp://127.0.0.1:{free_port()}", "--archive",
+                            str(archive_dir), "--precision", other, "--timeout", "30"],
+                           capture_output=True, text=True, timeout=60)
+    assert mixed.returncode == 1 and "Traceback" not in mixed.stderr
+    assert f"precision {recorded} (given {other})" in mixed.stderr
 
 
 def test_watch_keeps_a_stream_indexed_as_a_job_and_restarts_a_failing_one(archive_dir, frames,

@@ -354,7 +354,7 @@ class Archive:
         if image is not None:
             picture = open_query_image(image)
             width, height = picture.size
-            cells = image_cells(self.encoder, picture)
+            cells = image_cells(self._image_query_encoder(), picture)
         else:
             record = self.find_video(video)  # type: ignore[arg-type]
             width, height = record.width, record.height
@@ -368,7 +368,24 @@ class Archive:
             if not text.strip():
                 raise QueryError("the text query is empty")
             return self.encoder.encode_text([text])[0]
-        return self.encoder.encode_images([open_query_image(image)])[0]  # type: ignore[arg-type]
+        picture = open_query_image(image)  # type: ignore[arg-type]
+        return self._image_query_encoder().encode_images([picture])[0]
+
+    def _image_query_encoder(self) -> FrameEncoder:
+        """The encoder, set to compute images as the archive's frames were (its recorded
+        precision), so that a query image is embedded like the frames it is compared with.
+        Where that precision cannot run here (onnx-int8 without the onnx extra, int8 on a
+        GPU), the encoder's current precision is used: within cosine 0.99 of it, and a query
+        should not fail for it."""
+        encoder = self.encoder
+        precision = self.config.precision
+        if encoder.image_precision != precision:
+            try:
+                encoder.set_image_precision(precision)
+            except ModelError as exc:
+                logger.warning("query images are embedded in %s, not the archive's %s: %s",
+                               encoder.image_precision, precision, exc)
+        return encoder
 
     def find_videos(self, video: str | int) -> list[VideoRecord]:
         """Indexed videos whose file name, path or id is ``video`` (several may share a name);

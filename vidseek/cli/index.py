@@ -92,9 +92,8 @@ def ingest(
     --commit-every seconds, until the stream ends (exit 0); Ctrl-C or SIGTERM commits what
     aired and exits 0. A URL that cannot be opened is an error (exit 1, archive unchanged).
     """
-    if any(vidseek.indexer.is_stream_url(p) for p in paths):
-        from .stream import ingest_stream
-
+    stream = any(vidseek.indexer.is_stream_url(p) for p in paths)
+    if stream:
         if len(paths) != 1:
             raise fail("give a live stream URL alone (one stream per command)")
         if not deblock:
@@ -105,13 +104,13 @@ def ingest(
                 reconnect_limit=reconnect_limit, open_timeout=timeout, read_timeout=timeout)
         except vidseek.VidseekError as exc:
             raise fail(exc)
-        ingest_stream(paths[0], archive, model, device, fps, settings)
-        return
     try:
         arch = vidseek.Archive.open(archive, model=model, device=device)
     except vidseek.VidseekError as exc:
         raise fail(exc)
     try:
+        # one place for the settings of files and streams alike: another fps, pruning or
+        # precision than the archive's is refused here, before any file or stream is opened
         base = arch.config
         arch.config = vidseek.IngestConfig(
             fps=fps if fps is not None else base.fps, batch_size=batch_size,
@@ -121,6 +120,11 @@ def ingest(
     except (vidseek.VidseekError, ValueError) as exc:  # ConfigError: not the archive's settings
         arch.close()
         raise fail(exc)
+    if stream:
+        from .stream import ingest_stream
+
+        ingest_stream(paths[0], arch, settings)
+        return
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeRemainingColumn()]
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:

@@ -13,16 +13,9 @@ from vidseek.indexer import StreamOptions, StreamProgress
 from .options import console, err, fail
 
 
-def ingest_stream(url: str, archive: Any, model: str | None, device: str | None,
-                  fps: float | None, options: StreamOptions) -> None:
-    """Run one stream ingest in the foreground; Ctrl-C and SIGTERM stop it cleanly (what
-    aired is committed, exit 0)."""
-    try:
-        arch = vidseek.Archive.open(archive, model=model, device=device)
-        if fps is not None:
-            arch.config = vidseek.IngestConfig(fps=fps, prune_threshold=arch.config.prune_threshold)
-    except (vidseek.VidseekError, ValueError) as exc:
-        raise fail(exc)
+def ingest_stream(url: str, arch: Any, options: StreamOptions) -> None:
+    """Run one stream ingest into ``arch`` (opened, its settings checked; closed here) in the
+    foreground; Ctrl-C and SIGTERM stop it cleanly (what aired is committed, exit 0)."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     last = [0.0]

@@ -197,6 +197,7 @@ class FrameEncoder:
         dtype = next(model.parameters()).dtype
         self.text_int8 = False  # see quantize_text
         self.image_precision = "fp32"  # see set_image_precision
+        self._precision_lock = threading.Lock()  # a server's query threads and ingest share one encoder
         self._onnx_tower: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None
         self._mean = torch.tensor(image_mean, dtype=dtype, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(image_std, dtype=dtype, device=device).view(1, 3, 1, 1)
@@ -256,6 +257,10 @@ class FrameEncoder:
         if precision not in IMAGE_PRECISIONS:
             raise ModelError(f"image precision must be one of {', '.join(IMAGE_PRECISIONS)}, "
                              f"got {precision!r}")
+        with self._precision_lock:
+            self._switch_image_precision(precision)
+
+    def _switch_image_precision(self, precision: str) -> None:
         if precision == self.image_precision:
             return
         if self.image_precision == "int8":

@@ -117,7 +117,8 @@ class OnnxImageTower:
                     _export(model, image_size, target, name)
                 tower = cls(target)
                 try:
-                    tower.session(1)  # proves the file loads; ingest on 2 cores uses this one
+                    # proves the file loads; dropped, as the ingest's thread count is not known yet
+                    tower._open(1)
                     return tower
                 except Exception as exc:  # ONNX Runtime's own error types
                     if attempt == "exported":
@@ -128,17 +129,19 @@ class OnnxImageTower:
                     target.unlink(missing_ok=True)
         raise AssertionError("unreachable")
 
+    def _open(self, threads: int):
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
     def session(self, threads: int):
         """The ONNX Runtime session for ``threads`` intra-op threads (made once per count)."""
         with self._lock:
             session = self._sessions.get(threads)
             if session is None:
-                ort = _onnxruntime()
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = max(1, threads)
-                options.inter_op_num_threads = 1
-                session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-                self._sessions[threads] = session
+                session = self._sessions[threads] = self._open(threads)
             return session
 
     def __call__(self, pixel_values: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
