@@ -1,7 +1,7 @@
 """What abstention costs at each presence threshold, from a predictions file.
 
     python benchmarks/abstention.py PREDICTIONS [--modes grounded-3,grounded-windows-3]
-                                    [--thresholds 0,0.05,0.1,...]
+                                    [--thresholds 0,0.05,0.1,...] [--out FILE]
 
 Reads the JSON lines ``benchmarks/grounding.py --predictions`` writes (each grounded row has
 its moments and the ones the checkpoint's threshold dropped, each with its presence) and,
@@ -9,7 +9,11 @@ per grounded mode on one video (archive-wide rows are left out), re-applies ever
 presence is below it is dropped; a query left with none is rejected): the share of
 absent-event queries rejected, and R1@0.5 and R5@0.1 on the present ones. The evaluation
 video picks no default: this is the curve the default (chosen on calibration videos) sits
-on. Writes benchmarks/results/abstention.json.
+on. Before the curve it prints how well the signal separates at all: the AUC of each query's
+best presence, present against absent events (1: a threshold exists that rejects every
+absent event and keeps every present one; 0.5: no better than chance, so every threshold
+costs present events as many as it rejects absent ones). Writes
+benchmarks/results/abstention.json.
 """
 
 from __future__ import annotations
@@ -48,11 +52,27 @@ def scores_at(rows: list[dict], threshold: float) -> dict[str, float]:
             "present": len(present), "absent": len(absent)}
 
 
+def separability(rows: list[dict]) -> float:
+    """AUC of each query's best presence (0 when it has no moment), present events against
+    absent ones: the chance that a random present query's best presence is above a random
+    absent one's (ties count half). NaN without both kinds."""
+    def best(row: dict) -> float:
+        return max((m[3] for m in _moments(row)), default=0.0)
+
+    present = [best(r) for r in rows if r["truth"] is not None]
+    absent = [best(r) for r in rows if r["truth"] is None]
+    if not present or not absent:
+        return float("nan")
+    wins = sum((p > a) + 0.5 * (p == a) for p in present for a in absent)
+    return wins / (len(present) * len(absent))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("predictions", type=Path)
     parser.add_argument("--modes", help="grounded modes, comma-separated (default: every one with presence)")
     parser.add_argument("--thresholds", default=DEFAULT_THRESHOLDS)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "abstention.json")
     args = parser.parse_args()
     by_mode: dict[str, list[dict]] = {}
     with_presence: set[str] = set()
@@ -71,13 +91,15 @@ def main() -> int:
         if not rows or mode not in with_presence or mode.endswith("-archive"):
             raise SystemExit(f"error: {args.predictions}: no single-video rows with presence for mode {mode!r}")
         table = [scores_at(rows, t) for t in thresholds]
-        results[mode] = table
+        auc = separability(rows)
+        results[mode] = {"best_presence_auc": auc, "thresholds": table}
         print(f"\n### {mode} ({table[0]['present']} present queries, {table[0]['absent']} absent)\n")
+        print(f"best presence, present against absent events: AUC {auc:.3f}\n")
         print("| min presence | absent rejected (%) | R1@0.5 | R5@0.1 |")
         print("|---|---|---|---|")
         for r in table:
             print(f"| {r['threshold']:.3f} | {r['absent_rejected']:.1f} | {r['r1_05']:.1f} | {r['r5_01']:.1f} |")
-    out = ROOT / "benchmarks" / "results" / "abstention.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"predictions": str(args.predictions), "modes": results}, indent=2))
     return 0

@@ -105,3 +105,40 @@ def test_annotation_files_round_trip_and_errors(tmp_path):
         bad.write_text(json.dumps({"video": "v", "query": "q", "start": 0, "end": 1}) + "\n" + line + "\n")
         with pytest.raises(AnnotationError, match=f"bad.jsonl:2: .*{message}"):
             read_annotations(bad)
+
+
+def test_abstention_curve_and_separability_from_a_predictions_file(tmp_path):
+    """benchmarks/abstention.py re-applies thresholds to the moments a predictions file holds
+    (kept and dropped) and says how well the best presence separates present from absent."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def row(truth, moments, mode="grounded-3"):
+        # moments: (start, end, score, presence); those under 0.1 as the default dropped them
+        kept = [m for m in moments if m[3] >= 0.1]
+        return {"mode": mode, "query": "q", "kind": "k", "truth": truth,
+                "moments": [list(m[:3]) for m in kept], "presence": [m[3] for m in kept],
+                "dropped": [list(m) for m in moments if m[3] < 0.1]}
+
+    rows = [row([10, 14], [(10, 14, 0.9, 0.6), (30, 34, 0.5, 0.3)]),   # right at the top
+            row([50, 54], [(70, 74, 0.8, 0.4), (50, 54, 0.7, 0.4)]),   # right second
+            row(None, [(5, 9, 0.5, 0.2)]),                               # absent, weaker
+            row(None, [(5, 9, 0.5, 0.05)]),                              # absent, already dropped
+            row(None, [(5, 9, 0.5, 0.5)], mode="grounded-3-archive")]    # archive-wide: left out
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "a.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "abstention.py"
+    done = subprocess.run([sys.executable, str(script), str(predictions), "--thresholds", "0,0.1,0.3,0.5",
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "AUC 1.000" in done.stdout
+    result = json.loads(out.read_text())["modes"]
+    assert set(result) == {"grounded-3"}
+    assert result["grounded-3"]["best_presence_auc"] == 1.0
+    by = {t["threshold"]: t for t in result["grounded-3"]["thresholds"]}
+    assert by[0.0]["absent_rejected"] == 0 and by[0.0]["r1_05"] == 50 and by[0.0]["r5_01"] == 100
+    assert by[0.1]["absent_rejected"] == 50
+    assert by[0.3]["absent_rejected"] == 100 and by[0.3]["r1_05"] == 50
+    assert by[0.5]["r1_05"] == 50 and by[0.5]["r5_01"] == 50   # only the first query keeps a moment
