@@ -19,7 +19,10 @@ IoU ≥ 0.5 per event kind, reversed and other events rejected). Grounded modes 
 right-window recall per level and absent-event abstention at the checkpoint's default
 presence threshold (see vidseek.evaluation). ``--ablations`` adds 3 levels ranked by R
 alone and in time order. ``--distractors N`` ingests N more worlds beside it and also scores
-CLIP and 3 levels (with and without the shortlist) archive-wide (no video named; a moment in another video is wrong). Use
+CLIP and 3 levels (with and without the shortlist) archive-wide (no video named; a moment in
+another video is right where that world holds the same event, as its own annotations say,
+and a query absent from the held-out video but happening in another one counts as present).
+Use
 ``--encoder`` with the encoder the checkpoint was trained with (``make grounder`` puts it in
 OUT.work/encoder).
 
@@ -27,7 +30,8 @@ OUT.work/encoder).
 ``{"mode": "clip" | "grounded-1" | "grounded-2" | "grounded-3" | ..., "query", "video",
 "kind", "truth": [start, end] or null, "moments": [[start, end, score], ...]}`` (top 5, best
 first), grounded rows with ``presence`` per moment and the moments the threshold
-``dropped``, so anyone can re-score them. Writes benchmarks/results/grounding.json.
+``dropped``, archive-wide rows with ``moment_video_ids`` and the event's ``occurrences``
+(``[[video_id, start, end], ...]`` across the archive), so anyone can re-score them. Writes benchmarks/results/grounding.json.
 """
 
 from __future__ import annotations
@@ -111,10 +115,12 @@ def main() -> None:
                 print(report.table())
         config = vidseek.IngestConfig(precision=first)
         with vidseek.Archive.open(Path(tmp) / "archive", model=encoder, config=config) as archive:
-            others = []
+            others, occurrences = [], []
             for n in range(1, args.distractors + 1):  # the same kind of video, other events
                 other = Path(tmp) / f"world-distractor-{args.seed + n}.mp4"
-                vidseek.synth.build_world_video(other, args.minutes * 60, seed=args.seed + n)
+                # the same objects and kinds of event: many of the queries happen there too, and
+                # a moment there is then right (evaluate_archive's occurrences)
+                occurrences += vidseek.synth.build_world_video(other, args.minutes * 60, seed=args.seed + n)
                 others.append(other)
             archive.ingest([video, *others])
             if args.checkpoint:
@@ -134,7 +140,8 @@ def main() -> None:
             for key, mode, options in runs:
                 report = vidseek.evaluation.evaluate_archive(archive, annotations, mode=mode, grounding=options,
                                                              predictions=rows, prediction_mode=key,
-                                                             archive_wide=key.endswith("-archive"))
+                                                             archive_wide=key.endswith("-archive"),
+                                                             occurrences=occurrences)
                 results[key] = report.to_dict()
                 extra = ""
                 if report.dense_fraction is not None:

@@ -142,3 +142,49 @@ def test_abstention_curve_and_separability_from_a_predictions_file(tmp_path):
     assert by[0.1]["absent_rejected"] == 50
     assert by[0.3]["absent_rejected"] == 100 and by[0.3]["r1_05"] == 50
     assert by[0.5]["r1_05"] == 50 and by[0.5]["r5_01"] == 50   # only the first query keeps a moment
+
+
+def test_archive_wide_scoring_counts_the_event_in_any_video_that_holds_it():
+    """Searching the whole archive, a moment in another video is right where that video holds
+    the same event (given as ``occurrences``); a query absent from its own video but present
+    in another is a present one. Without occurrences, other videos' moments count as wrong."""
+    from types import SimpleNamespace
+
+    from vidseek.evaluation import evaluate_archive
+    from vidseek.query.moments import Moment
+
+    videos = {"a.mp4": SimpleNamespace(id=1, name="a.mp4"), "b.mp4": SimpleNamespace(id=2, name="b.mp4")}
+
+    def moment(video: str, start: float, end: float, score: float) -> Moment:
+        return Moment(video, start, end, score, (start + end) / 2, videos[video].id, video)
+
+    hits = {"the red cube moves left": [moment("b.mp4", 50, 54, 0.9), moment("a.mp4", 30, 34, 0.8)],
+            "the blue ball bounces": [moment("a.mp4", 10, 13, 0.9)],
+            "the green star turns red": [moment("b.mp4", 70, 72, 0.9)]}
+
+    class Archive:
+        def find_video(self, name):
+            return videos[name]
+
+        def search(self, query, top_k, video=None):
+            assert video is None  # archive-wide: no video named
+            return hits[query][:top_k]
+
+    annotations = [Annotation("a.mp4", "the red cube moves left", 10, 14, {"kind": "moves left"}),
+                   Annotation("a.mp4", "the blue ball bounces", 10, 13, {"kind": "bounces"}),
+                   Annotation("a.mp4", "the green star turns red", None, None, {"kind": "turns"})]
+    occurrences = [Annotation("b.mp4", "the red cube moves left", 50, 54),
+                   Annotation("b.mp4", "the green star turns red", 70, 72),
+                   Annotation("b.mp4", "something else", 1, 2)]
+    alone = evaluate_archive(Archive(), annotations, archive_wide=True)
+    assert alone.queries == 2 and alone.recall["R1@0.5"] == 0.5  # b's moment counted wrong
+    rows: list[dict] = []
+    shared = evaluate_archive(Archive(), annotations, archive_wide=True, occurrences=occurrences,
+                              predictions=rows)
+    assert shared.queries == 3 and shared.recall["R1@0.5"] == 1.0 and shared.recall["R5@0.5"] == 1.0
+    # a moment in video a at b's time is not right: the timelines of videos never mix
+    hits["the red cube moves left"] = [moment("a.mp4", 50, 54, 0.9)]
+    mixed = evaluate_archive(Archive(), annotations, archive_wide=True, occurrences=occurrences)
+    assert mixed.recall["R1@0.5"] == 2 / 3
+    assert rows[0]["occurrences"] == [[1, 10, 14], [2, 50, 54]] and rows[0]["moment_video_ids"] == [2, 1]
+    assert rows[2]["truth"] is None and rows[2]["occurrences"] == [[2, 70, 72]]

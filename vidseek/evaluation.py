@@ -195,13 +195,16 @@ def window_recall(result: GroundingResult, annotation: Annotation, levels: int =
 
 
 def _prediction_row(mode: str, annotation: Annotation, moments: list, dropped: list,
-                    archive_wide: bool) -> dict:
+                    archive_wide: bool, truth: Annotation) -> dict:
     row = {"mode": mode, "query": annotation.query, "video": annotation.video,
            "kind": annotation.extra.get("kind"),
            "truth": [annotation.start, annotation.end] if annotation.present else None,
            "moments": [[round(m.start, 3), round(m.end, 3), round(m.score, 5)] for m in moments]}
-    if archive_wide:  # which video each moment is in (only the annotated one can be right)
+    if archive_wide:  # which video each moment is in, and where the event happens in the archive
         row["moment_videos"] = [m.video for m in moments]
+        row["moment_video_ids"] = [m.video_id for m in moments]
+        row["occurrences"] = [[vid, a, b] for vid, spans in sorted(truth.extra.get("by_video", {}).items())
+                              for a, b in spans]
     if dropped or any(m.presence is not None for m in moments):
         row["presence"] = [None if m.presence is None else round(m.presence, 5) for m in moments]
         # what the presence threshold removed: [start, end, score, presence]
@@ -210,16 +213,64 @@ def _prediction_row(mode: str, annotation: Annotation, moments: list, dropped: l
     return row
 
 
-def _span_in(moment, video_id: int) -> tuple[float, float]:
-    """The moment's span, or an empty one when it is not in the annotated video."""
-    return (moment.start, moment.end) if moment.video_id == video_id else (-1.0, -1.0)
+# Archive-wide scoring puts every video on one timeline, each starting at its id times this
+# (longer than any video), so that spans of different videos never overlap.
+_VIDEO_OFFSET = 1e7
+
+
+def _on_timeline(moment) -> tuple[float, float]:
+    offset = moment.video_id * _VIDEO_OFFSET
+    return (moment.start + offset, moment.end + offset)
+
+
+def _archive_truths(archive: "Archive", annotations: Sequence[Annotation],
+                    occurrences: Sequence[Annotation]) -> list[Annotation]:
+    """Each annotation with the spans of its event in every video that holds it (its own and
+    those ``occurrences`` annotate with the same query), on the archive's timeline; the
+    video-local spans per video id are kept in ``extra["by_video"]``."""
+    spans: dict[str, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    ids: dict[str, int] = {}
+    for ann in [*annotations, *occurrences]:
+        if ann.video not in ids:
+            ids[ann.video] = archive.find_video(ann.video).id
+        for window in ann.windows:
+            if window not in spans[ann.query][ids[ann.video]]:
+                spans[ann.query][ids[ann.video]].append(window)
+    truths = []
+    for ann in annotations:
+        by_video = {vid: list(w) for vid, w in spans[ann.query].items()}
+        windows = sorted((a + vid * _VIDEO_OFFSET, b + vid * _VIDEO_OFFSET)
+                         for vid, w in by_video.items() for a, b in w)
+        if not windows:
+            truths.append(ann)
+            continue
+        own = by_video.get(ids[ann.video]) or next(iter(by_video.values()))
+        truths.append(Annotation(ann.video, ann.query, own[0][0], own[0][1],
+                                 {**ann.extra, "windows": windows, "by_video": by_video}))
+    return truths
+
+
+def _archive_window_recall(results: list[GroundingResult], truth: Annotation, levels: int) -> dict[str, bool]:
+    """Right-window recall across the videos of an archive-wide query: a level holds the
+    event if what it kept in any video holds one of that video's occurrences."""
+    hits: dict[str, bool] = {}
+    by_video = truth.extra.get("by_video", {})
+    for result in results:
+        spans = by_video.get(result.video.id)
+        if not spans:
+            continue
+        local = Annotation(result.video.name, truth.query, spans[0][0], spans[0][1], {"windows": spans})
+        for key, hit in window_recall(result, local, levels, ranked=False).items():
+            hits[key] = hits.get(key, False) or hit
+    return hits or {"L1": False, **{f"L{level}": False for level in range(2, levels + 1)}}
 
 
 def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode: str = "clip",
                      top_k: int = 5, progress: Callable[[int, int], None] | None = None,
                      grounding: GroundingOptions | None = None,
                      predictions: list[dict] | None = None,
-                     prediction_mode: str | None = None, archive_wide: bool = False) -> EvalReport:
+                     prediction_mode: str | None = None, archive_wide: bool = False,
+                     occurrences: Sequence[Annotation] = ()) -> EvalReport:
     """Run every query against its video in ``archive`` and score the results.
 
     ``annotation.video`` must name one indexed video (file name, path or id). ``mode`` is
@@ -231,8 +282,12 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
     ``dropped``), ``mode`` being ``prediction_mode`` or the report's label.
 
     ``archive_wide``: each query searches the whole archive, as a user without ``--video``
-    does; a moment in another video than the annotated one counts as wrong, and right-window
-    recall counts the windows kept across all candidate videos (``L1``, ``L2``...).
+    does, and right-window recall counts the windows kept across all candidate videos
+    (``L1``, ``L2``...). ``occurrences`` are the annotations of the archive's other videos: a
+    moment in another video is right where that video holds the same event (the same query
+    text), as it is for a user searching the archive, and a query absent from its own video
+    but annotated in another is a present one there. Without them a moment in another video
+    counts as wrong (which undercounts wherever videos share events).
     """
     if mode not in ("clip", "grounded"):
         raise ConfigError(f"unknown query mode {mode!r} (available: clip, grounded)")
@@ -248,45 +303,56 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
             threshold = (grounder.presence_calibration.threshold
                          if grounder is not None and base.level1 == "presence" else 0.0)
         options = replace(base, min_presence=0.0)  # the threshold is applied here, to see its cost
+    truths = _archive_truths(archive, annotations, occurrences) if archive_wide else None
     kept, unfiltered = [], []
     fractions, empty = [], 0
     window_hits: dict[str, list[bool]] = defaultdict(list)
     absent_rejected = []
     for n, ann in enumerate(annotations):
+        truth = truths[n] if truths is not None else ann
         # exactly the annotated video: two folders may each hold a world_000.mp4
         if mode == "grounded":
             video = archive.find_video(ann.video)
-            if archive_wide:
+            if truths is not None:
                 results = archive.ground(ann.query, options=options)
                 moments = ranked_moments(results, top_k)
-                own = [r for r in results if r.video.id == video.id]
-                result = own[0] if own else GroundingResult(video, ann.query, [], [], 0, 0, {})
             else:
                 result = archive.ground(ann.query, video=str(video.id), options=options)[0]
                 moments = result.moments[:top_k]
             passed = [m for m in moments if m.presence is None or m.presence >= threshold]  # type: ignore[operator]
             dropped = [m for m in moments if m not in passed]
-            if ann.present:
+            if truths is not None and truth.present:
+                own = [r for r in results if r.video.id == video.id]
+                fractions.append(own[0].dense_fraction if own else 0.0)
+                empty += not passed
+                for key, hit in _archive_window_recall(results, truth, options.levels).items():  # type: ignore[union-attr]
+                    window_hits[key].append(hit)
+            elif truths is None and ann.present:
                 fractions.append(result.dense_fraction)
                 empty += not passed
-                ranked = options.level1 == "presence" and not archive_wide  # type: ignore[union-attr]
+                ranked = options.level1 == "presence"  # type: ignore[union-attr]
                 for key, hit in window_recall(result, ann, options.levels, ranked).items():  # type: ignore[union-attr]
                     window_hits[key].append(hit)
             else:
                 absent_rejected.append(not passed)
-        elif ann.present or predictions is not None:  # CLIP mode never abstains: absent ones
-            video = archive.find_video(ann.video)      # are run only to be written down
+        elif truth.present or predictions is not None:  # CLIP mode never abstains: absent ones
+            video = archive.find_video(ann.video)        # are run only to be written down
             passed = archive.search(ann.query, top_k=top_k, video=None if archive_wide else str(video.id))
             moments, dropped = passed, []
         else:
             passed = moments = dropped = []
-        kept.append([_span_in(m, video.id) for m in passed])
-        unfiltered.append([_span_in(m, video.id) for m in moments])
+        if truths is not None:  # on the archive's timeline (see _archive_truths)
+            kept.append([_on_timeline(m) for m in passed])
+            unfiltered.append([_on_timeline(m) for m in moments])
+        else:
+            kept.append([(m.start, m.end) for m in passed])
+            unfiltered.append([(m.start, m.end) for m in moments])
         if predictions is not None:
-            predictions.append(_prediction_row(prediction_mode or label, ann, passed, dropped, archive_wide))
+            predictions.append(_prediction_row(prediction_mode or label, ann, passed, dropped, archive_wide, truth))
         if progress is not None:
             progress(n + 1, len(annotations))
-    report = score_predictions(annotations, kept, mode=label + (", archive-wide" if archive_wide else ""))
+    scored = truths if truths is not None else list(annotations)
+    report = score_predictions(scored, kept, mode=label + (", archive-wide" if archive_wide else ""))
     report.seconds = time.perf_counter() - started
     if mode == "grounded" and fractions:
         report.dense_fraction = sum(fractions) / len(fractions)
@@ -294,5 +360,5 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
         report.window_recall = {k: sum(v) / len(v) for k, v in window_hits.items()}
         report.min_presence = threshold
         report.absent_rejected = sum(absent_rejected) / len(absent_rejected) if absent_rejected else None
-        report.recall_without_abstention = score_predictions(annotations, unfiltered).recall
+        report.recall_without_abstention = score_predictions(scored, unfiltered).recall
     return report
