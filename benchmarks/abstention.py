@@ -92,7 +92,7 @@ def main() -> int:
             raise SystemExit(f"error: {args.predictions}: no single-video rows with presence for mode {mode!r}")
         table = [scores_at(rows, t) for t in thresholds]
         auc = separability(rows)
-        results[mode] = {"best_presence_auc": auc, "thresholds": table}
+        results[mode] = {"best_presence_auc": None if auc != auc else auc, "thresholds": table}  # NaN: not JSON
         print(f"\n### {mode} ({table[0]['present']} present queries, {table[0]['absent']} absent)\n")
         print(f"best presence, present against absent events: AUC {auc:.3f}\n")
         print("| min presence | absent rejected (%) | R1@0.5 | R5@0.1 |")

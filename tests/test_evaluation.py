@@ -150,6 +150,7 @@ def test_archive_wide_scoring_counts_the_event_in_any_video_that_holds_it():
     in another is a present one. Without occurrences, other videos' moments count as wrong."""
     from types import SimpleNamespace
 
+    from vidseek.errors import QueryError
     from vidseek.evaluation import evaluate_archive
     from vidseek.query.moments import Moment
 
@@ -164,6 +165,8 @@ def test_archive_wide_scoring_counts_the_event_in_any_video_that_holds_it():
 
     class Archive:
         def find_video(self, name):
+            if name not in videos:
+                raise QueryError(f"no video {name}")
             return videos[name]
 
         def search(self, query, top_k, video=None):
@@ -175,7 +178,8 @@ def test_archive_wide_scoring_counts_the_event_in_any_video_that_holds_it():
                    Annotation("a.mp4", "the green star turns red", None, None, {"kind": "turns"})]
     occurrences = [Annotation("b.mp4", "the red cube moves left", 50, 54),
                    Annotation("b.mp4", "the green star turns red", 70, 72),
-                   Annotation("b.mp4", "something else", 1, 2)]
+                   Annotation("b.mp4", "something else", 1, 2),
+                   Annotation("gone.mp4", "the blue ball bounces", 1, 2)]  # not in the archive: left out
     alone = evaluate_archive(Archive(), annotations, archive_wide=True)
     assert alone.queries == 2 and alone.recall["R1@0.5"] == 0.5  # b's moment counted wrong
     rows: list[dict] = []
@@ -187,4 +191,8 @@ def test_archive_wide_scoring_counts_the_event_in_any_video_that_holds_it():
     mixed = evaluate_archive(Archive(), annotations, archive_wide=True, occurrences=occurrences)
     assert mixed.recall["R1@0.5"] == 2 / 3
     assert rows[0]["occurrences"] == [[1, 10, 14], [2, 50, 54]] and rows[0]["moment_video_ids"] == [2, 1]
-    assert rows[2]["truth"] is None and rows[2]["occurrences"] == [[2, 70, 72]]
+    assert rows[2]["truth"] is None and rows[2]["occurrences"] == [[2, 70, 72]] and rows[2]["present"]
+    # the same query annotated twice in its own video: each annotation keeps its own span there
+    twice = [Annotation("a.mp4", "the blue ball bounces", 10, 13), Annotation("a.mp4", "the blue ball bounces", 40, 43)]
+    both = evaluate_archive(Archive(), twice, archive_wide=True, occurrences=twice)
+    assert both.queries == 2 and both.recall["R1@0.5"] == 0.5

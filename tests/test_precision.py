@@ -129,9 +129,10 @@ def test_a_query_image_falls_back_where_the_archives_precision_cannot_run(tmp_pa
         arch.ingest([media / "carphone_pristine.mp4"])
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails: the extra is missing
     with Archive.open(root, device="cpu") as arch, caplog.at_level(logging.WARNING, "vidseek.archive"):
-        [hit] = arch.search(image=read_frame(media / "carphone_pristine.mp4", 2.0), top_k=1)
-        assert abs(hit.peak - 2.0) <= 1.0 and arch.encoder.image_precision == "fp32"
-    assert "not the archive's onnx-int8" in caplog.text and "vidseek[onnx]" in caplog.text
+        for _ in range(2):  # tried and warned once, not on every query
+            [hit] = arch.search(image=read_frame(media / "carphone_pristine.mp4", 2.0), top_k=1)
+            assert abs(hit.peak - 2.0) <= 1.0 and arch.encoder.image_precision == "fp32"
+    assert caplog.text.count("not the archive's onnx-int8") == 1 and "vidseek[onnx]" in caplog.text
 
 
 def test_archive_records_its_precision_and_refuses_another(tmp_path, tiny_clip_dir, media):

@@ -415,6 +415,9 @@ def test_cli_sigterm_commits_and_search_json_says_when_it_aired(archive_dir, fra
                            capture_output=True, text=True, timeout=60)
     assert mixed.returncode == 1 and "Traceback" not in mixed.stderr
     assert f"precision {recorded} (given {other})" in mixed.stderr
+    ray = subprocess.run([*cli, "ingest", f"tcp://127.0.0.1:{free_port()}", "--archive", str(archive_dir),
+                          "--engine", "ray"], capture_output=True, text=True, timeout=60)
+    assert ray.returncode == 1 and "--engine ray applies to files" in ray.stderr
 
 
 def test_watch_keeps_a_stream_indexed_as_a_job_and_restarts_a_failing_one(archive_dir, frames,

@@ -85,6 +85,7 @@ class Archive:
         self._grounders = GrounderSlot(store.grounder_path, lambda: (store.manifest or {}).get("encoder"),
                                        device, int8_llm)
         self._jobs_lock = threading.Lock()
+        self._query_precision_failed = False  # see _image_query_encoder
         self._sparse: SparseTokenSource | None = None  # tokens computed for a grounder
         self._jobs: JobQueue | None = None
 
@@ -379,10 +380,11 @@ class Archive:
         should not fail for it."""
         encoder = self.encoder
         precision = self.config.precision
-        if encoder.image_precision != precision:
+        if encoder.image_precision != precision and not self._query_precision_failed:
             try:
                 encoder.set_image_precision(precision)
-            except ModelError as exc:
+            except (ModelError, OSError) as exc:  # OSError: e.g. a read-only cache folder
+                self._query_precision_failed = True  # tried and warned once, not per query
                 logger.warning("query images are embedded in %s, not the archive's %s: %s",
                                encoder.image_precision, precision, exc)
         return encoder

@@ -23,6 +23,7 @@ Grounded modes also report, from the recursion tree of each present query:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -32,10 +33,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from .annotations import Annotation
 
 from .query.grounded import GroundingNode, GroundingOptions, GroundingResult, ranked_moments
-from .errors import ConfigError
+from .errors import ConfigError, QueryError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .archive import Archive
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["temporal_iou", "EvalReport", "score_predictions", "evaluate_archive", "mode_label",
            "window_recall", "RECALL_AT", "IOU_THRESHOLDS", "WINDOW_RECALL_AT"]
@@ -205,6 +208,7 @@ def _prediction_row(mode: str, annotation: Annotation, moments: list, dropped: l
         row["moment_video_ids"] = [m.video_id for m in moments]
         row["occurrences"] = [[vid, a, b] for vid, spans in sorted(truth.extra.get("by_video", {}).items())
                               for a, b in spans]
+        row["present"] = truth.present  # in the archive: "truth" is the annotated video's own
     if dropped or any(m.presence is not None for m in moments):
         row["presence"] = [None if m.presence is None else round(m.presence, 5) for m in moments]
         # what the presence threshold removed: [start, end, score, presence]
@@ -225,27 +229,45 @@ def _on_timeline(moment) -> tuple[float, float]:
 
 def _archive_truths(archive: "Archive", annotations: Sequence[Annotation],
                     occurrences: Sequence[Annotation]) -> list[Annotation]:
-    """Each annotation with the spans of its event in every video that holds it (its own and
-    those ``occurrences`` annotate with the same query), on the archive's timeline; the
-    video-local spans per video id are kept in ``extra["by_video"]``."""
-    spans: dict[str, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
-    ids: dict[str, int] = {}
-    for ann in [*annotations, *occurrences]:
-        if ann.video not in ids:
-            ids[ann.video] = archive.find_video(ann.video).id
-        for window in ann.windows:
-            if window not in spans[ann.query][ids[ann.video]]:
-                spans[ann.query][ids[ann.video]].append(window)
+    """Each annotation with the spans of its event in every video that holds it, on the
+    archive's timeline: in its own video its own spans only (as single-video scoring has
+    them), in other videos those ``occurrences`` annotate with the same query; the
+    video-local spans per video id are kept in ``extra["by_video"]``. Occurrences in videos
+    the archive does not hold are left out, with a warning."""
+    elsewhere: dict[str, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    ids: dict[str, int | None] = {}
+
+    def video_id(name: str) -> int | None:
+        if name not in ids:
+            try:
+                ids[name] = archive.find_video(name).id
+            except QueryError:
+                ids[name] = None
+                logger.warning("occurrences in %s are left out: the archive holds no such video", name)
+        return ids[name]
+
+    for ann in occurrences:
+        vid = video_id(ann.video)
+        for window in ann.windows if vid is not None else []:
+            if window not in elsewhere[ann.query][vid]:
+                elsewhere[ann.query][vid].append(window)
     truths = []
     for ann in annotations:
-        by_video = {vid: list(w) for vid, w in spans[ann.query].items()}
-        windows = sorted((a + vid * _VIDEO_OFFSET, b + vid * _VIDEO_OFFSET)
-                         for vid, w in by_video.items() for a, b in w)
-        if not windows:
+        own = video_id(ann.video)
+        by_video = {vid: list(w) for vid, w in elsewhere.get(ann.query, {}).items() if vid != own}
+        if ann.windows and own is not None:
+            by_video[own] = list(ann.windows)
+        for vid, spans in by_video.items():
+            if any(b >= _VIDEO_OFFSET for _, b in spans):
+                raise ValueError(f"{ann.video}: a span ends after {_VIDEO_OFFSET:g} s; archive-wide "
+                                 "scoring cannot place it")
+        if not by_video:
             truths.append(ann)
             continue
-        own = by_video.get(ids[ann.video]) or next(iter(by_video.values()))
-        truths.append(Annotation(ann.video, ann.query, own[0][0], own[0][1],
+        windows = sorted((a + vid * _VIDEO_OFFSET, b + vid * _VIDEO_OFFSET)
+                         for vid, w in by_video.items() for a, b in w)
+        first = by_video.get(own) if own is not None and own in by_video else next(iter(by_video.values()))
+        truths.append(Annotation(ann.video, ann.query, first[0][0], first[0][1],  # type: ignore[index]
                                  {**ann.extra, "windows": windows, "by_video": by_video}))
     return truths
 
@@ -305,7 +327,7 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
         options = replace(base, min_presence=0.0)  # the threshold is applied here, to see its cost
     truths = _archive_truths(archive, annotations, occurrences) if archive_wide else None
     kept, unfiltered = [], []
-    fractions, empty = [], 0
+    fractions, empty, scored_present = [], 0, 0
     window_hits: dict[str, list[bool]] = defaultdict(list)
     absent_rejected = []
     for n, ann in enumerate(annotations):
@@ -322,14 +344,18 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
             passed = [m for m in moments if m.presence is None or m.presence >= threshold]  # type: ignore[operator]
             dropped = [m for m in moments if m not in passed]
             if truths is not None and truth.present:
+                # the dense tokens read in the annotated video, where it holds the event
                 own = [r for r in results if r.video.id == video.id]
-                fractions.append(own[0].dense_fraction if own else 0.0)
+                if video.id in truth.extra.get("by_video", {}):
+                    fractions.append(own[0].dense_fraction if own else 0.0)
                 empty += not passed
+                scored_present += 1
                 for key, hit in _archive_window_recall(results, truth, options.levels).items():  # type: ignore[union-attr]
                     window_hits[key].append(hit)
             elif truths is None and ann.present:
                 fractions.append(result.dense_fraction)
                 empty += not passed
+                scored_present += 1
                 ranked = options.level1 == "presence"  # type: ignore[union-attr]
                 for key, hit in window_recall(result, ann, options.levels, ranked).items():  # type: ignore[union-attr]
                     window_hits[key].append(hit)
@@ -354,9 +380,9 @@ def evaluate_archive(archive: "Archive", annotations: Sequence[Annotation], mode
     scored = truths if truths is not None else list(annotations)
     report = score_predictions(scored, kept, mode=label + (", archive-wide" if archive_wide else ""))
     report.seconds = time.perf_counter() - started
-    if mode == "grounded" and fractions:
-        report.dense_fraction = sum(fractions) / len(fractions)
-        report.no_answer = empty / len(fractions)
+    if mode == "grounded" and scored_present:
+        report.dense_fraction = sum(fractions) / len(fractions) if fractions else 0.0
+        report.no_answer = empty / scored_present
         report.window_recall = {k: sum(v) / len(v) for k, v in window_hits.items()}
         report.min_presence = threshold
         report.absent_rejected = sum(absent_rejected) / len(absent_rejected) if absent_rejected else None

@@ -98,6 +98,8 @@ def ingest(
             raise fail("give a live stream URL alone (one stream per command)")
         if not deblock:
             raise fail("--no-deblock applies to files; a live stream is decoded exactly")
+        if engine != "local":
+            raise fail("--engine ray applies to files; a live stream is indexed here")
         try:
             settings = vidseek.indexer.StreamOptions(
                 name=name, commit_every=commit_every, record=record_dir, reconnect=reconnect,

@@ -17,7 +17,7 @@ def ingest_stream(url: str, arch: Any, options: StreamOptions) -> None:
     """Run one stream ingest into ``arch`` (opened, its settings checked; closed here) in the
     foreground; Ctrl-C and SIGTERM stop it cleanly (what aired is committed, exit 0)."""
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous: dict = {}
     last = [0.0]
 
     def progress(event: StreamProgress) -> None:
@@ -32,6 +32,7 @@ def ingest_stream(url: str, arch: Any, options: StreamOptions) -> None:
                   f"{event.indexed:.0f}s indexed, {event.lag:.1f}s behind live{detail}", markup=False)
 
     try:
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         report = arch.ingest_stream(url, options=options, progress=progress, stop=stop)
     except vidseek.VidseekError as exc:
         raise fail(exc)

@@ -197,7 +197,8 @@ class FrameEncoder:
         dtype = next(model.parameters()).dtype
         self.text_int8 = False  # see quantize_text
         self.image_precision = "fp32"  # see set_image_precision
-        self._precision_lock = threading.Lock()  # a server's query threads and ingest share one encoder
+        # switches are serialised (a server's query threads and its ingest share one encoder)
+        self._precision_lock = threading.Lock()
         self._onnx_tower: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None
         self._mean = torch.tensor(image_mean, dtype=dtype, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(image_std, dtype=dtype, device=device).view(1, 3, 1, 1)
