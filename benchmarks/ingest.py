@@ -1,6 +1,7 @@
 """Ingest throughput: a naive loop, decode-only, encode-only, each lever, full ingest, in one run.
 
     python benchmarks/ingest.py [--minutes 5] [--model vit-b32|tiny|DIR] [--fps 1]
+        [--only naive,decode,encode,full]
 
 Builds (once, cached in .cache/bench/) a 1280x720 25 fps H.264 video by looping the shared
 clips, then measures each row in its own subprocess (so peak RSS is per row), one after the
@@ -12,7 +13,8 @@ before and after is recorded):
 - decode-only: sampled frames/s of ``FrameSampler`` as before issue 15 (every frame decoded,
   FFmpeg's thread count), then each decode lever on its own (skip non-reference frames; one
   FFmpeg thread), a full-size RGB + PIL resize variant (what swscale straight to 224 replaced),
-  and both levers;
+  and both levers; and sparse sampling (0.1 and 0.05 fps) with and without skipping, where
+  whole GOPs without a sampled frame go undecoded (shown as x realtime);
 - encode-only: frames/s of the image tower on already-decoded frames, per precision;
 - dense work: pooling, pruning and fp16 conversion of the dense tokens (timed inside a full
   ingest) plus the commit (feature files, index, catalog), as a share of ingest time;
@@ -110,6 +112,11 @@ DECODE_ROWS = {
     "decode, + 1 FFmpeg thread": {"skip_nonref": False, "threads": 1},
     "decode, skip + 1 FFmpeg thread": {"skip_nonref": True, "threads": 1},
     "decode, skip + 1 FFmpeg thread, no deblocking (not exact)": {"skip_nonref": True, "threads": 1, "deblock": False},
+    # sparse sampling (sample_fps overrides --fps): a GOP with no sampled frame is not decoded
+    "decode at 0.1 fps, before (all frames)": {"sample_fps": 0.1, "skip_nonref": False, "threads": 0},
+    "decode at 0.1 fps, + skip (non-reference frames, whole GOPs)": {"sample_fps": 0.1, "skip_nonref": True, "threads": 0},
+    "decode at 0.05 fps, before (all frames)": {"sample_fps": 0.05, "skip_nonref": False, "threads": 0},
+    "decode at 0.05 fps, + skip (non-reference frames, whole GOPs)": {"sample_fps": 0.05, "skip_nonref": True, "threads": 0},
 }
 ENCODE_ROWS = {f"encode, {p}": {"precision": p} for p in ("fp32", "bf16", "int8", "onnx-int8")}
 
@@ -157,6 +164,9 @@ def stage_decode(video: Path, model: Path, fps: float, options: dict) -> dict:
     from vidseek.indexer import FrameSampler
 
     side = _side(model)
+    options = dict(options)
+    fps = options.pop("sample_fps", fps)
+    gops_skipped = None
     t0 = time.perf_counter()
     if options.get("pil"):  # every frame decoded, the sampled ones converted full size, then resized
         import av
@@ -174,9 +184,11 @@ def stage_decode(video: Path, model: Path, fps: float, options: dict) -> dict:
         sampler = FrameSampler(video, fps=fps, size=(side, side), batch_size=16, **options)
         frames = sum(len(b) for b in sampler)
         decoded, duration = sampler.frames_decoded, sampler.duration
+        gops_skipped = sampler.gops_skipped
     seconds = time.perf_counter() - t0
     return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "frames_decoded": decoded,
-            "video_seconds": duration, "peak_rss_mb": peak_rss_mb()}
+            "gops_skipped": gops_skipped, "sample_fps": fps, "video_seconds": duration,
+            "realtime": duration / seconds if duration else None, "peak_rss_mb": peak_rss_mb()}
 
 
 def stage_encode(video: Path, model: Path, fps: float, options: dict, limit: int = 160) -> dict:
@@ -265,6 +277,8 @@ def main() -> None:
     parser.add_argument("--stage", choices=sorted(STAGES))
     parser.add_argument("--options", default="{}")
     parser.add_argument("--video", type=Path)
+    parser.add_argument("--only", default="naive,decode,encode,full",
+                        help="comma-separated kinds of row to run (naive, decode, encode, full)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest.json")
     args = parser.parse_args()
     if args.stage:  # child process: one measurement, JSON on the last line
@@ -278,12 +292,16 @@ def main() -> None:
             + [("decode", name, opts) for name, opts in DECODE_ROWS.items()]
             + [("encode", name, opts) for name, opts in ENCODE_ROWS.items()]
             + [("full", name, opts) for name, opts in FULL_ROWS.items()])
+    kinds = set(args.only.split(","))
+    if not kinds <= {"naive", "decode", "encode", "full"}:
+        raise SystemExit(f"error: --only takes naive, decode, encode, full, not {args.only!r}")
+    plan = [row for row in plan if row[0] in kinds]
     for stage, name, opts in plan:
         rows[name] = {"stage": stage, **run_stage(stage, video, model, args.fps, opts)}
         print(f"{name}: {rows[name]['fps']:.1f} frames/s", flush=True)
     load_after = os.getloadavg()
-    seconds = next(r["video_seconds"] for r in rows.values() if r.get("video_seconds"))
-    naive = rows["naive: PyAV -> CLIPImageProcessor -> CLIP, batch 32"]
+    seconds = next((r["video_seconds"] for r in rows.values() if r.get("video_seconds")), float("nan"))
+    naive = rows.get("naive: PyAV -> CLIPImageProcessor -> CLIP, batch 32")
     summary = {
         "video": video.name, "model": args.model, "sample_fps": args.fps, "video_seconds": seconds,
         "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -304,7 +322,11 @@ def main() -> None:
             note = f"min cosine to fp32 {row['min_cosine_to_fp32']:.5f}"
         elif row["stage"] == "decode" and row.get("frames_decoded"):
             note = f"{row['frames_decoded']} frames decoded"
-        ratio = f"{naive['seconds'] / row['seconds']:.2f}" if row["stage"] in ("naive", "full") else ""
+            if row.get("gops_skipped"):
+                note += f", {row['gops_skipped']} GOPs not decoded"
+            if row.get("sample_fps") != args.fps:  # sparse rows: decode speed as x realtime
+                realtime = row["realtime"]
+        ratio = f"{naive['seconds'] / row['seconds']:.2f}" if naive and row["stage"] in ("naive", "full") else ""
         shown = f"{realtime:.1f}" if realtime else ""
         print(f"| {name:<54} | {row['fps']:>8.1f} | {shown:>10} | {ratio:>7} | {row['peak_rss_mb']:>6.0f} MB | {note}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
-"""Decoding less (issue 15): skipping non-reference frames and frame threading never change
-which frames are sampled or their times. Each file is compared with the choice made from a
+"""Decoding less (issue 15): skipping non-reference frames, whole GOPs and frame threading
+never change which frames are sampled or their times. Each file is compared with the choice made from a
 full decode (every frame, PyAV's plain decode loop), on variable-frame-rate and odd-GOP
 files with B-frames, where ``skip_frame = NONREF`` really drops frames."""
 
@@ -83,6 +83,33 @@ def test_odd_gop_with_b_frames_samples_exactly(tmp_path, fps):
             writer.write(picture)
     full, fast = check_exact(path, fps)
     assert fast.frames_decoded < 0.8 * full.frames_decoded
+
+
+SHORT_GOP = "keyint=10:min-keyint=10:scenecut=0:bframes=3"  # a keyframe every 0.4 s at 25 fps
+
+
+@pytest.mark.parametrize("fps", [0.2, 0.5])
+def test_sparse_sampling_skips_whole_gops(tmp_path, fps):
+    """Sampling less often than the file has keyframes: a GOP holding no sampled frame is
+    never sent to the decoder, and the frames and pictures are still a full decode's."""
+    path = tmp_path / "short-gop.mp4"
+    with VideoWriter(path, fps=25, options={"x264-params": SHORT_GOP}) as writer:
+        for picture in static_scene_frames(400, (96, 64)):
+            writer.write(picture)
+    full, fast = check_exact(path, fps)
+    assert full.gops_skipped == 0 and fast.gops_skipped >= 20
+    assert fast.frames_decoded < 0.15 * full.frames_decoded
+
+
+def test_open_gop_files_sample_exactly(tmp_path):
+    """In an open-GOP file the frames after a keyframe reference the GOP before it: GOPs are
+    then decoded, not dropped, and the sampled frames stay exact."""
+    path = tmp_path / "open-gop.mp4"
+    with VideoWriter(path, fps=25, options={"x264-params": SHORT_GOP + ":open-gop=1"}) as writer:
+        for picture in static_scene_frames(400, (96, 64)):
+            writer.write(picture)
+    full, fast = check_exact(path, 0.2)
+    assert fast.gops_skipped == 0 and fast.frames_decoded < 0.6 * full.frames_decoded
 
 
 def test_mpeg4_b_frames_sample_exactly(tmp_path):

@@ -8,9 +8,11 @@ frames are converted, straight from the decoder's YUV to RGB at the encoder's in
 Decoding less: at 1 fps from a 25 fps source, 24 of 25 frames are thrown away. A packet whose
 frame cannot be a sampled one is sent to the decoder with ``skip_frame = NONREF``, so a
 non-reference frame (most B-frames) is not decoded at all; reference frames still are (later
-frames need them). Which frames can be sampled is known from the packets' presentation times
-before decoding, so the sampled frames and their times are exactly those of a full decode
-(see :class:`FrameSampler`).
+frames need them). When the sampling interval is longer than a GOP (0.2 fps on a file with a
+keyframe every 2 s), a whole GOP without a frame that can be sampled is not sent to the
+decoder at all (:class:`_DecodePlan`). Which frames can be sampled is known from the packets'
+presentation times before decoding, so the sampled frames and their times are exactly those
+of a full decode (see :class:`FrameSampler`).
 
 Partial-decode policy: iterating a :class:`FrameSampler` yields every batch that decoded and then
 raises :class:`~vidseek.errors.CorruptVideoError` (or its subclass
@@ -29,7 +31,7 @@ import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 import av
 import numpy as np
@@ -187,6 +189,113 @@ def _bucket(t: float, fps: float) -> int:
     return math.floor(t * fps + 1e-6)
 
 
+_Skip = Literal["DEFAULT", "NONREF"]  # the codec's skip_frame for one packet
+
+
+class _DecodePlan:
+    """Which demuxed packets the decoder must see, in order, and with which ``skip_frame``.
+
+    A packet is *wanted* when its presentation time is the earliest seen so far in its
+    sampling interval: only such a frame can be the one sampled there. Others go to the
+    decoder with ``NONREF`` (FFmpeg drops them unless later frames reference them). A GOP
+    (a keyframe and the packets up to the next) with no wanted packet is not sent at all,
+    since nothing after its end references it; except in an open-GOP file, where the frames
+    just after a keyframe in decode order are shown before it and reference the previous GOP.
+    So a dropped GOP is held until the next GOP's first packet after its keyframe shows
+    whether the file has such leading frames; if it does, the held GOP is sent and GOPs are
+    no longer dropped in that file. A GOP is buffered only until its first wanted packet
+    (then it streams through), and at most ``_MAX_HELD_PACKETS``.
+    """
+
+    _MAX_HELD_PACKETS = 2000  # a stream without later keyframes is decoded, not buffered
+
+    def __init__(self, fps: float, start: Fraction, time_base: Fraction | None, enabled: bool) -> None:
+        self.fps = fps
+        self.start = start
+        self.time_base = time_base
+        self.skipping = enabled and time_base is not None  # NONREF for packets not wanted
+        self.dropping = self.skipping  # whole GOPs without a wanted packet
+        self.earliest: dict[int, Fraction] = {}  # per interval, the earliest packet time seen
+        self.gop: list[tuple[av.Packet, _Skip]] = []  # the current GOP's packets not sent yet
+        self.gop_wanted = False  # the current GOP is being sent
+        self.keyframe_time: Fraction | None = None
+        self.held: list[tuple[av.Packet, _Skip]] | None = None  # previous GOP, dropped unless needed
+        self.skipped_end = 0.0  # the latest packet time not decoded (its frame may not come out)
+        self.gops_dropped = 0
+
+    def _skip(self, packets: list[tuple[av.Packet, _Skip]]) -> None:
+        self.gops_dropped += 1
+        for packet, _ in packets:
+            if packet.pts is not None and self.time_base is not None:
+                self.skipped_end = max(self.skipped_end, float(packet.pts * self.time_base - self.start))
+
+    def _release(self) -> list[tuple[av.Packet, _Skip]]:
+        """Send whatever is held, and drop no GOP from now on."""
+        out = (self.held or []) + self.gop
+        self.held, self.gop, self.gop_wanted, self.dropping = None, [], True, False
+        return out
+
+    def stop(self) -> None:
+        """Frames came out of order: packet times no longer say which frame is taken, so
+        decode everything from here on (what is held is sent with the next packet)."""
+        self.skipping = False
+
+    def feed(self, packet: av.Packet) -> list[tuple[av.Packet, _Skip]]:
+        """The packets to decode now (``packet`` or earlier ones), each with its skip_frame."""
+        if not packet.size:
+            return self.finish() + [(packet, "DEFAULT")]
+        if not self.skipping or packet.pts is None or self.time_base is None:
+            self.skipping = False  # nothing to reason from: decode everything from here on
+            return self._release() + [(packet, "DEFAULT")]
+        p = packet.pts * self.time_base - self.start
+        out: list[tuple[av.Packet, _Skip]] = []
+        if self.dropping and packet.is_keyframe:
+            if self.held is not None:  # the GOP after it was a lone keyframe: no leading frames
+                self._skip(self.held)
+            if self.gop_wanted:
+                out, self.held = self.gop, None  # it waited on the held GOP, now dropped
+            else:
+                self.held = self.gop or None
+            self.gop, self.gop_wanted, self.keyframe_time = [], False, p
+        elif self.held is not None:  # the first packet after a keyframe
+            if self.keyframe_time is not None and p < self.keyframe_time:
+                out = self._release()  # open GOPs: leading frames reference the held GOP
+            else:
+                self._skip(self.held)
+                self.held = None
+        bucket = _bucket(float(p), self.fps)
+        first = self.earliest.get(bucket)
+        wanted = first is None or p <= first
+        if wanted:
+            self.earliest[bucket] = p
+        else:
+            self.skipped_end = max(self.skipped_end, float(p))
+        if len(self.earliest) > 64:  # only intervals near the decoder's reorder window matter
+            del self.earliest[min(self.earliest)]
+        entry: tuple[av.Packet, _Skip] = (packet, "DEFAULT" if wanted else "NONREF")
+        if not self.dropping:
+            return out + [entry]
+        self.gop.append(entry)
+        self.gop_wanted = self.gop_wanted or wanted
+        if len(self.gop) > self._MAX_HELD_PACKETS:
+            out += self._release()
+        elif self.gop_wanted and self.held is None:
+            out += self.gop
+            self.gop = []
+        return out
+
+    def finish(self) -> list[tuple[av.Packet, _Skip]]:
+        """At the end of the stream: what still has to be decoded (an unwanted last GOP and
+        a held GOP followed only by a keyframe do not)."""
+        if self.held is not None:
+            self._skip(self.held)
+        out = self.gop if self.gop_wanted else []
+        if self.gop and not self.gop_wanted:
+            self._skip(self.gop)
+        self.held, self.gop = None, []
+        return out
+
+
 class FrameSampler:
     """Decode a video and yield RGB frames sampled every ``1/fps`` seconds, in batches.
 
@@ -200,9 +309,11 @@ class FrameSampler:
     ``[k/fps, (k+1)/fps)``, so a packet whose presentation time is later than another packet
     already seen in the same interval is decoded with ``skip_frame = NONREF``: if nothing
     references it, FFmpeg does not decode it. Every frame that can be taken is still decoded,
-    so the choice and the times equal a full decode's exactly. Skipping stops for the rest of
-    the file at the first packet without a timestamp or frame out of order (nothing to
-    reason from). ``threads``: FFmpeg decoding threads (frame threading); 0 lets FFmpeg pick
+    so the choice and the times equal a full decode's exactly. A whole GOP with no frame
+    that can be taken is not decoded at all (sparse sampling: 0.2 fps on a file with a
+    keyframe every 2 s decodes one GOP in five; ``gops_skipped`` counts them). Skipping stops
+    for the rest of the file at the first packet without a timestamp or frame out of order
+    (nothing to reason from). ``threads``: FFmpeg decoding threads (frame threading); 0 lets FFmpeg pick
     one per core, which oversubscribes the cores the encoder uses at the same time.
 
     ``deblock`` (default on): False sets FFmpeg's ``skip_loop_filter = all``, so H.264 and
@@ -237,13 +348,14 @@ class FrameSampler:
         self.threads = threads
         self.deblock = deblock
         self.frames_decoded = 0
+        self.gops_skipped = 0
         self.duration = 0.0
 
     def __iter__(self) -> Iterator[FrameBatch]:
         path, fps = self.path, self.fps
         width, height = self.size
         container = _open(path)
-        self.frames_decoded = 0
+        self.frames_decoded = self.gops_skipped = 0
         times: list[float] = []
         pixels: list[np.ndarray] = []
         try:
@@ -262,48 +374,31 @@ class FrameSampler:
             declared = _declared_duration(container, stream)
             next_bucket = 0  # the interval whose first frame is taken next
             last_time = -math.inf
-            time_base = stream.time_base
-            skipping = self.skip_nonref and time_base is not None
-            earliest: dict[int, Fraction] = {}  # per interval, the earliest packet time seen
-            skipped_end = 0.0  # the latest packet sent to be skipped (may not come out)
+            plan = _DecodePlan(fps, start, stream.time_base, self.skip_nonref)
             try:
                 for packet in container.demux(stream):
-                    if skipping and packet.size:
-                        if packet.pts is None or time_base is None:
-                            skipping = False
-                        else:
-                            p = packet.pts * time_base - start
-                            bucket = _bucket(float(p), fps)
-                            first = earliest.get(bucket)
-                            wanted = first is None or p <= first
-                            if wanted:
-                                earliest[bucket] = p
-                            else:
-                                skipped_end = max(skipped_end, float(p))
-                            if len(earliest) > 64:  # only intervals near the decoder's reorder window matter
-                                del earliest[min(earliest)]
-                            codec.skip_frame = "DEFAULT" if wanted else "NONREF"
-                    if not skipping and codec.skip_frame != "DEFAULT":
-                        codec.skip_frame = "DEFAULT"
-                    for frame in packet.decode():
-                        fallback = last_time + 1.0 / rate if self.frames_decoded else 0.0
-                        t = _frame_time(frame, start, fallback)
-                        self.frames_decoded += 1
-                        if frame.pts is None or t <= last_time:
-                            skipping = False  # packet times no longer say which frame is taken
-                        if t <= last_time:  # duplicate or out-of-order pts: keep time monotonic
-                            t = last_time + 1e-6
-                        last_time = t
-                        self.duration = max(t, 0.0) + 1.0 / rate
-                        if _bucket(t, fps) < next_bucket:
-                            continue
-                        times.append(max(t, 0.0))
-                        pixels.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
-                        next_bucket = _bucket(t, fps) + 1
-                        if len(times) == self.batch_size:
-                            yield FrameBatch(np.asarray(times), np.stack(pixels))
-                            times, pixels = [], []
-                self.duration = max(self.duration, skipped_end + 1.0 / rate)
+                    for todo, skip in plan.feed(packet):
+                        codec.skip_frame = skip
+                        for frame in todo.decode():
+                            fallback = last_time + 1.0 / rate if self.frames_decoded else 0.0
+                            t = _frame_time(frame, start, fallback)
+                            self.frames_decoded += 1
+                            if frame.pts is None or t <= last_time:
+                                plan.stop()  # packet times no longer say which frame is taken
+                            if t <= last_time:  # duplicate or out-of-order pts: keep time monotonic
+                                t = last_time + 1e-6
+                            last_time = t
+                            self.duration = max(t, 0.0) + 1.0 / rate
+                            if _bucket(t, fps) < next_bucket:
+                                continue
+                            times.append(max(t, 0.0))
+                            pixels.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
+                            next_bucket = _bucket(t, fps) + 1
+                            if len(times) == self.batch_size:
+                                yield FrameBatch(np.asarray(times), np.stack(pixels))
+                                times, pixels = [], []
+                self.gops_skipped = plan.gops_dropped
+                self.duration = max(self.duration, plan.skipped_end + 1.0 / rate)
             except av.error.FFmpegError as exc:
                 if times:
                     yield FrameBatch(np.asarray(times), np.stack(pixels))
