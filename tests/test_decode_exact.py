@@ -101,15 +101,55 @@ def test_sparse_sampling_skips_whole_gops(tmp_path, fps):
     assert fast.frames_decoded < 0.15 * full.frames_decoded
 
 
-def test_open_gop_files_sample_exactly(tmp_path):
-    """In an open-GOP file the frames after a keyframe reference the GOP before it: GOPs are
-    then decoded, not dropped, and the sampled frames stay exact."""
-    path = tmp_path / "open-gop.mp4"
-    with VideoWriter(path, fps=25, options={"x264-params": SHORT_GOP + ":open-gop=1"}) as writer:
-        for picture in static_scene_frames(400, (96, 64)):
+# keyframes after which a frame still references the GOP before: its GOP must be decoded
+NO_FRESH_START = {
+    # open GOP: the B-frames after each I-frame (in decode order) are shown before it
+    "open GOP, leading frames": SHORT_GOP + ":open-gop=1",
+    # open GOP with fixed B-frame runs: some I-frames have no leading frames, yet are no IDR
+    "open GOP, some without leading frames": "keyint=10:min-keyint=10:scenecut=0:bframes=2:b-adapt=0:"
+                                             "b-pyramid=none:open-gop=1",
+    # intra refresh: the frames flagged as keyframes are P-frames (recovery points)
+    "intra refresh": "keyint=10:min-keyint=10:scenecut=0:intra-refresh=1:bframes=0",
+}
+
+
+@pytest.mark.parametrize("params", NO_FRESH_START.values(), ids=NO_FRESH_START.keys())
+def test_gops_before_a_keyframe_that_is_no_fresh_start_are_decoded(tmp_path, params):
+    path = tmp_path / "no-idr.mp4"
+    with VideoWriter(path, fps=25, options={"x264-params": params}) as writer:
+        for picture in static_scene_frames(300, (96, 64)):
             writer.write(picture)
-    full, fast = check_exact(path, 0.2)
-    assert fast.gops_skipped == 0 and fast.frames_decoded < 0.6 * full.frames_decoded
+    for fps in (0.2, 0.5, 1.3):
+        _, fast = check_exact(path, fps)
+        assert fast.gops_skipped == 0
+
+
+def test_all_intra_files_decode_little_more_than_the_sampled_frames(tmp_path):
+    path = tmp_path / "intra.mp4"
+    with VideoWriter(path, fps=25, options={"x264-params": "keyint=1:scenecut=0"}) as writer:
+        for picture in static_scene_frames(250, (96, 64)):
+            writer.write(picture)
+    _, fast = check_exact(path, 0.5)
+    assert fast.frames_decoded <= 10 and fast.gops_skipped >= 240
+
+
+def test_a_file_cut_mid_gop_samples_exactly(tmp_path):
+    """A file cut without re-encoding starts with packets that decode to nothing (their
+    references were cut off): the first sampled frame is still a full decode's."""
+    source, cut = tmp_path / "source.mp4", tmp_path / "cut.mkv"
+    with VideoWriter(source, fps=25, options={"x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3"}) as writer:
+        for picture in static_scene_frames(250, (96, 64)):
+            writer.write(picture)
+    with av.open(str(source)) as src, av.open(str(cut), "w") as dst:
+        stream = src.streams.video[0]
+        out = dst.add_stream_from_template(stream)
+        for i, packet in enumerate(src.demux(stream)):
+            if packet.dts is None or i < 5:  # the first five packets, keyframe included
+                continue
+            packet.stream = out
+            dst.mux(packet)
+    for fps in (0.2, 1.3):
+        check_exact(cut, fps)
 
 
 def test_mpeg4_b_frames_sample_exactly(tmp_path):

@@ -31,7 +31,7 @@ import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import av
 import numpy as np
@@ -192,29 +192,72 @@ def _bucket(t: float, fps: float) -> int:
 _Skip = Literal["DEFAULT", "NONREF"]  # the codec's skip_frame for one packet
 
 
+def _nal_types(data: bytes, length_size: int) -> Iterator[int]:
+    """The first header byte of each NAL unit of an H.264/HEVC packet: length-prefixed
+    (``length_size`` bytes, MP4/MKV) or, with ``length_size`` 0, after Annex B start codes."""
+    if length_size:
+        i = 0
+        while i + length_size < len(data):
+            n = int.from_bytes(data[i:i + length_size], "big")
+            yield data[i + length_size]
+            i += length_size + n
+        return
+    i = data.find(b"\x00\x00\x01")
+    while 0 <= i < len(data) - 3:
+        yield data[i + 3]
+        i = data.find(b"\x00\x00\x01", i + 3)
+
+
+def _decoder_reset_test(codec: av.codec.context.CodecContext) -> Callable[[av.Packet], bool] | None:
+    """For a codec where it can be told from the packet, a test of whether a keyframe packet
+    starts afresh (no later frame references anything before it): an H.264 IDR picture, an
+    HEVC IDR picture, any frame of an intra-only codec. None where it cannot be told (a
+    keyframe flag alone also marks open-GOP I-frames and intra-refresh recovery points,
+    which reference earlier frames)."""
+    if codec.codec.intra_only:
+        return lambda packet: True
+    if codec.name not in ("h264", "hevc"):
+        return None
+    extra = codec.extradata or b""
+    length_size = 0  # Annex B unless the extradata is an avcC/hvcC record
+    if extra[:1] == b"\x01" and codec.name == "h264" and len(extra) > 4:
+        length_size = (extra[4] & 3) + 1
+    elif extra[:1] == b"\x01" and codec.name == "hevc" and len(extra) > 21:
+        length_size = (extra[21] & 3) + 1
+    if codec.name == "h264":
+        return lambda packet: any(b & 0x1F == 5 for b in _nal_types(bytes(packet), length_size))
+    return lambda packet: any((b >> 1) & 0x3F in (19, 20) for b in _nal_types(bytes(packet), length_size))
+
+
 class _DecodePlan:
     """Which demuxed packets the decoder must see, in order, and with which ``skip_frame``.
 
     A packet is *wanted* when its presentation time is the earliest seen so far in its
     sampling interval: only such a frame can be the one sampled there. Others go to the
-    decoder with ``NONREF`` (FFmpeg drops them unless later frames reference them). A GOP
-    (a keyframe and the packets up to the next) with no wanted packet is not sent at all,
-    since nothing after its end references it; except in an open-GOP file, where the frames
-    just after a keyframe in decode order are shown before it and reference the previous GOP.
-    So a dropped GOP is held until the next GOP's first packet after its keyframe shows
-    whether the file has such leading frames; if it does, the held GOP is sent and GOPs are
-    no longer dropped in that file. A GOP is buffered only until its first wanted packet
-    (then it streams through), and at most ``_MAX_HELD_PACKETS``.
+    decoder with ``NONREF`` (FFmpeg drops them unless later frames reference them).
+
+    A GOP (a keyframe and the packets up to the next) with no wanted packet is not sent at
+    all when the next keyframe starts afresh (``resets``: an IDR picture, an intra-only
+    codec), since nothing after it then references the GOP. Only in files that start with
+    such a keyframe (a file cut mid-GOP starts with packets that decode to nothing, and
+    "wanted" assumes every packet sent gives a frame), and never after a keyframe that does
+    not start afresh (an open-GOP I-frame, an intra-refresh recovery point) or one followed
+    by frames shown before it: from there on every GOP is decoded. A dropped GOP is held
+    until the packet after the next keyframe is seen; a GOP is buffered only until its first
+    wanted packet (then it streams through), and at most ``_MAX_HELD_PACKETS``.
     """
 
     _MAX_HELD_PACKETS = 2000  # a stream without later keyframes is decoded, not buffered
 
-    def __init__(self, fps: float, start: Fraction, time_base: Fraction | None, enabled: bool) -> None:
+    def __init__(self, fps: float, start: Fraction, time_base: Fraction | None, enabled: bool,
+                 resets: Callable[[av.Packet], bool] | None = None) -> None:
         self.fps = fps
         self.start = start
         self.time_base = time_base
         self.skipping = enabled and time_base is not None  # NONREF for packets not wanted
-        self.dropping = self.skipping  # whole GOPs without a wanted packet
+        self.resets = resets
+        self.dropping = self.skipping and resets is not None  # whole GOPs without a wanted packet
+        self.started = False  # a packet with data was seen
         self.earliest: dict[int, Fraction] = {}  # per interval, the earliest packet time seen
         self.gop: list[tuple[av.Packet, _Skip]] = []  # the current GOP's packets not sent yet
         self.gop_wanted = False  # the current GOP is being sent
@@ -242,13 +285,19 @@ class _DecodePlan:
 
     def feed(self, packet: av.Packet) -> list[tuple[av.Packet, _Skip]]:
         """The packets to decode now (``packet`` or earlier ones), each with its skip_frame."""
-        if not packet.size:
-            return self.finish() + [(packet, "DEFAULT")]
-        if not self.skipping or packet.pts is None or self.time_base is None:
+        if not self.skipping or (packet.size and (packet.pts is None or self.time_base is None)):
             self.skipping = False  # nothing to reason from: decode everything from here on
             return self._release() + [(packet, "DEFAULT")]
+        if not packet.size:
+            return self.finish() + [(packet, "DEFAULT")]
+        assert packet.pts is not None and self.time_base is not None
         p = packet.pts * self.time_base - self.start
         out: list[tuple[av.Packet, _Skip]] = []
+        if self.dropping and (not self.started or packet.is_keyframe):
+            assert self.resets is not None
+            if not packet.is_keyframe or not self.resets(packet):
+                out = self._release()  # no GOP before this one may be dropped, nor any later
+        self.started = True
         if self.dropping and packet.is_keyframe:
             if self.held is not None:  # the GOP after it was a lone keyframe: no leading frames
                 self._skip(self.held)
@@ -374,7 +423,7 @@ class FrameSampler:
             declared = _declared_duration(container, stream)
             next_bucket = 0  # the interval whose first frame is taken next
             last_time = -math.inf
-            plan = _DecodePlan(fps, start, stream.time_base, self.skip_nonref)
+            plan = _DecodePlan(fps, start, stream.time_base, self.skip_nonref, _decoder_reset_test(codec))
             try:
                 for packet in container.demux(stream):
                     for todo, skip in plan.feed(packet):
