@@ -10,7 +10,9 @@
 2. ingests the training worlds into an archive and trains the grounder's stages 1a, 1b, 2
    and verifier (``--llm tiny``: a tiny Llama from scratch, full tuning; ``--llm smollm2``:
    the packaged SmolLM2-135M-Instruct with LoRA, e.g. to time queries with a real-sized LM),
-   each with its own step count;
+   each with its own step count (0: the stage is not trained, e.g. ``2=0``; the default
+   mode does not use stage 2's fine level, but the whole-window and span-answer modes do:
+   docs/evaluation.md, checkpoint W);
 3. fits the level-1 presence calibration on the calibration worlds
    (``vidseek.train.fit_presence_calibration``) and stores it in the checkpoint.
 
@@ -161,7 +163,10 @@ def main() -> int:
                 record.setdefault("loss", {})[stage] = [round(r.first_loss, 4), round(r.last_loss, 4)]
                 print(f"[recipe] stage {stage}: {r.steps} steps, loss {r.first_loss:.3f} -> {r.last_loss:.3f}")
                 return r
-            if stage in _done_stages(out):
+            if steps.get(stage, 1) == 0:
+                print(f"[recipe] stage {stage}: 0 steps, not trained", flush=True)
+                record["stages"].pop(f"stage {stage}", None)
+            elif stage in _done_stages(out):
                 timed(f"stage {stage}", lambda: "skipped")
             else:
                 timed(f"stage {stage}", run_stage)
