@@ -284,8 +284,14 @@ def main() -> None:
     if args.stage:  # child process: one measurement, JSON on the last line
         print(json.dumps(STAGES[args.stage](args.video, Path(args.model), args.fps, json.loads(args.options))))
         return
-    video = build_video(args.minutes)
-    model = build_model(args.model)
+    # built in a child process: Linux keeps a process's peak RSS across exec, so a parent
+    # that had built the 600 MB model would lend its peak to every row's subprocess
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        video = pool.submit(build_video, args.minutes).result()
+        model = pool.submit(build_model, args.model).result()
     load_before = os.getloadavg()
     rows: dict[str, dict] = {}
     plan = ([("naive", "naive: PyAV -> CLIPImageProcessor -> CLIP, batch 32", {})]
