@@ -260,7 +260,7 @@ class _DecodePlan:
         self.started = False  # a packet with data was seen
         self.earliest: dict[int, Fraction] = {}  # per interval, the earliest packet time seen
         self.gop: list[tuple[av.Packet, _Skip]] = []  # the current GOP's packets not sent yet
-        self.gop_wanted = False  # the current GOP is being sent
+        self.gop_wanted = False  # the current GOP has a wanted packet: it is (or will be) sent
         self.keyframe_time: Fraction | None = None
         self.held: list[tuple[av.Packet, _Skip]] | None = None  # previous GOP, dropped unless needed
         self.skipped_end = 0.0  # the latest packet time not decoded (its frame may not come out)
@@ -362,8 +362,8 @@ class FrameSampler:
     that can be taken is not decoded at all (sparse sampling: 0.2 fps on a file with a
     keyframe every 2 s decodes one GOP in five; ``gops_skipped`` counts them). Skipping stops
     for the rest of the file at the first packet without a timestamp or frame out of order
-    (nothing to reason from). ``threads``: FFmpeg decoding threads (frame threading); 0 lets FFmpeg pick
-    one per core, which oversubscribes the cores the encoder uses at the same time.
+    (nothing to reason from). ``threads``: FFmpeg decoding threads (frame threading); 0 lets
+    FFmpeg pick one per core, which oversubscribes the cores the encoder uses at the same time.
 
     ``deblock`` (default on): False sets FFmpeg's ``skip_loop_filter = all``, so H.264 and
     HEVC decode without their in-loop deblocking filter, 1.3-1.4x faster on 720p H.264.
