@@ -1,12 +1,15 @@
 """Live-stream ingest: lag from airing to searchable, CPU per stream, concurrent streams.
 
     python benchmarks/stream.py [--minutes 5] [--streams 1,2] [--model vit-b32|tiny|DIR]
-                                [--commit-every 10]
+                                [--commit-every 10] [--fps 1] [--decode plan,full]
 
 A 1280x720 H.264 25 fps video (the shared clips looped; cached in .cache/bench/, shared with
 benchmarks/ingest.py) is aired in real time over loopback TCP, its packets remuxed (not
 re-encoded, so the sender costs next to nothing), to ``vidseek ingest``-equivalent
-processes (``Archive.ingest_stream``, 1 fps, one archive per run, one process per stream).
+processes (``Archive.ingest_stream``, at ``--fps`` (default 1), one archive per run, one
+process per stream). ``--decode``: ``plan`` decodes what the sampling needs (the default:
+non-reference frames and whole GOPs it cannot pick are skipped), ``full`` every frame
+(``skip_nonref=False``); a comma-separated list runs each, to compare their CPU.
 
 For each sampled second of a stream, *lag* is the wall time at which a commit made it
 searchable minus the wall time at which it was sent. p50/p95 are over all seconds of all
@@ -38,14 +41,16 @@ from ingest import build_model, build_video  # noqa: E402
 
 _INGEST = """
 import json, sys, time, vidseek
-archive, url, name, every, out = sys.argv[1:6]
+from vidseek.indexer.pipeline import IngestConfig
+archive, url, name, every, out, fps, skip = sys.argv[1:8]
 log = open(out, "w")
 def progress(event):
     if event.state == "committed":
         log.write(json.dumps({"indexed": event.indexed, "wall": time.time(),
                               "started_at": event.started_at, "fps": event.frames_per_s}) + "\\n")
         log.flush()
-with vidseek.Archive.open(archive, device="cpu") as arch:
+config = IngestConfig(fps=float(fps), skip_nonref=skip == "plan")
+with vidseek.Archive.open(archive, device="cpu", config=config) as arch:
     arch.ingest_stream(url, name=name, commit_every=float(every), reconnect=False,
                        progress=progress)
 """
@@ -106,19 +111,22 @@ def air(video: Path, url: str, seconds: float, sent: list[float]) -> None:
         out.close()
 
 
-def run(video: Path, model: Path, streams: int, seconds: float, every: float) -> dict:
+def run(video: Path, model: Path, streams: int, seconds: float, every: float, fps: float,
+        decode: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "archive"
         import vidseek
+        from vidseek.indexer.pipeline import IngestConfig
 
-        with vidseek.Archive.open(archive, model=model, device="cpu") as arch:
+        with vidseek.Archive.open(archive, model=model, device="cpu", config=IngestConfig(fps=fps)) as arch:
             arch.encoder  # adopted before the streams start
         procs, logs, senders, starts = [], [], [], []
         for n in range(streams):
             port = free_port()
             log = Path(tmp) / f"s{n}.jsonl"
             proc = subprocess.Popen([sys.executable, "-c", _INGEST, str(archive),
-                                     f"tcp://127.0.0.1:{port}?listen=1", f"cam{n}", str(every), str(log)])
+                                     f"tcp://127.0.0.1:{port}?listen=1", f"cam{n}", str(every), str(log),
+                                     str(fps), decode])
             sent: list[float] = []
             sender = threading.Thread(target=air, args=(video, f"tcp://127.0.0.1:{port}", seconds, sent))
             sender.start()
@@ -136,16 +144,17 @@ def run(video: Path, model: Path, streams: int, seconds: float, every: float) ->
         lags, first_third, last_third = [], [], []
         for log, sent in zip(logs, starts):
             commits = [json.loads(line) for line in log.read_text().splitlines()]
-            for k in range(int(seconds)):  # sampled second k aired at sent[0] + k
-                done = next((c["wall"] for c in commits if c["indexed"] > k + 0.5), None)
+            for k in range(int(seconds * fps)):  # sampled frame k aired at sent[0] + k / fps
+                done = next((c["wall"] for c in commits if c["indexed"] > (k + 0.5) / fps), None)
                 if done is None:
                     continue
-                lag = done - (sent[0] + k)
+                lag = done - (sent[0] + k / fps)
                 lags.append(lag)
-                (first_third if k < seconds / 3 else last_third if k >= 2 * seconds / 3 else []).append(lag)
+                k_s = k / fps
+                (first_third if k_s < seconds / 3 else last_third if k_s >= 2 * seconds / 3 else []).append(lag)
         cpu = sum(usage) / streams / seconds
     p = lambda xs, q: sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")  # noqa: E731
-    return {"streams": streams, "seconds": seconds, "commit_every": every,
+    return {"streams": streams, "seconds": seconds, "commit_every": every, "fps": fps, "decode": decode,
             "lag_p50": p(lags, 0.5), "lag_p95": p(lags, 0.95),
             "first_third_p95": p(first_third, 0.95), "last_third_p95": p(last_third, 0.95),
             "keeps_up": bool(lags) and p(last_third, 0.95) <= p(first_third, 0.95) + 5.0,
@@ -159,18 +168,26 @@ def main() -> None:
     parser.add_argument("--streams", default="1,2", help="concurrent stream counts to run")
     parser.add_argument("--model", default="vit-b32")
     parser.add_argument("--commit-every", type=float, default=10.0)
+    parser.add_argument("--fps", type=float, default=1.0, help="the archive's sampling rate")
+    parser.add_argument("--decode", default="plan", help="plan, full, or both: plan,full")
     args = parser.parse_args()
     video = build_video(5)
     model = build_model(args.model)
     rows = []
-    for count in (int(c) for c in args.streams.split(",")):
-        print(f"{count} stream(s) for {args.minutes:g} min...", flush=True)
-        rows.append(run(video, model, count, args.minutes * 60, args.commit_every))
-        print(json.dumps(rows[-1]), flush=True)
-    print("\n| streams | minutes | lag p50 | lag p95 | p95 first / last third | keeps up | CPU per stream | load (1 min) |")
-    print("|---|---|---|---|---|---|---|---|")
+    for decode in args.decode.split(","):
+        if decode not in ("plan", "full"):
+            parser.error(f"--decode: plan or full, got {decode!r}")
+        for count in (int(c) for c in args.streams.split(",")):
+            print(f"{count} stream(s) for {args.minutes:g} min at {args.fps:g} fps, {decode} decode...",
+                  flush=True)
+            rows.append(run(video, model, count, args.minutes * 60, args.commit_every, args.fps, decode))
+            print(json.dumps(rows[-1]), flush=True)
+    print("\n| streams | fps | decode | minutes | lag p50 | lag p95 | p95 first / last third | keeps up "
+          "| CPU per stream | load (1 min) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['streams']} | {r['seconds'] / 60:g} | {r['lag_p50']:.1f} s | {r['lag_p95']:.1f} s | "
+        print(f"| {r['streams']} | {r['fps']:g} | {r['decode']} | {r['seconds'] / 60:g} | "
+              f"{r['lag_p50']:.1f} s | {r['lag_p95']:.1f} s | "
               f"{r['first_third_p95']:.1f} / {r['last_third_p95']:.1f} s | {'yes' if r['keeps_up'] else 'no'} | "
               f"{100 * r['cpu_per_stream']:.0f} % of a core | {r['load'][0]:.2f} |")
     out = ROOT / "benchmarks" / "results"

@@ -10,9 +10,9 @@ frame cannot be a sampled one is sent to the decoder with ``skip_frame = NONREF`
 non-reference frame (most B-frames) is not decoded at all; reference frames still are (later
 frames need them). When the sampling interval is longer than a GOP (0.2 fps on a file with a
 keyframe every 2 s), a whole GOP without a frame that can be sampled is not sent to the
-decoder at all (:class:`_DecodePlan`). Which frames can be sampled is known from the packets'
-presentation times before decoding, so the sampled frames and their times are exactly those
-of a full decode (see :class:`FrameSampler`).
+decoder at all. Which frames can be sampled is known from the packets' presentation times
+before decoding (:mod:`vidseek.indexer.decode_plan`, shared with live streams), so the
+sampled frames and their times are exactly those of a full decode (see :class:`FrameSampler`).
 
 Partial-decode policy: iterating a :class:`FrameSampler` yields every batch that decoded and then
 raises :class:`~vidseek.errors.CorruptVideoError` (or its subclass
@@ -31,7 +31,7 @@ import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Iterator
 
 import av
 import numpy as np
@@ -39,6 +39,7 @@ from PIL import Image
 
 from ..errors import (ConfigError, CorruptVideoError, EmptyFileError, NotAVideoError, TruncatedVideoError,
                       VideoError)
+from .decode_plan import DecodePlan, decoder_reset_test, sampling_interval
 
 __all__ = ["VideoInfo", "FrameBatch", "FrameSampler", "probe_video", "read_frame"]
 
@@ -184,167 +185,6 @@ def _frame_time(frame: av.VideoFrame, start: Fraction, fallback: float) -> float
     return float(frame.pts * frame.time_base - start)
 
 
-def _bucket(t: float, fps: float) -> int:
-    """The sampling interval ``[k/fps, (k+1)/fps)`` a time falls in (a microsecond of slack)."""
-    return math.floor(t * fps + 1e-6)
-
-
-_Skip = Literal["DEFAULT", "NONREF"]  # the codec's skip_frame for one packet
-
-
-def _nal_types(data: bytes, length_size: int) -> Iterator[int]:
-    """The first header byte of each NAL unit of an H.264/HEVC packet: length-prefixed
-    (``length_size`` bytes, MP4/MKV) or, with ``length_size`` 0, after Annex B start codes."""
-    if length_size:
-        i = 0
-        while i + length_size < len(data):
-            n = int.from_bytes(data[i:i + length_size], "big")
-            yield data[i + length_size]
-            i += length_size + n
-        return
-    i = data.find(b"\x00\x00\x01")
-    while 0 <= i < len(data) - 3:
-        yield data[i + 3]
-        i = data.find(b"\x00\x00\x01", i + 3)
-
-
-def _decoder_reset_test(codec: av.codec.context.CodecContext) -> Callable[[av.Packet], bool] | None:
-    """For a codec where it can be told from the packet, a test of whether a keyframe packet
-    starts afresh (no later frame references anything before it): an H.264 IDR picture, an
-    HEVC IDR picture, any frame of an intra-only codec. None where it cannot be told (a
-    keyframe flag alone also marks open-GOP I-frames and intra-refresh recovery points,
-    which reference earlier frames)."""
-    if codec.codec.intra_only:
-        return lambda packet: True
-    if codec.name not in ("h264", "hevc"):
-        return None
-    extra = codec.extradata or b""
-    length_size = 0  # Annex B unless the extradata is an avcC/hvcC record
-    if extra[:1] == b"\x01" and codec.name == "h264" and len(extra) > 4:
-        length_size = (extra[4] & 3) + 1
-    elif extra[:1] == b"\x01" and codec.name == "hevc" and len(extra) > 21:
-        length_size = (extra[21] & 3) + 1
-    if codec.name == "h264":
-        return lambda packet: any(b & 0x1F == 5 for b in _nal_types(bytes(packet), length_size))
-    return lambda packet: any((b >> 1) & 0x3F in (19, 20) for b in _nal_types(bytes(packet), length_size))
-
-
-class _DecodePlan:
-    """Which demuxed packets the decoder must see, in order, and with which ``skip_frame``.
-
-    A packet is *wanted* when its presentation time is the earliest seen so far in its
-    sampling interval: only such a frame can be the one sampled there. Others go to the
-    decoder with ``NONREF`` (FFmpeg drops them unless later frames reference them).
-
-    A GOP (a keyframe and the packets up to the next) with no wanted packet is not sent at
-    all when the next keyframe starts afresh (``resets``: an IDR picture, an intra-only
-    codec), since nothing after it then references the GOP. Only in files that start with
-    such a keyframe (a file cut mid-GOP starts with packets that decode to nothing, and
-    "wanted" assumes every packet sent gives a frame), and never after a keyframe that does
-    not start afresh (an open-GOP I-frame, an intra-refresh recovery point) or one followed
-    by frames shown before it: from there on every GOP is decoded. A dropped GOP is held
-    until the packet after the next keyframe is seen; a GOP is buffered only until its first
-    wanted packet (then it streams through), and at most ``_MAX_HELD_PACKETS``.
-    """
-
-    _MAX_HELD_PACKETS = 2000  # a stream without later keyframes is decoded, not buffered
-
-    def __init__(self, fps: float, start: Fraction, time_base: Fraction | None, enabled: bool,
-                 resets: Callable[[av.Packet], bool] | None = None) -> None:
-        self.fps = fps
-        self.start = start
-        self.time_base = time_base
-        self.skipping = enabled and time_base is not None  # NONREF for packets not wanted
-        self.resets = resets
-        self.dropping = self.skipping and resets is not None  # whole GOPs without a wanted packet
-        self.started = False  # a packet with data was seen
-        self.earliest: dict[int, Fraction] = {}  # per interval, the earliest packet time seen
-        self.gop: list[tuple[av.Packet, _Skip]] = []  # the current GOP's packets not sent yet
-        self.gop_wanted = False  # the current GOP has a wanted packet: it is (or will be) sent
-        self.keyframe_time: Fraction | None = None
-        self.held: list[tuple[av.Packet, _Skip]] | None = None  # previous GOP, dropped unless needed
-        self.skipped_end = 0.0  # the latest packet time not decoded (its frame may not come out)
-        self.gops_dropped = 0
-
-    def _skip(self, packets: list[tuple[av.Packet, _Skip]]) -> None:
-        self.gops_dropped += 1
-        for packet, _ in packets:
-            if packet.pts is not None and self.time_base is not None:
-                self.skipped_end = max(self.skipped_end, float(packet.pts * self.time_base - self.start))
-
-    def _release(self) -> list[tuple[av.Packet, _Skip]]:
-        """Send whatever is held, and drop no GOP from now on."""
-        out = (self.held or []) + self.gop
-        self.held, self.gop, self.gop_wanted, self.dropping = None, [], True, False
-        return out
-
-    def stop(self) -> None:
-        """Frames came out of order: packet times no longer say which frame is taken, so
-        decode everything from here on (what is held is sent with the next packet)."""
-        self.skipping = False
-
-    def feed(self, packet: av.Packet) -> list[tuple[av.Packet, _Skip]]:
-        """The packets to decode now (``packet`` or earlier ones), each with its skip_frame."""
-        if not self.skipping or (packet.size and (packet.pts is None or self.time_base is None)):
-            self.skipping = False  # nothing to reason from: decode everything from here on
-            return self._release() + [(packet, "DEFAULT")]
-        if not packet.size:
-            return self.finish() + [(packet, "DEFAULT")]
-        assert packet.pts is not None and self.time_base is not None
-        p = packet.pts * self.time_base - self.start
-        out: list[tuple[av.Packet, _Skip]] = []
-        if self.dropping and (not self.started or packet.is_keyframe):
-            assert self.resets is not None
-            if not packet.is_keyframe or not self.resets(packet):
-                out = self._release()  # no GOP before this one may be dropped, nor any later
-        self.started = True
-        if self.dropping and packet.is_keyframe:
-            if self.held is not None:  # the GOP after it was a lone keyframe: no leading frames
-                self._skip(self.held)
-            if self.gop_wanted:
-                out, self.held = self.gop, None  # it waited on the held GOP, now dropped
-            else:
-                self.held = self.gop or None
-            self.gop, self.gop_wanted, self.keyframe_time = [], False, p
-        elif self.held is not None:  # the first packet after a keyframe
-            if self.keyframe_time is not None and p < self.keyframe_time:
-                out = self._release()  # open GOPs: leading frames reference the held GOP
-            else:
-                self._skip(self.held)
-                self.held = None
-        bucket = _bucket(float(p), self.fps)
-        first = self.earliest.get(bucket)
-        wanted = first is None or p <= first
-        if wanted:
-            self.earliest[bucket] = p
-        else:
-            self.skipped_end = max(self.skipped_end, float(p))
-        if len(self.earliest) > 64:  # only intervals near the decoder's reorder window matter
-            del self.earliest[min(self.earliest)]
-        entry: tuple[av.Packet, _Skip] = (packet, "DEFAULT" if wanted else "NONREF")
-        if not self.dropping:
-            return out + [entry]
-        self.gop.append(entry)
-        self.gop_wanted = self.gop_wanted or wanted
-        if len(self.gop) > self._MAX_HELD_PACKETS:
-            out += self._release()
-        elif self.gop_wanted and self.held is None:
-            out += self.gop
-            self.gop = []
-        return out
-
-    def finish(self) -> list[tuple[av.Packet, _Skip]]:
-        """At the end of the stream: what still has to be decoded (an unwanted last GOP and
-        a held GOP followed only by a keyframe do not)."""
-        if self.held is not None:
-            self._skip(self.held)
-        out = self.gop if self.gop_wanted else []
-        if self.gop and not self.gop_wanted:
-            self._skip(self.gop)
-        self.held, self.gop = None, []
-        return out
-
-
 class FrameSampler:
     """Decode a video and yield RGB frames sampled every ``1/fps`` seconds, in batches.
 
@@ -421,9 +261,9 @@ class FrameSampler:
                 start = stream.start_time * stream.time_base
             rate = float(stream.average_rate or stream.guessed_rate or 25)
             declared = _declared_duration(container, stream)
-            next_bucket = 0  # the interval whose first frame is taken next
+            next_interval = 0  # the interval whose first frame is taken next
             last_time = -math.inf
-            plan = _DecodePlan(fps, start, stream.time_base, self.skip_nonref, _decoder_reset_test(codec))
+            plan = DecodePlan(fps, start, stream.time_base, self.skip_nonref, decoder_reset_test(codec))
             try:
                 for packet in container.demux(stream):
                     for todo, skip in plan.feed(packet):
@@ -438,11 +278,11 @@ class FrameSampler:
                                 t = last_time + 1e-6
                             last_time = t
                             self.duration = max(t, 0.0) + 1.0 / rate
-                            if _bucket(t, fps) < next_bucket:
+                            if sampling_interval(t, fps) < next_interval:
                                 continue
                             times.append(max(t, 0.0))
                             pixels.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
-                            next_bucket = _bucket(t, fps) + 1
+                            next_interval = sampling_interval(t, fps) + 1
                             if len(times) == self.batch_size:
                                 yield FrameBatch(np.asarray(times), np.stack(pixels))
                                 times, pixels = [], []

@@ -60,7 +60,8 @@ class IngestConfig:
     torch_threads: int | None = None  # torch intra-op threads while encoding
     skip_nonref: bool = True  # decode no frame that sampling cannot pick (decode.FrameSampler)
     # False: decode H.264/HEVC without the deblocking filter (FrameSampler's deblock), faster
-    # and not exact. Files only: live streams (indexer.stream) decode with their own loop.
+    # and not exact. Live streams (indexer.stream_reader) honour it, skip_nonref and
+    # decode_threads too.
     # Not recorded by an archive: like a re-encode of the source, it moves embeddings
     # slightly without changing what they are comparable with.
     deblock: bool = True

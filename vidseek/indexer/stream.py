@@ -36,12 +36,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import av
 import numpy as np
 
 from ..errors import ConfigError, StreamError
@@ -54,6 +52,7 @@ from ..store.streams import (STREAM_PATH_PREFIX, StreamPart, end_session, insert
 from .dense import DensePruner
 from .ingest import archive_config
 from .pipeline import IngestConfig
+from .stream_reader import NewPart, ReaderStatus, SampledFrame, StreamEnded, StreamReader
 
 __all__ = ["STREAM_SCHEMES", "StreamOptions", "StreamProgress", "StreamReport", "StreamIngester",
            "is_stream_url", "redact_url"]
@@ -149,271 +148,17 @@ class StreamReport:
     started_at: float = 0.0
 
 
-# -- the reader thread's messages --------------------------------------------------------
-@dataclass(frozen=True)
-class _NewPart:
-    offset: float  # session time the part starts at
-    aired_at: float  # wall clock at ``offset``
-    gap_before: float
-    recording: str
-    width: int
-    height: int
-    codec: str
-    native_fps: float
-
-
-@dataclass(frozen=True)
-class _Frame:
-    time: float  # session seconds
-    pixels: np.ndarray
-
-
-@dataclass(frozen=True)
-class _Status:
-    state: str  # "dropped" (a connection was lost) or "retrying" (an attempt failed)
-    error: str
-
-
-@dataclass(frozen=True)
-class _End:
-    pass
-
-
-_HLS = re.compile(r"\.m3u8?($|\?)", re.IGNORECASE)
-
-
-def _problem(exc: BaseException, url: str, redacted: str) -> str:
-    """An FFmpeg error's message with the URL it quotes redacted."""
-    text = getattr(exc, "strerror", None) or str(exc)
-    return str(text).replace(url, redacted)
-
-
-class _Reader(threading.Thread):
-    """Reads the source: connects (again), samples frames, records packets; posts messages."""
-
-    def __init__(self, url: str, redacted: str, fps: float, size: int, options: StreamOptions,
-                 out: "queue.Queue[Any]", started_at: float | None, floor: float,
-                 recording_name: str) -> None:
-        super().__init__(name="vidseek-stream", daemon=True)
-        self.url, self.redacted, self.fps, self.size = url, redacted, fps, size
-        self.options, self.out = options, out
-        self.started_at = started_at  # None until the first frame of a new session
-        self.floor = floor  # session time already committed (a resumed session)
-        self.recording_name = recording_name
-        self.stop_event = threading.Event()
-        self.sized = threading.Event()  # set once ``size`` is the encoder's input side
-        self.frames_decoded = 0
-        self.aired = floor
-        self.connected_once = False
-        self._part_count = 0
-
-    def stop(self) -> None:
-        self.stop_event.set()
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # handed to the consumer
-            self.out.put(exc)
-
-    def _open(self) -> av.container.InputContainer:
-        options = {}
-        if self.url.lower().startswith(("rtsp://", "rtsps://")):
-            options["rtsp_transport"] = "tcp"  # UDP loses packets behind NAT and firewalls
-        try:
-            container = av.open(self.url, options=options,
-                                timeout=(self.options.open_timeout, self.options.read_timeout))
-        except av.error.FFmpegError as exc:
-            raise StreamError(self.redacted, "cannot open the stream: "
-                              + _problem(exc, self.url, self.redacted)) from exc
-        if not container.streams.video:
-            container.close()
-            raise StreamError(self.redacted, "the stream has no video")
-        return container
-
-    def _run(self) -> None:
-        failing_since: float | None = None
-        closed_cleanly = False  # the last connection ended by the sender closing it
-        backoff = 1.0
-        next_target = 0.0
-        while not self.stop_event.is_set():
-            try:
-                container = self._open()
-            except StreamError as exc:
-                if not self.connected_once or not self.options.reconnect:
-                    raise
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since >= self.options.reconnect_limit:
-                    if closed_cleanly:  # the sender closed and did not come back: the end
-                        logger.info("%s: the sender closed the stream and did not come back "
-                                    "within %gs: ended", self.redacted, self.options.reconnect_limit)
-                        self.out.put(_End())
-                        return
-                    raise StreamError(self.redacted, f"gave up reconnecting after "
-                                      f"{self.options.reconnect_limit:g}s: {exc.problem}") from exc
-                self.out.put(_Status("retrying", exc.problem))
-                self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            failing_since, backoff = None, 1.0
-            hls = bool(_HLS.search(urlsplit(self.url).path)) or container.format.name == "hls"
-            try:
-                ended, error, next_target = self._read(container, next_target)
-            finally:
-                container.close()
-            if self.stop_event.is_set():
-                return
-            if not self.connected_once:
-                raise StreamError(self.redacted, "the stream ended before a video frame could be "
-                                  f"decoded{': ' + error if error else ''}")
-            if ended and (hls or not self.options.reconnect):
-                self.out.put(_End())
-                return
-            if not self.options.reconnect:
-                raise StreamError(self.redacted, f"the connection dropped: {error}")
-            logger.warning("%s: connection lost (%s); reconnecting", self.redacted,
-                           error or "the sender closed it")
-            self.out.put(_Status("dropped", error or "the sender closed the connection"))
-            failing_since, closed_cleanly = time.monotonic(), ended
-
-    def _read(self, container: av.container.InputContainer,
-              next_target: float) -> tuple[bool, str, float]:
-        """Read one connection; ``(ended cleanly, error, next sampling target)``."""
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = float(stream.average_rate or stream.guessed_rate or 25)
-        first_pts: Fraction | None = None
-        offset = 0.0
-        part_offset = 0.0
-        recorder: _Recorder | None = None
-        last_t = -math.inf
-        try:
-            for packet in container.demux(stream):
-                if self.stop_event.is_set():
-                    return False, "", next_target
-                data = packet.size > 0  # not the flush packet at the end
-                if (data and recorder is not None and packet.is_keyframe and packet.pts is not None
-                        and first_pts is not None and packet.time_base is not None
-                        and offset + float(packet.pts * packet.time_base - first_pts) - part_offset
-                        >= self.options.part_seconds):
-                    # a new part (and recording file) starts on a keyframe
-                    recorder.close()
-                    part_offset = offset + float(packet.pts * packet.time_base - first_pts)
-                    recorder = self._new_part(container, stream, part_offset, 0.0, rate)
-                frames = packet.decode()
-                # recorded after decoding: muxing re-targets the packet at the output stream
-                if data and recorder is not None:
-                    recorder.write(packet)
-                    data = False
-                for frame in frames:
-                    self.frames_decoded += 1
-                    if frame.pts is None or frame.time_base is None:
-                        pts = Fraction(self.frames_decoded, 1) / Fraction(rate).limit_denominator(1000)
-                    else:
-                        pts = frame.pts * frame.time_base
-                    if first_pts is None:
-                        first_pts = pts
-                        offset, gap = self._connection_offset(rate)
-                        part_offset = offset
-                        recorder = self._new_part(container, stream, offset, gap, rate)
-                        if recorder is not None and data:
-                            recorder.write(packet)
-                            data = False
-                        self.connected_once = True
-                    t = offset + float(pts - first_pts)
-                    if t <= last_t:  # duplicate or out-of-order pts: keep time monotonic
-                        t = last_t + 1e-6
-                    last_t = t
-                    if (self.options.part_seconds <= t - part_offset and recorder is None):
-                        part_offset = t  # without a recording, a part may start on any frame
-                        self._new_part(container, stream, t, 0.0, rate)
-                    self.aired = t + 1.0 / rate
-                    if t + 1e-6 < next_target:
-                        continue
-                    pixels = frame.to_ndarray(width=self.size, height=self.size, format="rgb24")
-                    self.out.put(_Frame(t, pixels))
-                    next_target = (math.floor(t * self.fps + 1e-6) + 1) / self.fps
-        except av.error.FFmpegError as exc:
-            return False, _problem(exc, self.url, self.redacted), next_target
-        finally:
-            if recorder is not None:
-                recorder.close()
-        return True, "", next_target
-
-    def _connection_offset(self, rate: float) -> tuple[float, float]:
-        """Session time of this connection's first frame, and the gap before it."""
-        now = time.time()
-        if self.started_at is None:  # the session starts now
-            self.started_at = now
-            return 0.0, 0.0
-        prior = max(self.aired, self.floor)  # what earlier connections (or runs) covered
-        offset = max(now - self.started_at, prior)
-        return offset, offset - prior
-
-    def _new_part(self, container: av.container.InputContainer, stream: av.VideoStream,
-                  offset: float, gap: float, rate: float) -> "_Recorder | None":
-        assert self.started_at is not None
-        self._part_count += 1
-        recorder = None
-        path = ""
-        if self.options.record is not None:
-            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started_at + offset))
-            path = str(Path(self.options.record).resolve() / f"{self.recording_name}-{stamp}.ts")
-            recorder = _Recorder(Path(path), stream, self.redacted)
-        ctx = stream.codec_context
-        self.out.put(_NewPart(offset, self.started_at + offset, gap, path, ctx.width, ctx.height,
-                              ctx.name, rate))
-        # the consumer loads the encoder on the first part, which sets the frame size
-        while not self.sized.wait(0.25):
-            if self.stop_event.is_set():
-                break
-        return recorder
-
-
-class _Recorder:
-    """Remuxes a stream's video packets, unchanged, into an MPEG-TS file whose time 0 is
-    the part's first frame."""
-
-    def __init__(self, path: Path, stream: av.VideoStream, redacted: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.out = av.open(str(path), mode="w", format="mpegts")
-        self.stream = self.out.add_stream_from_template(stream)
-        self.base: int | None = None
-        self.redacted = redacted
-
-    def write(self, packet: av.Packet) -> None:
-        if packet.pts is None or packet.dts is None:
-            return
-        if self.base is None:
-            self.base = packet.dts
-        packet.pts -= self.base
-        packet.dts -= self.base
-        packet.stream = self.stream
-        try:
-            self.out.mux(packet)
-        except (av.error.FFmpegError, ValueError) as exc:  # one bad packet must not stop indexing
-            logger.warning("%s: packet not recorded in %s: %s", self.redacted, self.path, exc)
-
-    def close(self) -> None:
-        try:
-            self.out.close()
-        except av.error.FFmpegError as exc:
-            logger.warning("%s: recording %s not closed cleanly: %s", self.redacted, self.path, exc)
-
-
 @dataclass
 class _Part:
     """The part being written: what it has committed and what waits."""
 
-    info: _NewPart
+    info: NewPart
     number: int
     pruner: DensePruner
     video: VideoRecord | None = None
     times: list[float] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
-    pending: list[_Frame] = field(default_factory=list)  # sampled, not encoded yet
+    pending: list[SampledFrame] = field(default_factory=list)  # sampled, not encoded yet
     committed_to: float = -math.inf  # session time of the last frame committed
 
     @property
@@ -533,9 +278,9 @@ class _Run:
         self._rate_mark = (time.monotonic(), 0)
         self._last_commit: float | None = None  # wall clock of this run's last commit
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", source.split("://")[-1]).strip("_")[:60] or "stream"
-        self.reader = _Reader(url, redacted, self.config.fps, 0, options, queue.Queue(),
-                              self.started_at if self.resumed else None, floor,
-                              f"{safe}-s{self.session}")
+        self.reader = StreamReader(url, redacted, self.config, options, queue.Queue(),
+                                   self.started_at if self.resumed else None, floor,
+                                   f"{safe}-s{self.session}")
 
     # -- the loop ------------------------------------------------------------------
     def go(self) -> StreamReport:
@@ -561,22 +306,22 @@ class _Run:
                     if isinstance(message, StreamError):
                         self._event("failed", error=message.problem)
                     raise message
-                if isinstance(message, _NewPart):
+                if isinstance(message, NewPart):
                     self._start_part(message)
-                elif isinstance(message, _Frame):
+                elif isinstance(message, SampledFrame):
                     assert self.part is not None
                     self.part.pending.append(message)
                     if messages.empty():
                         self._encode_pending()
                     if message.time - self.part.committed_to >= self.options.commit_every:
                         self._commit()
-                elif isinstance(message, _Status):
+                elif isinstance(message, ReaderStatus):
                     self.error = message.error
                     if message.state == "dropped":
                         self.reconnects += 1
                         self._commit()
                     self._event("reconnecting", error=message.error)
-                elif isinstance(message, _End):
+                elif isinstance(message, StreamEnded):
                     self._finish("end")
                     return self.report
         finally:
@@ -591,9 +336,9 @@ class _Run:
                 message = self.reader.out.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(message, _NewPart):
+            if isinstance(message, NewPart):
                 self._start_part(message)
-            elif isinstance(message, _Frame) and self.part is not None:
+            elif isinstance(message, SampledFrame) and self.part is not None:
                 self.part.pending.append(message)
 
     def _finish(self, how: str) -> None:
@@ -605,7 +350,7 @@ class _Run:
         logger.info("%s: session %d %s at %.1fs (%d frames this run)", self.redacted, self.session,
                     "ended" if how == "end" else "stopped", self.report.seconds, self.report.frames)
 
-    def _start_part(self, info: _NewPart) -> None:
+    def _start_part(self, info: NewPart) -> None:
         if self.part is not None:
             self._commit()
         if not self.started_at:
