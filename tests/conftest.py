@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import atexit
 import os
+import pickle
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -95,15 +98,49 @@ def one_torch_thread():
         torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
-def world_encoder(tmp_path_factory):
-    """A tiny CLIP trained on the procedural world's captions (~80 s): text queries work."""
-    import vidseek.train
+# The world encoder trains in a child process started as soon as the session knows it needs
+# it (one torch thread, so bit for bit what the same call in this process gives): its 2-4
+# minutes of training overlap the tests that run before the first one that uses it.
+_WORLD_ENCODER = """
+import pickle, sys, torch
+import vidseek.train
+torch.set_num_threads(1)
+report = vidseek.train.train_world_encoder(sys.argv[1], steps=500, clips=2000, seed=0)
+with open(sys.argv[2], "wb") as fh:
+    pickle.dump(report, fh)
+"""
+_world_encoder_job: tuple[subprocess.Popen, Path] | None = None
 
-    with one_torch_thread():
-        report = vidseek.train.train_world_encoder(tmp_path_factory.mktemp("world-clip") / "model",
-                                             steps=500, clips=2000, seed=0)
-    return report
+
+def _start_world_encoder() -> tuple[subprocess.Popen, Path]:
+    global _world_encoder_job
+    if _world_encoder_job is None:
+        root = Path(tempfile.mkdtemp(prefix="vidseek-world-clip-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        with open(root / "log.txt", "w") as log:
+            proc = subprocess.Popen([sys.executable, "-c", _WORLD_ENCODER, str(root / "model"),
+                                     str(root / "report.pickle")], stdout=log, stderr=subprocess.STDOUT)
+        atexit.register(lambda: proc.poll() is None and proc.kill())
+        _world_encoder_job = (proc, root)
+    return _world_encoder_job
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.config.option.collectonly and any(
+            "world_encoder" in getattr(item, "fixturenames", ()) for item in session.items):
+        _start_world_encoder()
+
+
+@pytest.fixture(scope="session")
+def world_encoder():
+    """A tiny CLIP trained on the procedural world's captions (500 steps, one thread: 80-225 s
+    by the machine): text queries work. Trained in the background from the session's start
+    (pytest_collection_finish)."""
+    proc, root = _start_world_encoder()  # started already, unless requested dynamically
+    if proc.wait(timeout=1800) != 0:
+        pytest.fail(f"training the world encoder failed:\n{(root / 'log.txt').read_text()[-3000:]}")
+    with open(root / "report.pickle", "rb") as fh:
+        return pickle.load(fh)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,9 @@ def wait_for_running_job(archive: Path, process: subprocess.Popen, timeout: floa
         assert process.poll() is None, process.communicate()[1][-2000:]
         if db.exists():
             try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+                # closing(): a connection's own `with` commits but does not close (polling
+                # every 10 ms leaked hundreds of file descriptors)
+                with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
                     row = conn.execute("SELECT path FROM jobs WHERE status = 'running'").fetchone()
             except sqlite3.OperationalError:  # jobs table not created yet
                 row = None
