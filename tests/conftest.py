@@ -112,6 +112,12 @@ with open(sys.argv[2], "wb") as fh:
 _world_encoder_job: tuple[subprocess.Popen, Path] | None = None
 
 
+def _stop_child(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def _start_world_encoder() -> tuple[subprocess.Popen, Path]:
     global _world_encoder_job
     if _world_encoder_job is None:
@@ -120,7 +126,7 @@ def _start_world_encoder() -> tuple[subprocess.Popen, Path]:
         with open(root / "log.txt", "w") as log:
             proc = subprocess.Popen([sys.executable, "-c", _WORLD_ENCODER, str(root / "model"),
                                      str(root / "report.pickle")], stdout=log, stderr=subprocess.STDOUT)
-        atexit.register(lambda: proc.poll() is None and proc.kill())
+        atexit.register(_stop_child, proc)  # registered last, so it runs before the rmtree
         _world_encoder_job = (proc, root)
     return _world_encoder_job
 
@@ -137,8 +143,14 @@ def world_encoder():
     by the machine): text queries work. Trained in the background from the session's start
     (pytest_collection_finish)."""
     proc, root = _start_world_encoder()  # started already, unless requested dynamically
-    if proc.wait(timeout=1800) != 0:
-        pytest.fail(f"training the world encoder failed:\n{(root / 'log.txt').read_text()[-3000:]}")
+    try:
+        code = proc.wait(timeout=1800)
+    except subprocess.TimeoutExpired:
+        _stop_child(proc)
+        code = None
+    if code != 0:
+        pytest.fail(f"training the world encoder failed (exit {code}):\n"
+                    f"{(root / 'log.txt').read_text()[-3000:]}")
     with open(root / "report.pickle", "rb") as fh:
         return pickle.load(fh)
 

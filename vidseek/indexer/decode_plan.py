@@ -128,12 +128,12 @@ class DecodePlan:
 
     def feed(self, packet: av.Packet) -> Todo:
         """The packets to decode now (``packet``, after earlier ones kept), each with its skip_frame."""
+        if packet.size and (packet.pts is None or self.time_base is None):
+            self.mode = _Mode.ALL  # nothing to reason from
+        if self.mode is _Mode.ALL:  # what is kept is sent too (even at the end: after stop())
+            return self._send_kept() + [(packet, "DEFAULT")]
         if not packet.size:  # the flush packet at the end of the stream
             return self.finish() + [(packet, "DEFAULT")]
-        if packet.pts is None or self.time_base is None:
-            self.mode = _Mode.ALL  # nothing to reason from
-        if self.mode is _Mode.ALL:
-            return self._send_kept() + [(packet, "DEFAULT")]
         assert packet.pts is not None and self.time_base is not None
         p = packet.pts * self.time_base - self.start
         out: Todo = []

@@ -21,6 +21,7 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -42,7 +43,7 @@ __all__ = ["NewPart", "SampledFrame", "ReaderStatus", "StreamEnded", "StreamRead
 logger = logging.getLogger(__name__)
 
 _HLS = re.compile(r"\.m3u8?($|\?)", re.IGNORECASE)
-_MAX_PREROLL_PACKETS = 2000  # a source whose frames never come out is not buffered for ever
+_MAX_PREROLL_PACKETS = 2000  # a source whose frames do not come out is not buffered for ever
 
 
 # -- the reader thread's messages --------------------------------------------------------
@@ -199,10 +200,12 @@ class StreamReader(threading.Thread):
         part_offset = 0.0
         recorder: _Recorder | None = None
         plan: DecodePlan | None = None  # made at the first frame, which fixes the timeline
-        # packets since the last keyframe while no frame came out yet (the decoder's delay):
+        # packets from the first keyframe while no frame came out yet (the decoder's delay):
         # the recording, which starts at the first frame, begins with them
-        preroll: list[av.Packet] = []
+        preroll: deque[av.Packet] = deque(maxlen=_MAX_PREROLL_PACKETS)
+        keyed = False  # a keyframe was seen (what came before it cannot be decoded)
         last_t = -math.inf
+        skipped_before = self.gops_skipped  # GOPs not decoded by earlier connections
         try:
             for packet in container.demux(stream):
                 if self.stop_event.is_set():
@@ -217,10 +220,12 @@ class StreamReader(threading.Thread):
                     part_offset = offset + float(packet.pts * packet.time_base - first_pts)
                     recorder = self._new_part(container, stream, part_offset, 0.0, rate)
                 if first_pts is None and data:
-                    if packet.is_keyframe:
-                        preroll = []
-                    if len(preroll) < _MAX_PREROLL_PACKETS:
-                        preroll.append(packet)
+                    if packet.is_keyframe and not keyed:
+                        preroll.clear()
+                        keyed = True
+                    preroll.append(packet)
+                elif data and recorder is not None:
+                    recorder.write(packet)  # a copy: before decoding, so a decode error loses nothing
                 todo: Todo = plan.feed(packet) if plan is not None else [(packet, "DEFAULT")]
                 for pending, skip in todo:
                     codec.skip_frame = skip
@@ -238,7 +243,7 @@ class StreamReader(threading.Thread):
                             part_offset = offset
                             recorder = self._new_part(container, stream, offset, gap, rate)
                             self.connected_once = True
-                            if frame.pts is not None:
+                            if frame.pts is not None and frame.time_base is not None:
                                 plan = DecodePlan(fps, first_pts - Fraction(offset), stream.time_base,
                                                   self.config.skip_nonref, decoder_reset_test(codec),
                                                   decoding=True)
@@ -260,13 +265,12 @@ class StreamReader(threading.Thread):
                 if plan is not None:
                     # frames not decoded aired all the same
                     self.aired = max(self.aired, plan.skipped_end + 1.0 / rate)
-                    self.gops_skipped = plan.gops_dropped
-                if first_pts is None:
-                    continue
-                recorded, preroll = preroll or ([packet] if data else []), []
-                if recorder is not None:
-                    for done in recorded:
-                        recorder.write(done)
+                    self.gops_skipped = skipped_before + plan.gops_dropped
+                if preroll and first_pts is not None:  # the first frame came out
+                    if recorder is not None:
+                        for early in preroll:
+                            recorder.write(early)
+                    preroll.clear()
         except av.error.FFmpegError as exc:
             return False, _problem(exc, self.url, self.redacted), next_interval
         finally:
