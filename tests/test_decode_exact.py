@@ -217,7 +217,23 @@ def test_ingest_without_deblocking_from_the_cli(media, trained_encoder_dir, tmp_
     np.testing.assert_array_equal(fast_times, times)
     cosine = np.sum(exact * fast, axis=1) / np.linalg.norm(exact, axis=1) / np.linalg.norm(fast, axis=1)
     assert not np.array_equal(exact, fast) and cosine.min() > 0.99
-    # a live stream is always decoded exactly: the flag is refused there, not ignored
-    result = CliRunner().invoke(app, ["ingest", "rtsp://127.0.0.1:9/live", "--archive",
-                                      str(tmp_path / "s"), "--no-deblock"])
-    assert result.exit_code == 1 and "--no-deblock applies to files" in result.output
+
+
+def test_stream_ingest_options_reach_the_stream(tmp_path, trained_encoder_dir, monkeypatch):
+    """`vidseek ingest URL`: --no-deblock and --batch-size are the settings the stream is
+    ingested with (the reader decodes with the first, the encoder batches with the second)."""
+    from typer.testing import CliRunner
+
+    import vidseek.cli.stream
+    from vidseek.cli import app
+
+    seen = {}
+    monkeypatch.setattr(vidseek.cli.stream, "ingest_stream",
+                        lambda url, arch, options: seen.update(url=url, config=arch.config, options=options))
+    result = CliRunner().invoke(app, ["ingest", "rtsp://127.0.0.1:9/live", "--archive", str(tmp_path / "s"),
+                                      "--model", str(trained_encoder_dir), "--no-deblock",
+                                      "--batch-size", "5", "--commit-every", "4"])
+    assert result.exit_code == 0, result.output
+    assert seen["url"] == "rtsp://127.0.0.1:9/live"
+    assert seen["config"].deblock is False and seen["config"].batch_size == 5
+    assert seen["options"].commit_every == 4

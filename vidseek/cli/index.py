@@ -48,7 +48,7 @@ def ingest(
         help="How the image encoder computes: auto (the archive's own; for a new archive on a CPU bf16 if it has AVX-512 BF16 or AMX, else int8; fp32 on a GPU), fp32, bf16 (autocast; fast only on CPUs with AVX-512 BF16 or AMX), int8 (linear layers, CPU only) or onnx-int8 (ONNX Runtime with int8 weights, CPU only, the onnx extra; exported once per model); recorded in the archive, which keeps its own (another value than auto is an error).")] = "auto",
     deblock: Annotated[bool, typer.Option(
         "--deblock/--no-deblock",
-        help="--no-deblock: decode H.264/HEVC files without the deblocking filter, about 1.3-1.4x faster decoding; not exact (pixels differ slightly). Worth it where decoding is the slower stage: an encoder on a GPU, or --precision onnx-int8 on a CPU (together the fastest CPU ingest measured).")] = True,
+        help="--no-deblock: decode H.264/HEVC files and live streams without the deblocking filter, about 1.3-1.4x faster decoding; not exact (pixels differ slightly). Worth it where decoding is the slower stage: an encoder on a GPU, or --precision onnx-int8 on a CPU (together the fastest CPU ingest measured).")] = True,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.")] = True,
     device: DeviceOpt = None,
     engine: Annotated[str, typer.Option(
@@ -96,8 +96,6 @@ def ingest(
     if stream:
         if len(paths) != 1:
             raise fail("give a live stream URL alone (one stream per command)")
-        if not deblock:
-            raise fail("--no-deblock applies to files; a live stream is decoded exactly")
         if engine != "local":
             raise fail("--engine ray applies to files; a live stream is indexed here")
         try:
